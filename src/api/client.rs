@@ -1,0 +1,541 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::limiter::{RateLimiter, RateLimits};
+use super::model::{Customer, CustomerPage, ShapeError, Transaction};
+use crate::config::{ApiKey, ApiSettings, ConfigError};
+
+/// Everything a request can end in, other than success. Messages name the endpoint
+/// and the request id the service gave, so a support ticket can quote them.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "the API key was rejected (HTTP 401 on {endpoint}{rid}); check LOMI_API_KEY or api.api_key_file, \
+         and that the key matches api.base_url (live or sandbox)",
+        rid = fmt_rid(request_id)
+    )]
+    Unauthorized { endpoint: String, request_id: Option<String> },
+    #[error("{endpoint} answered HTTP {status}{rid}: {message}", rid = fmt_rid(request_id))]
+    Status {
+        endpoint: String,
+        status: u16,
+        request_id: Option<String>,
+        message: String,
+    },
+    #[error("{endpoint} sent an unusable response (HTTP {status}{rid}): {reason}", rid = fmt_rid(request_id))]
+    BadResponse {
+        endpoint: String,
+        status: u16,
+        request_id: Option<String>,
+        reason: String,
+    },
+    #[error("{endpoint} could not be reached: {reason}")]
+    Transport { endpoint: String, reason: String },
+    #[error(
+        "{endpoint} is rate limited and asks to wait {wait_secs} s, longer than api.max_retry_after allows{rid}; \
+         raise api.max_retry_after or lower api.requests_per_second",
+        rid = fmt_rid(request_id)
+    )]
+    RetryAfterTooLong {
+        endpoint: String,
+        wait_secs: u64,
+        request_id: Option<String>,
+    },
+    #[error("stopped before {endpoint} completed (shutdown requested)")]
+    Cancelled { endpoint: String },
+}
+
+fn fmt_rid(rid: &Option<String>) -> String {
+    rid.as_ref().map(|r| format!(", request id {r}")).unwrap_or_default()
+}
+
+impl ApiError {
+    /// True when no retry, now or at the next tick, can fix it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ApiError::Unauthorized { .. })
+    }
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ApiError::Cancelled { .. })
+    }
+}
+
+/// Which part of the list to walk: `status=active` lists customers with at least one
+/// transaction, `inactive` those with none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusFilter {
+    All,
+    Active,
+    Inactive,
+}
+
+impl StatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::All => "all",
+            StatusFilter::Active => "active",
+            StatusFilter::Inactive => "inactive",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        match s {
+            "all" => Some(StatusFilter::All),
+            "active" => Some(StatusFilter::Active),
+            "inactive" => Some(StatusFilter::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// Request counters of one client, read by the sync engine for its run summary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// HTTP attempts sent, retries included.
+    pub requests: AtomicU64,
+    /// Attempts that were retries.
+    pub retries: AtomicU64,
+}
+
+/// The knobs of [`ApiClient`], taken from `[api]` settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub base_url: Url,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_retry_after: Duration,
+    pub max_body_bytes: u64,
+    pub limits: RateLimits,
+}
+
+impl ClientOptions {
+    pub fn from_settings(api: &ApiSettings) -> Result<ClientOptions, ConfigError> {
+        Ok(ClientOptions {
+            base_url: api.base_url()?,
+            timeout: api.timeout.0,
+            connect_timeout: api.connect_timeout.0,
+            max_retries: api.max_retries,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: api.max_backoff.0,
+            max_retry_after: api.max_retry_after.0,
+            max_body_bytes: api.max_body_bytes,
+            limits: RateLimits {
+                requests_per_second: api.requests_per_second,
+                max_requests_per_window: api.max_requests_per_window,
+                window: api.rate_window.0,
+            },
+        })
+    }
+}
+
+/// A cheap-to-clone handle; clones share the connection pool, the rate budget and the
+/// counters, so every task of a run draws on one budget.
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    opts: ClientOptions,
+    auth: HeaderValue,
+    limiter: RateLimiter,
+    counters: Counters,
+    cancel: CancellationToken,
+}
+
+/// What one attempt produced, before deciding whether to retry.
+enum Attempt {
+    Done(Value, Option<String>),
+    NotFound,
+    Fail { err: ApiError, retry: Retry },
+}
+
+enum Retry {
+    No,
+    Backoff,
+    After(Duration),
+}
+
+impl ApiClient {
+    /// `cancel` interrupts waits (backoff, rate limit) so shutdown is prompt.
+    pub fn new(opts: ClientOptions, key: &ApiKey, cancel: CancellationToken) -> Result<ApiClient, ApiError> {
+        let mut auth = HeaderValue::from_str(key.expose()).map_err(|_| ApiError::Transport {
+            endpoint: opts.base_url.to_string(),
+            reason: "the API key contains characters that cannot go in an HTTP header; check LOMI_API_KEY".into(),
+        })?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.connect_timeout)
+            .user_agent(concat!("lomi-sync/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            // Redirects could carry the key elsewhere; the API has no reason to redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ApiError::Transport {
+                endpoint: opts.base_url.to_string(),
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(ApiClient {
+            inner: Arc::new(Inner {
+                http,
+                limiter: RateLimiter::new(opts.limits),
+                opts,
+                auth,
+                counters: Counters::default(),
+                cancel,
+            }),
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// `GET /customers?page=..&pageSize=..[&status=..]`.
+    pub async fn list_customers(&self, page: u64, page_size: u32, status: StatusFilter) -> Result<CustomerPage, ApiError> {
+        let mut url = self.url(&["customers"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("page", &page.to_string());
+            q.append_pair("pageSize", &page_size.to_string());
+            if status != StatusFilter::All {
+                q.append_pair("status", status.as_str());
+            }
+        }
+        let endpoint = describe(&url);
+        match self.get(url, &endpoint).await? {
+            Some((v, rid)) => CustomerPage::from_value(v).map_err(|e| shape_error(&endpoint, rid, e)),
+            None => Err(ApiError::Status {
+                endpoint,
+                status: 404,
+                request_id: None,
+                message: "the customer list itself was not found; check api.base_url".into(),
+            }),
+        }
+    }
+
+    /// `GET /customers/{id}`; `None` when the service says 404 (deleted or unknown).
+    pub async fn get_customer(&self, id: &str) -> Result<Option<Customer>, ApiError> {
+        let url = self.url(&["customers", id]);
+        let endpoint = describe(&url);
+        match self.get(url, &endpoint).await? {
+            Some((v, rid)) => {
+                let c = Customer::from_value(v).map_err(|e| shape_error(&endpoint, rid.clone(), e))?;
+                if c.id != id {
+                    return Err(shape_error(&endpoint, rid, ShapeError(format!("asked for customer {id}, got {}", c.id))));
+                }
+                Ok(Some(c))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `GET /customers/{id}/transactions`; `None` when the customer is gone (404).
+    pub async fn customer_transactions(&self, id: &str) -> Result<Option<Vec<Transaction>>, ApiError> {
+        let url = self.url(&["customers", id, "transactions"]);
+        let endpoint = describe(&url);
+        match self.get(url, &endpoint).await? {
+            Some((v, rid)) => Transaction::list_from_value(v).map(Some).map_err(|e| shape_error(&endpoint, rid, e)),
+            None => Ok(None),
+        }
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.opts.base_url.clone();
+        {
+            // The base URL was validated to have a host, so it can be a base.
+            let mut path = url.path_segments_mut().expect("validated base URL");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+
+    /// One GET with retries. `Ok(None)` is a 404.
+    async fn get(&self, url: Url, endpoint: &str) -> Result<Option<(Value, Option<String>)>, ApiError> {
+        let opts = &self.inner.opts;
+        let mut attempt: u32 = 0;
+        loop {
+            if !self.inner.limiter.acquire(&self.inner.cancel).await {
+                return Err(ApiError::Cancelled { endpoint: endpoint.to_string() });
+            }
+            self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+            if attempt > 0 {
+                self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let (err, retry) = match self.attempt(&url, endpoint).await {
+                Attempt::Done(v, rid) => return Ok(Some((v, rid))),
+                Attempt::NotFound => return Ok(None),
+                Attempt::Fail { err, retry } => (err, retry),
+            };
+            let wait = match retry {
+                Retry::No => return Err(err),
+                _ if attempt >= opts.max_retries => return Err(err),
+                Retry::Backoff => full_jitter(opts.initial_backoff, opts.max_backoff, attempt),
+                Retry::After(d) => {
+                    if d > opts.max_retry_after {
+                        let request_id = match &err {
+                            ApiError::Status { request_id, .. } => request_id.clone(),
+                            _ => None,
+                        };
+                        return Err(ApiError::RetryAfterTooLong {
+                            endpoint: endpoint.to_string(),
+                            wait_secs: d.as_secs(),
+                            request_id,
+                        });
+                    }
+                    // Everyone waits: the budget is per key, not per task.
+                    self.inner.limiter.pause_until(Instant::now() + d).await;
+                    d
+                }
+            };
+            tracing::warn!(error = %err, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "request failed; retrying");
+            attempt += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.inner.cancel.cancelled() => return Err(ApiError::Cancelled { endpoint: endpoint.to_string() }),
+            }
+        }
+    }
+
+    async fn attempt(&self, url: &Url, endpoint: &str) -> Attempt {
+        let transport = |reason: String| Attempt::Fail {
+            err: ApiError::Transport { endpoint: endpoint.to_string(), reason },
+            retry: Retry::Backoff,
+        };
+        let send = self
+            .inner
+            .http
+            .get(url.clone())
+            .header("X-API-KEY", self.inner.auth.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send();
+        let mut resp = tokio::select! {
+            r = send => match r {
+                Ok(r) => r,
+                Err(e) => return transport(describe_reqwest(&e)),
+            },
+            _ = self.inner.cancel.cancelled() => {
+                return Attempt::Fail { err: ApiError::Cancelled { endpoint: endpoint.to_string() }, retry: Retry::No };
+            }
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let header_rid = request_id_header(&headers);
+        let limit = self.inner.opts.max_body_bytes;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Attempt::Fail {
+                err: ApiError::BadResponse {
+                    endpoint: endpoint.to_string(),
+                    status: status.as_u16(),
+                    request_id: header_rid,
+                    reason: format!("the body is larger than api.max_body_bytes ({limit} bytes)"),
+                },
+                retry: Retry::No,
+            };
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Attempt::Fail {
+                            err: ApiError::BadResponse {
+                                endpoint: endpoint.to_string(),
+                                status: status.as_u16(),
+                                request_id: header_rid,
+                                reason: format!("the body is larger than api.max_body_bytes ({limit} bytes)"),
+                            },
+                            retry: Retry::No,
+                        };
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return transport(format!("the response was cut off: {}", describe_reqwest(&e))),
+            }
+        }
+        let parsed: Result<Value, _> = serde_json::from_slice(&body);
+        let (code, message, body_rid) = match &parsed {
+            Ok(v) => error_envelope(v),
+            Err(_) => (None, None, None),
+        };
+        let request_id = header_rid.or(body_rid);
+        if status.is_success() {
+            return match parsed {
+                Ok(v) => Attempt::Done(v, request_id),
+                Err(e) => Attempt::Fail {
+                    err: ApiError::BadResponse {
+                        endpoint: endpoint.to_string(),
+                        status: status.as_u16(),
+                        request_id,
+                        reason: format!("the body is not valid JSON ({}): {}", json_problem(&e), snippet(&body)),
+                    },
+                    // A truncated body is usually a cut connection: worth another try.
+                    retry: Retry::Backoff,
+                },
+            };
+        }
+        let message = match (code, message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c,
+            (None, Some(m)) => m,
+            (None, None) => snippet(&body),
+        };
+        match status {
+            StatusCode::NOT_FOUND => Attempt::NotFound,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail {
+                err: ApiError::Unauthorized { endpoint: endpoint.to_string(), request_id },
+                retry: Retry::No,
+            },
+            s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                let retry = match retry_after(&headers) {
+                    Some(d) => Retry::After(d),
+                    None if s == StatusCode::TOO_MANY_REQUESTS => Retry::After(Duration::from_secs(1)),
+                    None => Retry::Backoff,
+                };
+                Attempt::Fail {
+                    err: ApiError::Status { endpoint: endpoint.to_string(), status: s.as_u16(), request_id, message },
+                    retry,
+                }
+            }
+            s => Attempt::Fail {
+                err: ApiError::Status { endpoint: endpoint.to_string(), status: s.as_u16(), request_id, message },
+                retry: Retry::No,
+            },
+        }
+    }
+}
+
+/// The path and query of a URL: enough to find the request, never the key (which
+/// travels in a header).
+fn describe(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("GET {}?{q}", url.path()),
+        None => format!("GET {}", url.path()),
+    }
+}
+
+fn shape_error(endpoint: &str, request_id: Option<String>, e: ShapeError) -> ApiError {
+    ApiError::BadResponse { endpoint: endpoint.to_string(), status: 200, request_id, reason: e.0 }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out (api.timeout / api.connect_timeout)"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the body could not be read"
+    } else {
+        "request failed"
+    };
+    // The error's source chain names the cause (refused, reset, DNS...). URLs in it
+    // carry no secret: the key is a header.
+    let mut msg = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+fn json_problem(e: &serde_json::Error) -> &'static str {
+    if e.is_eof() { "truncated" } else { "malformed" }
+}
+
+/// The first bytes of a body, for an error message (HTML error pages are long).
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.trim().is_empty() { "empty body".into() } else { format!("body starts with `{}`", text.trim()) }
+}
+
+fn request_id_header(h: &HeaderMap) -> Option<String> {
+    h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `{"error": {"code", "message"}, "request_id"}`, the live service's error envelope.
+fn error_envelope(v: &Value) -> (Option<String>, Option<String>, Option<String>) {
+    let err = v.get("error");
+    let field = |o: Option<&Value>, k: &str| o.and_then(|o| o.get(k)).and_then(Value::as_str).map(str::to_string);
+    let (code, message) = match err {
+        Some(Value::String(s)) => (None, Some(s.clone())),
+        e => (field(e, "code"), field(e, "message")),
+    };
+    (code, message, field(Some(v), "request_id"))
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)].
+fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("900"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(900)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(120);
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later.to_rfc2822()).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(110) && d <= Duration::from_secs(120), "{d:?}");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 0..30 {
+            let d = full_jitter(Duration::from_millis(250), Duration::from_secs(10), attempt);
+            assert!(d <= Duration::from_secs(10));
+        }
+        let first = full_jitter(Duration::from_millis(250), Duration::from_secs(10), 0);
+        assert!(first <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn error_envelope_is_read() {
+        let v = serde_json::json!({"error": {"code": "not_found", "message": "no such customer", "details": null}, "request_id": "req_1"});
+        assert_eq!(
+            error_envelope(&v),
+            (Some("not_found".into()), Some("no such customer".into()), Some("req_1".into()))
+        );
+    }
+
+    #[test]
+    fn endpoint_description_has_no_host() {
+        let u = Url::parse("http://127.0.0.1:1/customers?page=2&pageSize=200").unwrap();
+        assert_eq!(describe(&u), "GET /customers?page=2&pageSize=200");
+    }
+}

@@ -1,0 +1,180 @@
+//! One request budget shared by every concurrent request of a run.
+//!
+//! The merchant's production systems share the service's rate limit (5,000 requests
+//! per 15 minutes per key) with the mirror, so the mirror spends only the share it is
+//! given: an average rate (`requests_per_second`) and a hard cap per sliding window
+//! (`max_requests_per_window`). A 429 pauses every task, not just the one that saw it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of a [`RateLimiter`]; zero means "no limit" for either bound.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimits {
+    pub requests_per_second: f64,
+    pub max_requests_per_window: u32,
+    pub window: Duration,
+}
+
+/// A reservation-based limiter: each caller reserves the next free slot under the lock,
+/// then sleeps until it outside the lock, so waiting callers do not hold each other up.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Earliest start of the next request under the average rate.
+    next_slot: Instant,
+    /// Start times of the requests in the current window (at most `max_requests_per_window`).
+    recent: VecDeque<Instant>,
+    /// Set by a 429: nobody starts a request before this.
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits) -> Self {
+        RateLimiter {
+            limits,
+            state: Mutex::new(State {
+                next_slot: Instant::now(),
+                recent: VecDeque::new(),
+                paused_until: None,
+            }),
+        }
+    }
+
+    /// Waits for a slot. Returns `false` if `cancel` fired first.
+    pub async fn acquire(&self, cancel: &CancellationToken) -> bool {
+        let at = self.reserve().await;
+        if at <= Instant::now() {
+            return !cancel.is_cancelled();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    async fn reserve(&self) -> Instant {
+        let mut s = self.state.lock().await;
+        let now = Instant::now();
+        let mut at = now.max(s.next_slot);
+        if let Some(p) = s.paused_until {
+            if p > now {
+                at = at.max(p);
+            } else {
+                s.paused_until = None;
+            }
+        }
+        let cap = self.limits.max_requests_per_window as usize;
+        if cap > 0 {
+            // Reservations stay in order, so the window check below sees every earlier one.
+            if let Some(&last) = s.recent.back() {
+                at = at.max(last);
+            }
+            while s.recent.front().is_some_and(|&t| t + self.limits.window <= at) {
+                s.recent.pop_front();
+            }
+            if s.recent.len() >= cap {
+                // The oldest request in the window must leave it before this one starts.
+                let oldest = s.recent[s.recent.len() - cap];
+                at = at.max(oldest + self.limits.window);
+                while s.recent.front().is_some_and(|&t| t + self.limits.window <= at) {
+                    s.recent.pop_front();
+                }
+            }
+            s.recent.push_back(at);
+        }
+        if self.limits.requests_per_second > 0.0 {
+            s.next_slot = at + Duration::from_secs_f64(1.0 / self.limits.requests_per_second);
+        }
+        at
+    }
+
+    /// Holds every request back until `until` (after a 429 with `Retry-After`).
+    pub async fn pause_until(&self, until: Instant) {
+        let mut s = self.state.lock().await;
+        if s.paused_until.is_none_or(|p| p < until) {
+            s.paused_until = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rps: f64, cap: u32, window_secs: u64) -> RateLimiter {
+        RateLimiter::new(RateLimits {
+            requests_per_second: rps,
+            max_requests_per_window: cap,
+            window: Duration::from_secs(window_secs),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn average_rate_spaces_requests() {
+        let l = limiter(4.0, 0, 900);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        for _ in 0..9 {
+            assert!(l.acquire(&cancel).await);
+        }
+        // 9 requests at 4/s: the 9th starts 2 s after the first.
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_cap_holds_back_until_the_window_slides() {
+        let l = limiter(0.0, 3, 60);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        for _ in 0..3 {
+            l.acquire(&cancel).await;
+        }
+        assert_eq!(Instant::now(), start);
+        l.acquire(&cancel).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_stops_everyone() {
+        let l = limiter(0.0, 0, 60);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        l.pause_until(start + Duration::from_secs(900)).await;
+        l.acquire(&cancel).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(900));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_interrupts_a_wait() {
+        let l = limiter(0.0, 0, 60);
+        let cancel = CancellationToken::new();
+        l.pause_until(Instant::now() + Duration::from_secs(900)).await;
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c2.cancel();
+        });
+        assert!(!l.acquire(&cancel).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits() {
+        let l = limiter(0.0, 0, 60);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        for _ in 0..1000 {
+            l.acquire(&cancel).await;
+        }
+        assert_eq!(Instant::now(), start);
+    }
+}

@@ -1,0 +1,9 @@
+//! The lomi. Customers API client: paging, retries, the shared rate budget, and checking
+//! every response before anyone uses it. It never touches the database.
+
+mod client;
+pub mod limiter;
+pub mod model;
+
+pub use client::{ApiClient, ApiError, ClientOptions, Counters, StatusFilter};
+pub use model::{Customer, CustomerPage, Transaction};

@@ -1,0 +1,553 @@
+//! Typed settings: built-in defaults, then a TOML file, then `LOMI_SYNC__SECTION__KEY`
+//! environment variables, validated once at start-up so that a bad value is reported
+//! before any database is created or any request is sent.
+//!
+//! The API key is deliberately not a setting: it comes from `LOMI_API_KEY` or from the
+//! file named by `api.api_key_file`, never from the command line (where `ps` would show
+//! it) nor from the config file (which tends to end up in version control).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+/// Environment variable holding the API key.
+pub const API_KEY_ENV: &str = "LOMI_API_KEY";
+/// Prefix of the environment variables that override settings (`LOMI_SYNC__API__PAGE_SIZE`).
+pub const ENV_PREFIX: &str = "LOMI_SYNC";
+/// Config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/lomi-sync.toml";
+
+/// Everything that can go wrong before a run starts; each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist; pass an existing file to --config")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration: {key} {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error(
+        "no API key: set the LOMI_API_KEY environment variable or api.api_key_file \
+         (a file holding only the key)"
+    )]
+    MissingApiKey,
+    #[error("cannot read the API key file {path}: {source}; check api.api_key_file and its permissions")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the API key file {path} is empty; write the key into it")]
+    EmptyKeyFile { path: PathBuf },
+}
+
+/// The API key. It only leaves this type through [`ApiKey::expose`], which the HTTP
+/// client calls to build a header; `Debug` and `Display` never print it, so it cannot
+/// leak into logs, error chains or panics by accident.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself, for the request header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The environment the key belongs to, from its documented prefix.
+    pub fn environment(&self) -> Option<&'static str> {
+        if self.0.starts_with("lomi_sk_live_") {
+            Some("live")
+        } else if self.0.starts_with("lomi_sk_test_") {
+            Some("test")
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A duration written as `30s`, `15m`, `24h` or `1h 30m` in config files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"24h\"")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl From<Duration> for HumanDuration {
+    fn from(d: Duration) -> Self {
+        HumanDuration(d)
+    }
+}
+
+/// All settings. Every field has a default, so an empty file is a valid configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub api: ApiSettings,
+    pub store: StoreSettings,
+    pub sync: SyncSettings,
+    pub schedule: ScheduleSettings,
+    pub log: LogSettings,
+}
+
+/// How to reach the lomi. API and how hard to push it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// `https://api.lomi.africa` (live) or `https://sandbox.api.lomi.africa` (test).
+    pub base_url: String,
+    /// A file that holds the API key (e.g. a systemd credential); else `LOMI_API_KEY`.
+    pub api_key_file: Option<PathBuf>,
+    /// Customers per list page.
+    pub page_size: u32,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Whole-request timeout (connect, send, receive the body).
+    pub timeout: HumanDuration,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: HumanDuration,
+    /// Retries of one request after the first attempt, before the run fails.
+    pub max_retries: u32,
+    /// Upper bound of the exponential backoff between retries.
+    pub max_backoff: HumanDuration,
+    /// The longest `Retry-After` the client agrees to wait; longer fails the run.
+    pub max_retry_after: HumanDuration,
+    /// Average request rate; 0 means unlimited.
+    pub requests_per_second: f64,
+    /// Requests allowed per `rate_window` (sliding); 0 means unlimited.
+    pub max_requests_per_window: u32,
+    /// The window of `max_requests_per_window` (the live service uses 15 minutes).
+    pub rate_window: HumanDuration,
+    /// Responses larger than this are refused, so a broken proxy cannot exhaust memory.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            base_url: "https://api.lomi.africa".into(),
+            api_key_file: None,
+            page_size: 200,
+            concurrency: 8,
+            timeout: Duration::from_secs(30).into(),
+            connect_timeout: Duration::from_secs(10).into(),
+            max_retries: 8,
+            max_backoff: Duration::from_secs(60).into(),
+            max_retry_after: Duration::from_secs(1800).into(),
+            requests_per_second: 4.0,
+            max_requests_per_window: 3000,
+            rate_window: Duration::from_secs(900).into(),
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where the mirror lives.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// The SQLite file. Its directory must exist and be writable.
+    pub path: PathBuf,
+    /// How long a writer waits for a reader's lock before giving up.
+    pub busy_timeout: HumanDuration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            path: PathBuf::from("lomi-sync.db"),
+            busy_timeout: Duration::from_secs(10).into(),
+        }
+    }
+}
+
+/// What an incremental run refreshes: the request economy knobs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Staleness bound: every customer's transactions are re-read at least this often.
+    pub full_every: HumanDuration,
+    /// Customers with a payment this recent are re-read on every run.
+    pub hot_window: HumanDuration,
+    /// Customers with a pending payment this recent are re-read on every run.
+    pub pending_window: HumanDuration,
+    /// Walk the list twice, `status=active` then `status=inactive`, so that customers
+    /// with no transaction at all cost no transactions request.
+    pub use_status_filter: bool,
+    /// Fetch `GET /customers/{id}` for new or changed customers whose list item has
+    /// `metadata: null` (the live list hides metadata).
+    pub fetch_details: bool,
+    /// Requests one incremental run may spend on transaction refreshes; 0 = no cap.
+    pub max_requests_per_run: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            full_every: Duration::from_secs(24 * 3600).into(),
+            hot_window: Duration::from_secs(2 * 24 * 3600).into(),
+            pending_window: Duration::from_secs(7 * 24 * 3600).into(),
+            use_status_filter: true,
+            fetch_details: true,
+            max_requests_per_run: 0,
+        }
+    }
+}
+
+/// The daemon's timetable.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week`.
+    pub cron: String,
+    /// Run once at start instead of waiting for the first tick.
+    pub run_on_start: bool,
+    /// Force a full reconciliation walk (every customer's transactions) this often.
+    pub full_every: Option<HumanDuration>,
+    /// How long SIGTERM waits for the page in flight before giving up.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            cron: "0 */15 * * * *".into(),
+            run_on_start: true,
+            full_every: None,
+            shutdown_timeout: Duration::from_secs(30).into(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter (`info`, `lomi_sync=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for journald and log shippers.
+    Json,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `config/lomi-sync.toml` if present), then the
+    /// environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// [`Settings::load`] with an explicit environment, so tests need not mutate the
+    /// process environment.
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile { path: path.to_owned() });
+                }
+                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::with_name(DEFAULT_CONFIG_PATH)
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: ranges, URL schemes, the cron expression.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.api.base_url()?;
+        let positive = |key: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid { key, problem: "must be greater than zero".into() })
+            } else {
+                Ok(())
+            }
+        };
+        positive("api.page_size", self.api.page_size.into())?;
+        if self.api.page_size > 1000 {
+            return Err(ConfigError::Invalid {
+                key: "api.page_size",
+                problem: format!("is {}; use at most 1000 (the service serves 200)", self.api.page_size),
+            });
+        }
+        positive("api.concurrency", self.api.concurrency.into())?;
+        if self.api.concurrency > 256 {
+            return Err(ConfigError::Invalid {
+                key: "api.concurrency",
+                problem: format!("is {}; use at most 256", self.api.concurrency),
+            });
+        }
+        positive("api.timeout", self.api.timeout.0.as_millis() as u64)?;
+        positive("api.connect_timeout", self.api.connect_timeout.0.as_millis() as u64)?;
+        positive("api.max_body_bytes", self.api.max_body_bytes)?;
+        positive("api.rate_window", self.api.rate_window.0.as_millis() as u64)?;
+        if !self.api.requests_per_second.is_finite() || self.api.requests_per_second < 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "api.requests_per_second",
+                problem: "must be zero (unlimited) or a positive number".into(),
+            });
+        }
+        positive("sync.full_every", self.sync.full_every.0.as_secs())?;
+        positive("schedule.shutdown_timeout", self.schedule.shutdown_timeout.0.as_millis() as u64)?;
+        if self.store.path.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid { key: "store.path", problem: "is empty".into() });
+        }
+        self.schedule.parsed_cron()?;
+        Ok(())
+    }
+
+    /// The API key from `api.api_key_file`, else from `LOMI_API_KEY`.
+    pub fn api_key(&self) -> Result<ApiKey, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        self.api_key_from(&env)
+    }
+
+    /// [`Settings::api_key`] with an explicit environment.
+    pub fn api_key_from(&self, env: &[(String, String)]) -> Result<ApiKey, ConfigError> {
+        if let Some(path) = &self.api.api_key_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::KeyFile { path: path.clone(), source })?;
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(ConfigError::EmptyKeyFile { path: path.clone() });
+            }
+            return Ok(ApiKey::new(key));
+        }
+        env.iter()
+            .find(|(k, _)| k == API_KEY_ENV)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(ApiKey::new)
+            .ok_or(ConfigError::MissingApiKey)
+    }
+}
+
+impl ApiSettings {
+    /// The validated base URL. Plain `http://` is accepted only for loopback hosts,
+    /// so the key never crosses a network in clear text.
+    pub fn base_url(&self) -> Result<Url, ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid { key: "api.base_url", problem };
+        let url = Url::parse(&self.base_url)
+            .map_err(|e| invalid(format!("`{}` is not a URL ({e})", self.base_url)))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(invalid(format!(
+                    "`{}` uses plain http to a non-loopback host; use https (the API key would travel in clear text)",
+                    self.base_url
+                )));
+            }
+            other => return Err(invalid(format!("`{}` has scheme `{other}`; use https", self.base_url))),
+        }
+        if url.host().is_none() {
+            return Err(invalid(format!("`{}` has no host", self.base_url)));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(format!("`{}` must not carry a query or fragment", self.base_url)));
+        }
+        Ok(url)
+    }
+
+    /// The environment a base URL serves, when it is one of lomi.'s own.
+    pub fn environment(&self) -> Option<&'static str> {
+        let url = Url::parse(&self.base_url).ok()?;
+        match url.host_str()? {
+            "api.lomi.africa" => Some("live"),
+            "sandbox.api.lomi.africa" => Some("test"),
+            _ => None,
+        }
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+impl ScheduleSettings {
+    /// The parsed cron schedule; the error names the expression and the problem.
+    pub fn parsed_cron(&self) -> Result<cron::Schedule, ConfigError> {
+        cron::Schedule::from_str(&self.cron).map_err(|e| ConfigError::Invalid {
+            key: "schedule.cron",
+            problem: format!(
+                "`{}` is not a valid cron expression ({e}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
+                self.cron
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(Some(&path), &env)
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let s = load_toml("", &[]).unwrap();
+        assert_eq!(s.api.base_url, "https://api.lomi.africa");
+        assert_eq!(s.api.page_size, 200);
+        assert_eq!(s.schedule.cron, "0 */15 * * * *");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let s = load_toml("[api]\npage_size = 50\n", &[("LOMI_SYNC__API__PAGE_SIZE", "75")]).unwrap();
+        assert_eq!(s.api.page_size, 75);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = load_toml("[api]\npage_sise = 50\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("page_sise"), "{err}");
+        let err = load_toml("", &[("LOMI_SYNC__API__COLOUR", "red")]).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn api_key_is_not_a_setting() {
+        let err = load_toml("[api]\napi_key = \"lomi_sk_live_x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("api_key"), "{err}");
+        assert!(!err.contains("lomi_sk_live_x"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        assert!(load_toml("[api]\nbase_url = \"http://127.0.0.1:8787\"\n", &[]).is_ok());
+        assert!(load_toml("[api]\nbase_url = \"http://localhost:8787\"\n", &[]).is_ok());
+        assert!(load_toml("[api]\nbase_url = \"http://[::1]:8787\"\n", &[]).is_ok());
+        let err = load_toml("[api]\nbase_url = \"http://api.lomi.africa\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plain http"), "{err}");
+        let err = load_toml("[api]\nbase_url = \"not a url\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("not a URL"), "{err}");
+    }
+
+    #[test]
+    fn zero_sizes_are_refused() {
+        let err = load_toml("[api]\npage_size = 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("api.page_size must be greater than zero"), "{err}");
+        let err = load_toml("[api]\nconcurrency = -1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("concurrency"), "{err}");
+    }
+
+    #[test]
+    fn bad_cron_names_the_expression() {
+        let err = load_toml("[schedule]\ncron = \"every 5 minutes\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("every 5 minutes") && err.contains("schedule.cron"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let s = load_toml("[sync]\nfull_every = \"12h\"\n", &[]).unwrap();
+        assert_eq!(s.sync.full_every.0, Duration::from_secs(12 * 3600));
+        let err = load_toml("[sync]\nfull_every = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn api_key_comes_from_file_or_env_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyfile = dir.path().join("key");
+        std::fs::write(&keyfile, "lomi_sk_test_secret\n").unwrap();
+        let mut s = Settings::default();
+        s.api.api_key_file = Some(keyfile);
+        let key = s.api_key_from(&[]).unwrap();
+        assert_eq!(key.expose(), "lomi_sk_test_secret");
+        assert_eq!(key.environment(), Some("test"));
+        assert!(!format!("{key:?} {key}").contains("secret"));
+
+        let s = Settings::default();
+        assert!(matches!(s.api_key_from(&[]), Err(ConfigError::MissingApiKey)));
+        let env = vec![(API_KEY_ENV.to_string(), "k".to_string())];
+        assert_eq!(s.api_key_from(&env).unwrap().expose(), "k");
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), &[]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"));
+    }
+}

@@ -1,0 +1,10 @@
+//! lomi-sync keeps a local SQLite mirror of a lomi. merchant's customers and each
+//! customer's transactions. See `ARCHITECTURE.md` for the map of the modules.
+//!
+//! Data flows one way: [`api`] fetches and checks, [`sync`] decides what changed,
+//! [`store`] writes. The store never does HTTP and the API client never touches SQLite.
+
+pub mod api;
+pub mod config;
+pub mod money;
+pub mod store;

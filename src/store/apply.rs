@@ -1,0 +1,401 @@
+//! Writing a batch: compare what the API said with what the mirror holds, write only
+//! the differences, and record each one in `changes`. A run over an unchanged source
+//! therefore writes no customer, transaction or change row.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction as SqlTx, params};
+use serde_json::{Map, Value, json};
+
+use super::{Store, StoreError, Walk, now};
+use crate::api::model::{Customer, RawObject, Transaction};
+
+/// A customer as the API showed it.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub customer: Customer,
+    /// From a list page: the live service shows `metadata: null` and omits
+    /// `environment` there, so a null or a missing key does not overwrite what the
+    /// mirror knows from `GET /customers/{id}`.
+    pub partial: bool,
+}
+
+/// Everything one step of a walk writes, committed together.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub run_id: i64,
+    pub customers: Vec<Observed>,
+    /// Complete transaction lists, one per customer re-read.
+    pub transactions: Vec<(String, Vec<Transaction>)>,
+    /// Customers the API confirmed gone (404).
+    pub gone: Vec<String>,
+    /// Customers the walk has now seen, with the list segment they were seen in.
+    pub seen: Vec<(String, &'static str)>,
+    /// The walk's progress after this batch.
+    pub checkpoint: Option<Walk>,
+    /// List pages this batch represents (for the run's counters).
+    pub pages: u32,
+    /// The first walk into an empty mirror records no `created` change rows: the
+    /// initial load is not a change, and skipping them halves a backfill's writes.
+    pub initial_load: bool,
+}
+
+/// Row counts of a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub pages: u64,
+    pub customers_inserted: u64,
+    pub customers_updated: u64,
+    pub customers_deleted: u64,
+    pub customers_restored: u64,
+    pub transactions_inserted: u64,
+    pub transactions_updated: u64,
+    pub transactions_deleted: u64,
+    pub transactions_restored: u64,
+}
+
+impl Applied {
+    pub fn add(&mut self, o: &Applied) {
+        self.pages += o.pages;
+        self.customers_inserted += o.customers_inserted;
+        self.customers_updated += o.customers_updated;
+        self.customers_deleted += o.customers_deleted;
+        self.customers_restored += o.customers_restored;
+        self.transactions_inserted += o.transactions_inserted;
+        self.transactions_updated += o.transactions_updated;
+        self.transactions_deleted += o.transactions_deleted;
+        self.transactions_restored += o.transactions_restored;
+    }
+    /// Data rows written (customers and transactions).
+    pub fn rows_written(&self) -> u64 {
+        self.customers_inserted
+            + self.customers_updated
+            + self.customers_deleted
+            + self.customers_restored
+            + self.transactions_inserted
+            + self.transactions_updated
+            + self.transactions_deleted
+            + self.transactions_restored
+    }
+}
+
+enum Change {
+    Created,
+    Updated(String),
+    Restored(Option<String>),
+    Deleted,
+}
+
+impl Store {
+    /// Applies one batch in one SQLite transaction.
+    pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
+        let at = now();
+        let tx = self.conn.transaction()?;
+        let mut n = Applied { pages: b.pages as u64, ..Applied::default() };
+        for o in &b.customers {
+            apply_customer(&tx, b, &at, o, &mut n)?;
+        }
+        for (customer_id, list) in &b.transactions {
+            apply_transactions(&tx, b, &at, customer_id, list, &mut n)?;
+        }
+        for id in &b.gone {
+            let changed = tx
+                .prepare_cached("UPDATE customers SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
+                .execute(params![id, at])?;
+            if changed > 0 {
+                n.customers_deleted += 1;
+                record(&tx, b, &at, "customer", id, id, Change::Deleted)?;
+            }
+        }
+        {
+            let mut seen = tx.prepare_cached("INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)")?;
+            for (id, segment) in &b.seen {
+                seen.execute(params![id, segment])?;
+            }
+        }
+        if let Some(w) = &b.checkpoint {
+            tx.prepare_cached(
+                "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4 WHERE id = 1",
+            )?
+            .execute(params![w.phase.as_str(), w.segment, w.next_page as i64, w.last_total.map(|t| t as i64)])?;
+        }
+        tx.prepare_cached(
+            "UPDATE sync_runs SET pages = pages + ?2,
+                customers_inserted = customers_inserted + ?3, customers_updated = customers_updated + ?4,
+                customers_deleted = customers_deleted + ?5, customers_restored = customers_restored + ?6,
+                transactions_inserted = transactions_inserted + ?7, transactions_updated = transactions_updated + ?8,
+                transactions_deleted = transactions_deleted + ?9, transactions_restored = transactions_restored + ?10
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            b.run_id,
+            n.pages as i64,
+            n.customers_inserted as i64,
+            n.customers_updated as i64,
+            n.customers_deleted as i64,
+            n.customers_restored as i64,
+            n.transactions_inserted as i64,
+            n.transactions_updated as i64,
+            n.transactions_deleted as i64,
+            n.transactions_restored as i64
+        ])?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+fn apply_customer(tx: &SqlTx, b: &Batch, at: &str, o: &Observed, n: &mut Applied) -> Result<(), StoreError> {
+    let id = &o.customer.id;
+    let stored: Option<(String, Option<String>)> = tx
+        .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let incoming_text = serde_json::to_string(&o.customer.raw).expect("a JSON map serialises");
+    let (change, row, raw_text) = match stored {
+        None => (Change::Created, o.customer.clone(), incoming_text),
+        Some((old_text, deleted_at)) => {
+            if deleted_at.is_none() && old_text == incoming_text {
+                return Ok(());
+            }
+            let old: RawObject = serde_json::from_str(&old_text).unwrap_or_default();
+            let merged = if o.partial { merge_partial(&old, &o.customer.raw) } else { o.customer.raw.clone() };
+            let fields = diff(&old, &merged);
+            let row = if o.partial {
+                Customer::from_value(Value::Object(merged.clone())).unwrap_or_else(|_| o.customer.clone())
+            } else {
+                o.customer.clone()
+            };
+            let text = serde_json::to_string(&merged).expect("a JSON map serialises");
+            match (deleted_at, fields) {
+                (Some(_), fields) => (Change::Restored(fields), row, text),
+                (None, Some(fields)) => (Change::Updated(fields), row, text),
+                (None, None) => return Ok(()),
+            }
+        }
+    };
+    let c = &row;
+    tx.prepare_cached(
+        "INSERT INTO customers (id, organization_id, name, email, phone_number, whatsapp_number, country, city,
+             address, postal_code, is_business, metadata, environment, created_at, updated_at,
+             first_seen_at, synced_at, deleted_at, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, NULL, ?17)
+         ON CONFLICT (id) DO UPDATE SET organization_id = excluded.organization_id, name = excluded.name,
+             email = excluded.email, phone_number = excluded.phone_number, whatsapp_number = excluded.whatsapp_number,
+             country = excluded.country, city = excluded.city, address = excluded.address,
+             postal_code = excluded.postal_code, is_business = excluded.is_business, metadata = excluded.metadata,
+             environment = excluded.environment, created_at = excluded.created_at, updated_at = excluded.updated_at,
+             synced_at = excluded.synced_at, deleted_at = NULL, raw = excluded.raw",
+    )?
+    .execute(params![
+        id,
+        c.organization_id,
+        c.name,
+        c.email,
+        c.phone_number,
+        c.whatsapp_number,
+        c.country,
+        c.city,
+        c.address,
+        c.postal_code,
+        c.is_business,
+        c.metadata.as_ref().map(Value::to_string),
+        c.environment,
+        c.created_at,
+        c.updated_at,
+        at,
+        raw_text
+    ])?;
+    match &change {
+        Change::Created => n.customers_inserted += 1,
+        Change::Updated(_) => n.customers_updated += 1,
+        Change::Restored(_) => n.customers_restored += 1,
+        Change::Deleted => n.customers_deleted += 1,
+    }
+    record(tx, b, at, "customer", id, id, change)
+}
+
+fn apply_transactions(
+    tx: &SqlTx,
+    b: &Batch,
+    at: &str,
+    customer_id: &str,
+    list: &[Transaction],
+    n: &mut Applied,
+) -> Result<(), StoreError> {
+    let mut stored: HashMap<String, (String, bool)> = HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_id = ?1",
+        )?;
+        let rows = stmt.query_map(params![customer_id], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+        for row in rows {
+            let (id, v) = row?;
+            stored.insert(id, v);
+        }
+    }
+    for t in list {
+        let text = serde_json::to_string(&t.raw).expect("a JSON map serialises");
+        let change = match stored.remove(&t.transaction_id) {
+            None => {
+                // It may exist under another customer (moved): the upsert below adopts it.
+                Change::Created
+            }
+            Some((old_text, deleted)) => {
+                if !deleted && old_text == text {
+                    continue;
+                }
+                let old: RawObject = serde_json::from_str(&old_text).unwrap_or_default();
+                match (deleted, diff(&old, &t.raw)) {
+                    (true, fields) => Change::Restored(fields),
+                    (false, Some(fields)) => Change::Updated(fields),
+                    (false, None) => continue,
+                }
+            }
+        };
+        tx.prepare_cached(
+            "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
+                 currency_code, status, payment_method_code, provider_code, metadata, created_at,
+                 first_seen_at, synced_at, deleted_at, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13)
+             ON CONFLICT (transaction_id) DO UPDATE SET customer_id = excluded.customer_id,
+                 description = excluded.description, gross_amount = excluded.gross_amount,
+                 amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
+                 status = excluded.status, payment_method_code = excluded.payment_method_code,
+                 provider_code = excluded.provider_code, metadata = excluded.metadata,
+                 created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
+                 raw = excluded.raw",
+        )?
+        .execute(params![
+            t.transaction_id,
+            customer_id,
+            t.description,
+            t.gross_amount,
+            t.amount_minor,
+            t.currency_code,
+            t.status,
+            t.payment_method_code,
+            t.provider_code,
+            t.metadata.as_ref().map(Value::to_string),
+            t.created_at,
+            at,
+            text
+        ])?;
+        match &change {
+            Change::Created => n.transactions_inserted += 1,
+            Change::Updated(_) => n.transactions_updated += 1,
+            Change::Restored(_) => n.transactions_restored += 1,
+            Change::Deleted => n.transactions_deleted += 1,
+        }
+        record(tx, b, at, "transaction", &t.transaction_id, customer_id, change)?;
+    }
+    // What the list no longer holds was deleted at the source.
+    let mut vanished: Vec<String> = stored.into_iter().filter(|(_, (_, deleted))| !deleted).map(|(id, _)| id).collect();
+    vanished.sort();
+    for id in vanished {
+        tx.prepare_cached("UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1")?
+            .execute(params![id, at])?;
+        n.transactions_deleted += 1;
+        record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO customer_sync (customer_id, tx_checked_at) VALUES (?1, ?2)
+         ON CONFLICT (customer_id) DO UPDATE SET tx_checked_at = excluded.tx_checked_at",
+    )?
+    .execute(params![customer_id, at])?;
+    Ok(())
+}
+
+fn record(
+    tx: &SqlTx,
+    b: &Batch,
+    at: &str,
+    entity: &str,
+    entity_id: &str,
+    customer_id: &str,
+    change: Change,
+) -> Result<(), StoreError> {
+    let (kind, fields) = match change {
+        Change::Created if b.initial_load => return Ok(()),
+        Change::Created => ("created", None),
+        Change::Updated(f) => ("updated", Some(f)),
+        Change::Restored(f) => ("restored", f),
+        Change::Deleted => ("deleted", None),
+    };
+    tx.prepare_cached(
+        "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![b.run_id, at, entity, entity_id, customer_id, kind, fields])?;
+    Ok(())
+}
+
+/// A list item over what the mirror knows: keys the item omits, and a `metadata: null`
+/// the live list shows for every customer, keep their known values.
+fn merge_partial(stored: &RawObject, incoming: &RawObject) -> RawObject {
+    let mut merged = incoming.clone();
+    for (k, v) in stored {
+        match merged.get(k) {
+            None => {
+                merged.insert(k.clone(), v.clone());
+            }
+            Some(Value::Null) if k == "metadata" && !v.is_null() => {
+                merged.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+    merged
+}
+
+/// `{"field": {"old": .., "new": ..}}` for every field that differs, or `None`.
+/// Key order does not matter: the same fields in another order are no change.
+fn diff(old: &RawObject, new: &RawObject) -> Option<String> {
+    let mut d = Map::new();
+    for (k, nv) in new {
+        let ov = old.get(k).unwrap_or(&Value::Null);
+        if ov != nv {
+            d.insert(k.clone(), json!({"old": ov, "new": nv}));
+        }
+    }
+    for (k, ov) in old {
+        if !new.contains_key(k) {
+            d.insert(k.clone(), json!({"old": ov, "new": null}));
+        }
+    }
+    if d.is_empty() { None } else { Some(Value::Object(d).to_string()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> RawObject {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn partial_list_items_keep_known_metadata_and_hidden_fields() {
+        let stored = obj(json!({"customer_id": "c", "name": "A", "metadata": {"vip": true}, "environment": "live"}));
+        let incoming = obj(json!({"customer_id": "c", "name": "A", "metadata": null}));
+        let merged = merge_partial(&stored, &incoming);
+        assert_eq!(diff(&stored, &merged), None);
+        let renamed = obj(json!({"customer_id": "c", "name": "B", "metadata": null}));
+        let merged = merge_partial(&stored, &renamed);
+        assert_eq!(merged["metadata"], json!({"vip": true}));
+        let d: Value = serde_json::from_str(&diff(&stored, &merged).unwrap()).unwrap();
+        assert_eq!(d, json!({"name": {"old": "A", "new": "B"}}));
+    }
+
+    #[test]
+    fn diff_ignores_key_order_and_sees_removed_keys() {
+        let a = obj(json!({"x": 1, "y": 2}));
+        let b = obj(json!({"y": 2, "x": 1}));
+        assert_eq!(diff(&a, &b), None);
+        let c = obj(json!({"x": 1}));
+        let d: Value = serde_json::from_str(&diff(&a, &c).unwrap()).unwrap();
+        assert_eq!(d, json!({"y": {"old": 2, "new": null}}));
+    }
+}

@@ -1,0 +1,466 @@
+//! The SQLite mirror: schema, migrations, the writer lock, and the one place rows are
+//! written. It never does HTTP: the sync engine hands it checked API objects in
+//! batches, and each batch (a page of customers, their transactions and the walk's
+//! checkpoint) commits in one SQLite transaction, so a crash never leaves half a page.
+
+mod apply;
+pub mod lock;
+mod status;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+pub use apply::{Applied, Batch, Observed};
+pub use lock::WriterLock;
+pub use status::{RunRow, StatusReport, Totals};
+
+use crate::api::model::format_timestamp;
+
+/// Errors of the store; messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the mirror {path}: {source}; check store.path and that its directory exists and is writable")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("the mirror {path} does not exist yet; run `lomi-sync backfill` (or `lomi-sync demo`) first")]
+    Missing { path: PathBuf },
+    #[error("the directory of store.path ({path}) does not exist; create it or fix store.path")]
+    NoDirectory { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the mirror {path} is being written by {holder}; wait for that run to end or pass --wait")]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot bring the mirror's schema up to date: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Which kind of walk a run makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKind {
+    /// Every customer and every active customer's transactions.
+    Backfill,
+    /// Incremental: the list, plus the transactions worth re-reading.
+    Sync,
+    /// A scheduled full reconciliation: like a backfill, recorded as such.
+    Full,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Backfill => "backfill",
+            RunKind::Sync => "sync",
+            RunKind::Full => "full",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RunKind> {
+        match s {
+            "backfill" => Some(RunKind::Backfill),
+            "sync" => Some(RunKind::Sync),
+            "full" => Some(RunKind::Full),
+            _ => None,
+        }
+    }
+    /// Full walks re-read every active customer's transactions.
+    pub fn is_full(self) -> bool {
+        !matches!(self, RunKind::Sync)
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The walk in progress: where a resumed run picks up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Walk {
+    pub run_id: i64,
+    pub kind: RunKind,
+    pub started_at: String,
+    pub phase: Phase,
+    pub segment: String,
+    pub next_page: u64,
+    pub page_size: u32,
+    pub last_total: Option<u64>,
+}
+
+/// The phases of a walk, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Paging through the customer list, segment by segment.
+    List,
+    /// Re-reading the top of each segment for customers created during the walk.
+    Topup,
+    /// `GET /customers/{id}` for mirrored customers the walk did not see.
+    Confirm,
+    /// Re-reading the transactions of customers due on the rolling schedule.
+    Rolling,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::List => "list",
+            Phase::Topup => "topup",
+            Phase::Confirm => "confirm",
+            Phase::Rolling => "rolling",
+        }
+    }
+    fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "list" => Some(Phase::List),
+            "topup" => Some(Phase::Topup),
+            "confirm" => Some(Phase::Confirm),
+            "rolling" => Some(Phase::Rolling),
+            _ => None,
+        }
+    }
+}
+
+/// What the mirror knows of a customer, for deciding whether to re-read its transactions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanInfo {
+    pub updated_at: Option<String>,
+    pub deleted: bool,
+    pub live_transactions: i64,
+    pub last_transaction_at: Option<String>,
+    pub pending_since: bool,
+    pub tx_checked_at: Option<String>,
+    pub metadata_known: bool,
+}
+
+/// An open mirror.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![
+        M::up(include_str!("migrations/001_initial.sql")),
+        M::up(include_str!("migrations/002_views.sql")),
+    ])
+}
+
+/// Now, in the mirror's timestamp format.
+pub fn now() -> String {
+    format_timestamp(chrono::Utc::now())
+}
+
+impl Store {
+    /// Opens (creating if needed) the mirror for writing and brings its schema up to date.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::NoDirectory { path: dir.to_owned() });
+        }
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(busy_timeout).map_err(open_err)?;
+        // WAL lets analysts read while a run writes; NORMAL sync keeps every commit
+        // atomic and survives a process crash (kill -9), at the cost of the last
+        // commits on power loss, which the next run re-fetches anyway.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        migrations().to_latest(&mut conn).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    /// Opens an existing mirror for reading only: `status`, `query` and the planner.
+    pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_owned() });
+        }
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(busy_timeout).map_err(open_err)?;
+        conn.pragma_update(None, "query_only", true).map_err(open_err)?;
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw connection, for read-only SQL (the `query` command) and tests.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Marks runs left `running` by a process that died as `interrupted`. Only call
+    /// with the writer lock held, when no other run can be live.
+    pub fn recover_stale_runs(&self) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE sync_runs SET outcome = 'interrupted', finished_at = ?1,
+                    error = coalesce(error, 'the process stopped before the run ended')
+             WHERE outcome = 'running'",
+            params![now()],
+        )?)
+    }
+
+    /// Records the start of a run and returns its id.
+    pub fn start_run(&self, kind: RunKind) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO sync_runs (kind, started_at, outcome) VALUES (?1, ?2, 'running')",
+            params![kind.as_str(), now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records how a run ended, with its request counters.
+    pub fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: Outcome,
+        error: Option<&str>,
+        requests: u64,
+        retries: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6 WHERE id = ?1",
+            params![run_id, outcome.as_str(), now(), error, requests as i64, retries as i64],
+        )?;
+        Ok(())
+    }
+
+    /// True once a backfill (or a full walk) has completed: later runs can be incremental.
+    pub fn has_full_walk(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE outcome = 'succeeded' AND kind IN ('backfill', 'full'))",
+                [],
+                |r| r.get(0),
+            )?)
+    }
+
+    /// Start time of the last successful run of any kind.
+    pub fn last_success_started_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT max(started_at) FROM sync_runs WHERE outcome = 'succeeded'",
+                [],
+                |r| r.get(0),
+            )?)
+    }
+
+    /// Start time of the last successful full walk.
+    pub fn last_full_walk_started_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT max(started_at) FROM sync_runs WHERE outcome = 'succeeded' AND kind IN ('backfill', 'full')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The walk in progress, if a run stopped before finishing one.
+    pub fn walk(&self) -> Result<Option<Walk>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total FROM walk WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.and_then(|(run_id, kind, started_at, phase, segment, next_page, page_size, last_total)| {
+            Some(Walk {
+                run_id,
+                kind: RunKind::parse(&kind)?,
+                started_at,
+                phase: Phase::parse(&phase)?,
+                segment,
+                next_page: next_page.max(1) as u64,
+                page_size: page_size as u32,
+                last_total: last_total.map(|t| t as u64),
+            })
+        }))
+    }
+
+    /// Starts a new walk, forgetting any unfinished one.
+    pub fn begin_walk(&mut self, w: &Walk) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM walk", [])?;
+        tx.execute("DELETE FROM walk_seen", [])?;
+        tx.execute(
+            "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                w.run_id,
+                w.kind.as_str(),
+                w.started_at,
+                w.phase.as_str(),
+                w.segment,
+                w.next_page as i64,
+                w.page_size,
+                w.last_total.map(|t| t as i64)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Hands an unfinished walk to a new run.
+    pub fn adopt_walk(&self, run_id: i64) -> Result<Option<i64>, StoreError> {
+        let previous: Option<i64> = self
+            .conn
+            .query_row("SELECT run_id FROM walk WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        self.conn.execute("UPDATE walk SET run_id = ?1 WHERE id = 1", params![run_id])?;
+        self.conn.execute(
+            "UPDATE sync_runs SET resumed_walk_of = ?2 WHERE id = ?1",
+            params![run_id, previous],
+        )?;
+        Ok(previous)
+    }
+
+    /// Ends the walk and marks the run succeeded, atomically: a crash between the two
+    /// would otherwise leave a finished walk that the next run would resume.
+    pub fn complete_walk(&mut self, run_id: i64, requests: u64, retries: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM walk", [])?;
+        tx.execute("DELETE FROM walk_seen", [])?;
+        tx.execute(
+            "UPDATE sync_runs SET outcome = 'succeeded', finished_at = ?2, error = NULL, requests = ?3, retries = ?4
+             WHERE id = ?1",
+            params![run_id, now(), requests as i64, retries as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What the mirror knows of these customers (absent ids are new to it).
+    pub fn plan_info(&self, ids: &[&str], pending_after: &str) -> Result<HashMap<String, PlanInfo>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.updated_at, c.deleted_at IS NOT NULL, c.metadata IS NOT NULL, s.tx_checked_at,
+                    (SELECT count(*) FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL),
+                    (SELECT max(t.created_at) FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL),
+                    EXISTS (SELECT 1 FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL
+                            AND t.status = 'pending' AND t.created_at >= ?2)
+             FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
+             WHERE c.id = ?1",
+        )?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let info = stmt
+                .query_row(params![id, pending_after], |r| {
+                    Ok(PlanInfo {
+                        updated_at: r.get(0)?,
+                        deleted: r.get(1)?,
+                        metadata_known: r.get(2)?,
+                        tx_checked_at: r.get(3)?,
+                        live_transactions: r.get(4)?,
+                        last_transaction_at: r.get(5)?,
+                        pending_since: r.get(6)?,
+                    })
+                })
+                .optional()?;
+            if let Some(info) = info {
+                out.insert(id.to_string(), info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live mirrored customers the walk in progress has not seen yet.
+    pub fn unseen_live_customers(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM customers c
+             WHERE deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id)
+             ORDER BY id LIMIT ?1",
+        )?;
+        let ids = stmt.query_map(params![limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// Which of `ids` the walk in progress has already seen.
+    pub fn seen_of(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM walk_seen WHERE customer_id = ?1")?;
+        let mut out = Vec::new();
+        for id in ids {
+            if stmt.exists(params![id])? {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Customers whose transactions may hold something new, for the rolling schedule:
+    /// live, not listed as inactive by this walk, not re-read since `before`; the
+    /// longest unread first. Also returns how many customers the schedule covers.
+    pub fn rolling_candidates(&self, before: &str, limit: usize) -> Result<(Vec<String>, u64), StoreError> {
+        const ELIGIBLE: &str = "FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
+             WHERE c.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')";
+        let total: i64 = self.conn.query_row(&format!("SELECT count(*) {ELIGIBLE}"), [], |r| r.get(0))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT c.id {ELIGIBLE} AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)
+             ORDER BY s.tx_checked_at IS NOT NULL, s.tx_checked_at, c.id LIMIT ?2"
+        ))?;
+        let ids = stmt
+            .query_map(params![before, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok((ids, total as u64))
+    }
+
+    /// How many customers are overdue: not re-read since `before`.
+    pub fn overdue_count(&self, before: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
+             WHERE c.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')
+               AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)",
+            params![before],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// True when the mirror holds no customer at all.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(!self.conn.query_row("SELECT EXISTS (SELECT 1 FROM customers)", [], |r| r.get(0))?)
+    }
+}
