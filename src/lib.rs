@@ -8,3 +8,7 @@ pub mod api;
 pub mod config;
 pub mod money;
 pub mod store;
+pub mod sync;
+pub mod query;
+pub mod telemetry;
+pub mod verify;

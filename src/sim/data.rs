@@ -298,10 +298,6 @@ static TRANSFER: Channel = Channel {
     provider: "SPI",
 };
 
-pub(super) fn region_count() -> usize {
-    REGIONS.len()
-}
-
 pub(super) fn pick_region(rng: &mut Rng) -> usize {
     let weighted: Vec<(usize, u32)> = REGIONS
         .iter()
@@ -672,20 +668,21 @@ fn amount(rng: &mut Rng, currency: Currency) -> i64 {
 }
 
 fn channel(rng: &mut Rng, currency: Currency) -> &'static Channel {
-    match currency {
-        Currency::Xof => *rng.weighted(&[
+    let table: &[(&'static Channel, u32)] = match currency {
+        Currency::Xof => &[
             (&WAVE, 35),
             (&ORANGE, 25),
             (&MTN, 10),
             (&MOOV, 7),
             (&CARD, 15),
             (&TRANSFER, 8),
-        ]),
-        Currency::Usd | Currency::Eur => *rng.weighted(&[(&CARD, 85), (&TRANSFER, 15)]),
-        Currency::Ghs => *rng.weighted(&[(&MTN, 70), (&CARD, 30)]),
-        Currency::Ngn => *rng.weighted(&[(&CARD, 60), (&TRANSFER, 40)]),
-        Currency::Kes => *rng.weighted(&[(&MPESA, 80), (&CARD, 20)]),
-    }
+        ],
+        Currency::Usd | Currency::Eur => &[(&CARD, 85), (&TRANSFER, 15)],
+        Currency::Ghs => &[(&MTN, 70), (&CARD, 30)],
+        Currency::Ngn => &[(&CARD, 60), (&TRANSFER, 40)],
+        Currency::Kes => &[(&MPESA, 80), (&CARD, 20)],
+    };
+    rng.weighted(table)
 }
 
 fn description(rng: &mut Rng) -> String {
@@ -729,7 +726,7 @@ mod tests {
     #[test]
     fn emails_are_ascii_even_for_accented_names() {
         let mut rng = Rng::new(3);
-        for region in 0..region_count() {
+        for region in 0..REGIONS.len() {
             for _ in 0..200 {
                 let p = profile(&mut rng, region);
                 if let Some(email) = &p.email {

@@ -325,7 +325,7 @@ pub(super) fn amount_text(minor: i64, digits: u32) -> String {
         return format!("{sign}{whole}");
     }
     let mut width = digits as usize;
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         width -= 1;
     }

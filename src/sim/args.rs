@@ -1,0 +1,189 @@
+//! Command-line flags of `lomi-sync sim`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{Drift, Faults, IdField, RateLimit, SimOptions};
+
+/// Run a local simulator of the lomi. Customers API (for tests, demos and trying the
+/// mirror without an API key).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// TCP port to listen on; 0 picks a free port (the line printed at start-up says which).
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Address to listen on. Loopback unless you mean to expose the simulator.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Number of customers generated at start-up.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
+    /// Seed of the generated data: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// API key clients must send (`X-API-KEY` or `Authorization: Bearer`).
+    #[arg(long, env = "LOMI_SIM_API_KEY", default_value = "test_key", hide_env_values = true)]
+    pub api_key: String,
+    /// Mean number of transactions per customer (about 35% of customers never pay).
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative)]
+    pub tx_per_customer: f64,
+    /// Largest page size served; larger `pageSize` values are capped.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page_size: u32,
+    /// JSON key of customer ids: `id` (as documented) or `customer_id` (as live).
+    #[arg(long, value_enum, default_value_t = IdField::Id)]
+    pub id_field: IdField,
+    /// Behave like the live service where it differs from the docs: list items carry
+    /// `metadata: null` and no `environment`.
+    #[arg(long)]
+    pub live_quirks: bool,
+    /// Probability of a 500 `internal_error`.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p500: f64,
+    /// Probability of a 502 with an HTML body (as from a proxy).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p502_html: f64,
+    /// Probability of a 503 `service_unavailable`.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p503: f64,
+    /// Probability of a 429 `rate_limit_exceeded`.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p429: f64,
+    /// `Retry-After` seconds of the 429 and 503 faults.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Probability of a slow response.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_slow: f64,
+    /// Delay of a slow response, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub slow_ms: u64,
+    /// Probability that the connection is closed without a response.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_close: f64,
+    /// Probability of a 200 whose JSON body is cut in half.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_truncate: f64,
+    /// Customers inserted at the top of the list each time a list page is served.
+    #[arg(long, default_value_t = 0)]
+    pub drift_insert: u32,
+    /// Customers deleted each time a list page is served.
+    #[arg(long, default_value_t = 0)]
+    pub drift_delete: u32,
+    /// Enforce this many requests per window (answering 429 past it), as the live
+    /// service does with 5000.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+    /// Length of the rate-limit window, in seconds.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_window_secs: u64,
+}
+
+impl SimArgs {
+    pub fn options(&self) -> SimOptions {
+        SimOptions {
+            customers: self.customers,
+            seed: self.seed,
+            api_key: self.api_key.clone(),
+            tx_per_customer: self.tx_per_customer,
+            max_page_size: self.max_page_size as usize,
+            id_field: self.id_field,
+            live_quirks: self.live_quirks,
+            faults: Faults {
+                p500: self.p500,
+                p502_html: self.p502_html,
+                p503: self.p503,
+                p429: self.p429,
+                retry_after_secs: self.retry_after_secs,
+                p_slow: self.p_slow,
+                slow_ms: self.slow_ms,
+                p_close: self.p_close,
+                p_truncate: self.p_truncate,
+            },
+            drift: Drift {
+                insert_per_page: self.drift_insert,
+                delete_per_page: self.drift_delete,
+            },
+            rate_limit: self.rate_limit.map(|requests| RateLimit {
+                requests,
+                window: Duration::from_secs(self.rate_window_secs),
+            }),
+        }
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability between 0 and 1"))
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{x} must be a finite number >= 0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn defaults_match_sim_options_defaults() {
+        let cli = Cli::try_parse_from(["sim"]).expect("defaults parse");
+        let opts = cli.sim.options();
+        let expected = SimOptions::default();
+        assert_eq!(cli.sim.port, 8787);
+        assert_eq!(cli.sim.bind.to_string(), "127.0.0.1");
+        assert_eq!(opts.customers, expected.customers);
+        assert_eq!(opts.seed, expected.seed);
+        assert_eq!(opts.tx_per_customer, expected.tx_per_customer);
+        assert_eq!(opts.max_page_size, expected.max_page_size);
+        assert_eq!(opts.id_field, expected.id_field);
+        assert_eq!(opts.faults, expected.faults);
+        assert_eq!(opts.drift, expected.drift);
+        assert_eq!(opts.rate_limit, None);
+    }
+
+    #[test]
+    fn flags_map_to_options() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--port=0",
+            "--id-field=customer_id",
+            "--live-quirks",
+            "--p503=0.25",
+            "--drift-insert=2",
+            "--rate-limit=10",
+            "--rate-window-secs=60",
+        ])
+        .expect("flags parse");
+        let opts = cli.sim.options();
+        assert_eq!(opts.id_field, IdField::CustomerId);
+        assert!(opts.live_quirks);
+        assert_eq!(opts.faults.p503, 0.25);
+        assert_eq!(opts.drift.insert_per_page, 2);
+        assert_eq!(
+            opts.rate_limit,
+            Some(RateLimit {
+                requests: 10,
+                window: Duration::from_secs(60)
+            })
+        );
+        assert!(Cli::try_parse_from(["sim", "--p500=1.5"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--max-page-size=0"]).is_err());
+    }
+}

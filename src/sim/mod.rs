@@ -1,0 +1,415 @@
+//! `lomi-sync sim`: a local simulator of the lomi. Customers API.
+//!
+//! No test, demo or benchmark of this project may reach the real service, so everything
+//! runs against this simulator. It follows the vendor docs (`customers-api.en.txt`) and can
+//! also play the live service's differences (`NOTES.md`): the `customer_id` key, list
+//! items without metadata/environment, the error envelope and the rate limit.
+//!
+//! The module is self-contained: it depends on external crates only, never on the rest of
+//! lomi-sync, so that it can be used (and tested) as an independent stand-in for the API.
+//!
+//! # Public API (authenticated with `X-API-KEY: <key>` or `Authorization: Bearer <key>`)
+//! - `POST /customers`: create; 201 with the customer.
+//! - `GET /customers?search=&type=&status=&page=&pageSize=`: newest first, offset paging.
+//! - `GET /customers/{id}`, `PATCH /customers/{id}` (200 with the customer).
+//! - `DELETE /customers/{id}`: soft delete; 200 `{"deleted":true,"<id key>":"cus_..."}`.
+//! - `GET /customers/{id}/transactions`: bare array, newest first.
+//!
+//! Errors use the live envelope
+//! `{"error":{"code","message","details"},"request_id"}` with the same id in
+//! `X-Request-Id` (which successful responses carry too).
+//!
+//! # Control surface (no key, never subject to faults, drift or rate limits)
+//! - `POST /_sim/mutate` ([`Mutation`] -> [`MutationReport`]), `GET /_sim/truth`,
+//! - `GET|POST /_sim/faults` ([`Faults`]), `GET|POST /_sim/drift` ([`Drift`]),
+//! - `GET /_sim/stats` ([`Stats`]), `POST /_sim/stats/reset` (returns the counts it cleared).
+
+mod args;
+mod data;
+mod faults;
+mod model;
+mod rng;
+mod server;
+mod state;
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use args::SimArgs;
+
+use faults::FaultInjector;
+use server::{Counters, RateLimiter, RequestIds};
+use state::State;
+
+/// The JSON key that carries a customer's id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IdField {
+    /// `"id"`, as the vendor docs show it.
+    #[default]
+    #[value(name = "id")]
+    Id,
+    /// `"customer_id"`, as the live service sends it.
+    #[value(name = "customer_id")]
+    CustomerId,
+}
+
+impl IdField {
+    pub fn key(self) -> &'static str {
+        match self {
+            IdField::Id => "id",
+            IdField::CustomerId => "customer_id",
+        }
+    }
+}
+
+/// Fault probabilities, applied to each public API request independently.
+///
+/// `p_slow` is drawn on its own (a slow request then answers normally or with another
+/// fault); the others are mutually exclusive outcomes of one draw, so each happens with
+/// exactly its probability as long as they add up to at most 1 (past that, the ones later
+/// in the list get the remainder). 500, 502, 503, 429 and close happen before the request
+/// is handled (it has no effect); truncate cuts the body of a request that was handled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// 500 `internal_error` envelope.
+    pub p500: f64,
+    /// 502 with an HTML body, as a proxy in front of the service would send.
+    pub p502_html: f64,
+    /// 503 `service_unavailable` envelope with `Retry-After`.
+    pub p503: f64,
+    /// 429 `rate_limit_exceeded` with `Retry-After` and the rate-limit headers.
+    pub p429: f64,
+    /// `Retry-After` seconds of the 429 and 503 faults (default 1).
+    pub retry_after_secs: u64,
+    /// Wait `slow_ms` before answering.
+    pub p_slow: f64,
+    /// Delay of a slow response (default 1000).
+    pub slow_ms: u64,
+    /// Close the connection without any response.
+    pub p_close: f64,
+    /// Send a 200 whose JSON body is cut in half (with a matching Content-Length).
+    pub p_truncate: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            p500: 0.0,
+            p502_html: 0.0,
+            p503: 0.0,
+            p429: 0.0,
+            retry_after_secs: 1,
+            p_slow: 0.0,
+            slow_ms: 1000,
+            p_close: 0.0,
+            p_truncate: 0.0,
+        }
+    }
+}
+
+impl Faults {
+    fn probabilities(&self) -> [(&'static str, f64); 7] {
+        [
+            ("p500", self.p500),
+            ("p502_html", self.p502_html),
+            ("p503", self.p503),
+            ("p429", self.p429),
+            ("p_slow", self.p_slow),
+            ("p_close", self.p_close),
+            ("p_truncate", self.p_truncate),
+        ]
+    }
+
+    /// The name of the first probability outside `[0, 1]`, if any.
+    fn invalid_probability(&self) -> Option<&'static str> {
+        self.probabilities()
+            .into_iter()
+            .find(|(_, p)| !(0.0..=1.0).contains(p))
+            .map(|(name, _)| name)
+    }
+
+    /// Probabilities clamped into `[0, 1]` (NaN counts as 0).
+    fn clamped(mut self) -> Faults {
+        for p in [
+            &mut self.p500,
+            &mut self.p502_html,
+            &mut self.p503,
+            &mut self.p429,
+            &mut self.p_slow,
+            &mut self.p_close,
+            &mut self.p_truncate,
+        ] {
+            *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        }
+        self
+    }
+
+    fn any(&self) -> bool {
+        self.probabilities().iter().any(|(_, p)| *p > 0.0)
+    }
+}
+
+/// Customers inserted (at the top of the list) and deleted each time a list page is
+/// served, before the page is computed: a walk over the pages really sees them shift.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Drift {
+    pub insert_per_page: u32,
+    pub delete_per_page: u32,
+}
+
+/// A fixed-window rate limit like the live service's (5,000 requests per 15 minutes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub customers: usize,
+    pub seed: u64,
+    pub api_key: String,
+    /// Mean number of transactions per customer (about 35% of customers never pay).
+    pub tx_per_customer: f64,
+    /// Larger `pageSize` values are capped to this.
+    pub max_page_size: usize,
+    pub id_field: IdField,
+    /// List items carry `metadata: null` and no `environment`, as on the live service.
+    pub live_quirks: bool,
+    pub faults: Faults,
+    pub drift: Drift,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            customers: 1000,
+            seed: 42,
+            api_key: "test_key".to_owned(),
+            tx_per_customer: 10.0,
+            max_page_size: 200,
+            id_field: IdField::Id,
+            live_quirks: false,
+            faults: Faults::default(),
+            drift: Drift::default(),
+            rate_limit: None,
+        }
+    }
+}
+
+/// Changes to apply, in this order, each "up to" the number given (there may be fewer
+/// candidates). The sets are disjoint: updates and deletes touch customers that existed
+/// before the call, restores bring back customers deleted before the call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mutation {
+    /// New customers, without transactions.
+    pub create: u32,
+    /// Change some of name/email/city/metadata and bump `updated_at`.
+    pub update: u32,
+    /// Soft deletes.
+    pub delete: u32,
+    /// Undeletes (the customer comes back at its place in the list, `updated_at` bumped).
+    pub restore: u32,
+    /// New transactions (completed or pending, some in USD/EUR with decimals) for
+    /// customers picked by payer class; never-payers are never picked. Does not change
+    /// the customer's `updated_at`, as on the live service.
+    pub add_tx: u32,
+    /// Pending -> completed/failed/expired; once none is pending, completed -> refunded.
+    pub settle: u32,
+    /// Transactions removed from their customer's list.
+    pub delete_tx: u32,
+}
+
+/// What a [`Mutation`] did: customer ids for the customer changes, transaction ids for
+/// the transaction changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutationReport {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    pub restored: Vec<String>,
+    pub tx_added: Vec<String>,
+    pub tx_changed: Vec<String>,
+    pub tx_deleted: Vec<String>,
+}
+
+/// Counts of public API requests (the control surface is not counted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Every request, whatever its kind or outcome.
+    pub requests: u64,
+    /// `GET /customers`.
+    pub list: u64,
+    /// `GET /customers/{id}`.
+    pub get: u64,
+    /// `GET /customers/{id}/transactions`.
+    pub transactions: u64,
+    /// `POST`, `PATCH` and `DELETE`.
+    pub writes: u64,
+    /// Answered 401.
+    pub unauthorized: u64,
+    /// Hit by a fault (slow responses included).
+    pub faults_injected: u64,
+    /// Answered 429 by the rate-limit mode.
+    pub rate_limited: u64,
+}
+
+/// A running simulator: cheap to clone, all clones share the same data.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api_key: String,
+    max_page_size: usize,
+    state: RwLock<State>,
+    faults: FaultInjector,
+    drift: RwLock<Drift>,
+    limiter: Option<RateLimiter>,
+    counters: Counters,
+    request_ids: RequestIds,
+}
+
+impl Sim {
+    /// Generates the data set (deterministic from `opts.seed`). Takes about a second per
+    /// 100,000 customers in a release build: call it off the async executor for big sets.
+    pub fn new(opts: SimOptions) -> Sim {
+        let state = State::generate(&opts);
+        let seed = opts.seed;
+        Sim {
+            inner: Arc::new(Inner {
+                api_key: opts.api_key,
+                max_page_size: opts.max_page_size.max(1),
+                state: RwLock::new(state),
+                faults: FaultInjector::new(opts.faults.clamped(), seed),
+                drift: RwLock::new(opts.drift),
+                limiter: opts.rate_limit.map(RateLimiter::new),
+                counters: Counters::default(),
+                request_ids: RequestIds::new(seed),
+            }),
+        }
+    }
+
+    /// The HTTP routes (public API and control surface).
+    pub fn router(&self) -> axum::Router {
+        server::router(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        server::serve(self, listener, shutdown).await
+    }
+
+    /// The ground truth, as `GET /_sim/truth` returns it.
+    pub fn truth(&self) -> serde_json::Value {
+        let text = self.inner.read_state().truth_json();
+        serde_json::from_str(&text).expect("the truth is rendered as valid JSON")
+    }
+
+    pub fn mutate(&self, m: &Mutation) -> MutationReport {
+        self.inner.write_state().mutate(m, now_ms())
+    }
+
+    /// Replaces the fault probabilities (clamped into `[0, 1]`).
+    pub fn set_faults(&self, f: Faults) {
+        self.inner.faults.set(f.clamped());
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.get()
+    }
+
+    pub fn set_drift(&self, d: Drift) {
+        *write(&self.inner.drift) = d;
+    }
+
+    pub fn drift(&self) -> Drift {
+        read(&self.inner.drift).clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.inner.counters.take();
+    }
+}
+
+impl Inner {
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        read(&self.state)
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        write(&self.state)
+    }
+}
+
+/// Binds `args.bind:args.port`, generates the data, prints
+/// `lomi-sync sim listening on http://ADDR` (one line, flushed: scripts wait for it) and
+/// serves until `shutdown` completes.
+pub async fn run(
+    args: SimArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Bind first so that a busy port fails at once, not after generating the data.
+    let listener = TcpListener::bind((args.bind, args.port)).await?;
+    let addr = listener.local_addr()?;
+    let opts = args.options();
+    let started = Instant::now();
+    let sim = tokio::task::spawn_blocking(move || Sim::new(opts))
+        .await
+        .map_err(std::io::Error::other)?;
+    {
+        let state = sim.inner.read_state();
+        tracing::info!(
+            customers = state.live_count(),
+            transactions = state.transaction_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "simulated data generated"
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "lomi-sync sim listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    sim.serve(listener, shutdown).await
+}
+
+/// Wall-clock milliseconds since the Unix epoch; changes made at run time are stamped
+/// with the real clock.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+// A panic while a lock is held cannot leave the data half-changed in a way that matters
+// more than stopping the simulator would, so poisoned locks are simply used on.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,752 @@
+//! HTTP routes: the public Customers API (auth, rate limit, faults, stats) and the control
+//! surface used by tests.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use super::faults::{self, Outcome, Plan};
+use super::model::{CustomerId, TxList};
+use super::rng::mix64;
+use super::state::{ListQuery, ProfilePatch, StatusFilter, TypeFilter};
+use super::{Drift, Faults, Inner, Mutation, RateLimit, Sim, Stats, lock, now_ms, read};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const RATE_LIMIT_WINDOW: HeaderName = HeaderName::from_static("x-ratelimit-window-seconds");
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+/// The live service's limit, shown in the headers of a 429 fault when no rate-limit mode
+/// is configured.
+const LIVE_RATE_LIMIT: RateLimit = RateLimit {
+    requests: 5000,
+    window: Duration::from_secs(900),
+};
+/// Bound on each count of a mutation request, so a typo cannot make the simulator spend
+/// minutes (or all memory) on one request.
+const MAX_MUTATION_COUNT: u32 = 1_000_000;
+
+const BAD_GATEWAY_HTML: &str = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+
+pub(super) async fn serve(
+    sim: Sim,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small responses on keep-alive connections must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::trace!("failed to set TCP_NODELAY: {err}");
+        }
+    });
+    axum::serve(listener, sim.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub(super) fn router(sim: Sim) -> Router {
+    Router::new()
+        .route("/customers", get(list_customers).post(create_customer))
+        .route(
+            "/customers/{id}",
+            get(get_customer).patch(update_customer).delete(delete_customer),
+        )
+        .route("/customers/{id}/transactions", get(customer_transactions))
+        .route("/_sim/mutate", post(control_mutate))
+        .route("/_sim/truth", get(control_truth))
+        .route("/_sim/faults", get(control_get_faults).post(control_set_faults))
+        .route("/_sim/drift", get(control_get_drift).post(control_set_drift))
+        .route("/_sim/stats", get(control_stats))
+        .route("/_sim/stats/reset", post(control_reset_stats))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(sim)
+}
+
+/// What a public request is, for [`Stats`].
+#[derive(Clone, Copy)]
+enum Kind {
+    List,
+    Get,
+    Transactions,
+    Write,
+    Other,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    requests: AtomicU64,
+    list: AtomicU64,
+    get: AtomicU64,
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    unauthorized: AtomicU64,
+    faults_injected: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, kind: Kind) {
+        bump(&self.requests);
+        match kind {
+            Kind::List => bump(&self.list),
+            Kind::Get => bump(&self.get),
+            Kind::Transactions => bump(&self.transactions),
+            Kind::Write => bump(&self.writes),
+            Kind::Other => {}
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> Stats {
+        self.collect(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Reads and clears the counters.
+    pub(super) fn take(&self) -> Stats {
+        self.collect(|c| c.swap(0, Ordering::Relaxed))
+    }
+
+    fn collect(&self, read: impl Fn(&AtomicU64) -> u64) -> Stats {
+        Stats {
+            requests: read(&self.requests),
+            list: read(&self.list),
+            get: read(&self.get),
+            transactions: read(&self.transactions),
+            writes: read(&self.writes),
+            unauthorized: read(&self.unauthorized),
+            faults_injected: read(&self.faults_injected),
+            rate_limited: read(&self.rate_limited),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Unique request ids (`req_` and 16 hex digits): a counter through a bijective mix,
+/// salted with the start time so that two runs do not repeat each other's ids.
+pub(super) struct RequestIds {
+    next: AtomicU64,
+    salt: u64,
+}
+
+impl RequestIds {
+    pub(super) fn new(seed: u64) -> RequestIds {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        RequestIds {
+            next: AtomicU64::new(0),
+            salt: mix64(seed ^ started),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:016x}", mix64(n ^ self.salt))
+    }
+}
+
+/// The rate-limit mode: one fixed window, since the simulator has one API key.
+pub(super) struct RateLimiter {
+    limit: RateLimit,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    started: Instant,
+    used: u32,
+}
+
+impl RateLimiter {
+    pub(super) fn new(limit: RateLimit) -> RateLimiter {
+        RateLimiter {
+            limit,
+            window: Mutex::new(Window {
+                started: Instant::now(),
+                used: 0,
+            }),
+        }
+    }
+
+    /// Counts a request; when over the limit, the seconds until the window resets.
+    fn admit(&self) -> Result<(), u64> {
+        let mut w = lock(&self.window);
+        let now = Instant::now();
+        if now.duration_since(w.started) >= self.limit.window {
+            w.started = now;
+            w.used = 0;
+        }
+        if w.used < self.limit.requests {
+            w.used += 1;
+            return Ok(());
+        }
+        let left = self.limit.window.saturating_sub(now.duration_since(w.started));
+        Err(ceil_secs(left).max(1))
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// An error in the live service's envelope.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    /// A 400 about one field of the request.
+    fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            details: json!({ "field": field }),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+    }
+
+    fn bad_body(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn customer_not_found(id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("Customer {id} not found"))
+    }
+
+    fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An unexpected error occurred",
+        )
+    }
+
+    fn into_reply(self, request_id: &str) -> Reply {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details },
+            "request_id": request_id,
+        });
+        Reply {
+            status: self.status,
+            body: body.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A JSON response before the request id is attached.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Reply {
+    fn new(status: StatusCode, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn ok(body: Vec<u8>) -> Reply {
+        Reply::new(StatusCode::OK, body)
+    }
+
+    fn json(value: &impl Serialize) -> Result<Reply, ApiError> {
+        serde_json::to_vec(value)
+            .map(Reply::ok)
+            .map_err(|_| ApiError::internal())
+    }
+
+    fn header(mut self, name: HeaderName, value: u64) -> Reply {
+        self.headers.push((name, HeaderValue::from(value)));
+        self
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let mut res = Response::new(Body::from(self.body));
+        *res.status_mut() = self.status;
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert(REQUEST_ID, id);
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        res
+    }
+}
+
+/// A 429 like the live service's.
+fn too_many_requests(retry_after_secs: u64, limit: &RateLimit, request_id: &str) -> Response {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        "Too many requests, please try again later",
+    )
+    .into_reply(request_id)
+    .header(header::RETRY_AFTER, retry_after_secs)
+    .header(RATE_LIMIT_LIMIT, u64::from(limit.requests))
+    .header(RATE_LIMIT_WINDOW, ceil_secs(limit.window))
+    .into_response(request_id)
+}
+
+impl Sim {
+    /// Runs a public API request: counts it, checks the key and the rate limit, applies
+    /// the faults drawn for it, then `handle`s it.
+    async fn public(
+        &self,
+        headers: &HeaderMap,
+        kind: Kind,
+        handle: impl FnOnce(&Inner) -> Result<Reply, ApiError>,
+    ) -> Response {
+        let inner = &*self.inner;
+        let request_id = inner.request_ids.next();
+        inner.counters.count(kind);
+
+        if !inner.authorized(headers) {
+            bump(&inner.counters.unauthorized);
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Invalid or missing API key",
+            )
+            .into_reply(&request_id)
+            .into_response(&request_id);
+        }
+        if let Some(limiter) = &inner.limiter
+            && let Err(retry_after) = limiter.admit()
+        {
+            bump(&inner.counters.rate_limited);
+            return too_many_requests(retry_after, &limiter.limit, &request_id);
+        }
+
+        let plan = inner.faults.plan();
+        if plan.is_fault() {
+            bump(&inner.counters.faults_injected);
+        }
+        if let Some(delay) = plan.slow {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(res) = inner.fault_response(&plan, &request_id) {
+            return res;
+        }
+
+        let mut reply = handle(inner).unwrap_or_else(|err| err.into_reply(&request_id));
+        if plan.outcome == Some(Outcome::Truncate) {
+            // Body cut in half, Content-Length matching what is sent: valid HTTP, broken JSON.
+            reply.body.truncate(reply.body.len() / 2);
+        }
+        reply.into_response(&request_id)
+    }
+}
+
+impl Inner {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let key = self.api_key.as_bytes();
+        let api_key_ok = headers
+            .get("x-api-key")
+            .is_some_and(|v| v.as_bytes() == key);
+        let bearer_ok = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|v| v == key);
+        api_key_ok || bearer_ok
+    }
+
+    /// The response of a fault that replaces the real one (`None`: handle the request).
+    fn fault_response(&self, plan: &Plan, request_id: &str) -> Option<Response> {
+        let res = match plan.outcome? {
+            Outcome::Internal => ApiError::internal()
+                .into_reply(request_id)
+                .into_response(request_id),
+            Outcome::BadGatewayHtml => {
+                // As a reverse proxy would answer: HTML, and no request id.
+                let mut res = Response::new(Body::from(BAD_GATEWAY_HTML));
+                *res.status_mut() = StatusCode::BAD_GATEWAY;
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                res
+            }
+            Outcome::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "The service is temporarily unavailable",
+            )
+            .into_reply(request_id)
+            .header(header::RETRY_AFTER, plan.retry_after_secs)
+            .into_response(request_id),
+            Outcome::TooManyRequests => {
+                let limit = self
+                    .limiter
+                    .as_ref()
+                    .map_or(&LIVE_RATE_LIMIT, |l| &l.limit);
+                too_many_requests(plan.retry_after_secs, limit, request_id)
+            }
+            Outcome::Close => faults::close_connection(),
+            Outcome::Truncate => return None,
+        };
+        Some(res)
+    }
+}
+
+async fn list_customers(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    sim.public(&headers, Kind::List, |inner| {
+        let q = parse_list_query(query.as_deref(), inner.max_page_size)?;
+        let drift = read(&inner.drift).clone();
+        if drift != Drift::default() {
+            inner.write_state().drift(&drift, now_ms());
+        }
+        Ok(Reply::ok(inner.read_state().list_page(&q)))
+    })
+    .await
+}
+
+async fn get_customer(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Get, |inner| {
+        let id = path_id(path)?;
+        let state = inner.read_state();
+        let customer = state
+            .live_customer(&id)
+            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+        Ok(Reply::ok(customer.json().as_bytes().to_vec()))
+    })
+    .await
+}
+
+async fn customer_transactions(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Transactions, |inner| {
+        let id = path_id(path)?;
+        let state = inner.read_state();
+        let customer = state
+            .live_customer(&id)
+            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+        Reply::json(&TxList(&customer.txs))
+    })
+    .await
+}
+
+async fn create_customer(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Write, |inner| {
+        let patch = parse_profile(&body_bytes(body)?, true)?;
+        let mut state = inner.write_state();
+        let customer = state.create(patch, now_ms());
+        Ok(Reply::new(StatusCode::CREATED, customer.json().as_bytes().to_vec()))
+    })
+    .await
+}
+
+async fn update_customer(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Write, |inner| {
+        let id = path_id(path)?;
+        let patch = parse_profile(&body_bytes(body)?, false)?;
+        let mut state = inner.write_state();
+        let customer = state
+            .update(&id, patch, now_ms())
+            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+        Ok(Reply::ok(customer.json().as_bytes().to_vec()))
+    })
+    .await
+}
+
+async fn delete_customer(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Write, |inner| {
+        let id = path_id(path)?;
+        let mut state = inner.write_state();
+        let deleted = state
+            .delete(&id)
+            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+        let mut body = Map::new();
+        body.insert("deleted".into(), true.into());
+        body.insert(state.id_key().into(), CustomerId(deleted).to_string().into());
+        Reply::json(&body)
+    })
+    .await
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|rejection| ApiError::bad_body(format!("invalid path: {rejection}")))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_request"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })
+}
+
+fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery {
+        search: None,
+        kind: TypeFilter::All,
+        status: StatusFilter::All,
+        page: 1,
+        page_size: DEFAULT_PAGE_SIZE.min(max_page_size),
+    };
+    let positive = |field: &str, value: &str| {
+        value
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a positive integer")))
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "search" => q.search = (!value.is_empty()).then(|| value.to_lowercase()),
+            "type" => {
+                q.kind = match &*value {
+                    "all" => TypeFilter::All,
+                    "business" => TypeFilter::Business,
+                    "individual" => TypeFilter::Individual,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "type",
+                            "type must be one of business, individual, all",
+                        ));
+                    }
+                }
+            }
+            "status" => {
+                q.status = match &*value {
+                    "all" => StatusFilter::All,
+                    "active" => StatusFilter::Active,
+                    "inactive" => StatusFilter::Inactive,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "status",
+                            "status must be one of active, inactive, all",
+                        ));
+                    }
+                }
+            }
+            "page" => q.page = positive("page", &value)?,
+            "pageSize" => {
+                let size = positive("pageSize", &value)?;
+                q.page_size = usize::try_from(size).unwrap_or(usize::MAX).min(max_page_size);
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// Validates a create (`creating`: name required) or update body against the docs' types.
+/// Unknown fields are ignored; `null` clears an optional string and empties `metadata`.
+fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_body(format!("request body is not valid JSON: {err}")))?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::bad_body("request body must be a JSON object"));
+    };
+    let mut optional_string = |field: &str| match obj.remove(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s))),
+        Some(_) => Err(ApiError::invalid(field, format!("{field} must be a string or null"))),
+    };
+    let mut patch = ProfilePatch {
+        email: optional_string("email")?,
+        phone_number: optional_string("phone_number")?,
+        whatsapp_number: optional_string("whatsapp_number")?,
+        country: optional_string("country")?,
+        city: optional_string("city")?,
+        address: optional_string("address")?,
+        postal_code: optional_string("postal_code")?,
+        ..ProfilePatch::default()
+    };
+    patch.name = match obj.remove("name") {
+        None if creating => return Err(ApiError::invalid("name", "name is required")),
+        None => None,
+        Some(Value::String(name)) if !name.trim().is_empty() => Some(name),
+        Some(_) => {
+            return Err(ApiError::invalid("name", "name must be a non-empty string"));
+        }
+    };
+    patch.is_business = match obj.remove("is_business") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(ApiError::invalid("is_business", "is_business must be a boolean")),
+    };
+    patch.metadata = match obj.remove("metadata") {
+        None => None,
+        Some(Value::Null) => Some(Map::new()),
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return Err(ApiError::invalid("metadata", "metadata must be an object")),
+    };
+    Ok(patch)
+}
+
+/// Answers a control request (no key, no faults, not counted).
+fn control(sim: &Sim, handle: impl FnOnce() -> Result<Reply, ApiError>) -> Response {
+    let request_id = sim.inner.request_ids.next();
+    handle()
+        .unwrap_or_else(|err| err.into_reply(&request_id))
+        .into_response(&request_id)
+}
+
+fn control_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body_bytes(body)?;
+    serde_json::from_slice(&bytes).map_err(|err| ApiError::bad_body(format!("invalid body: {err}")))
+}
+
+async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejection>) -> Response {
+    control(&sim, || {
+        let m: Mutation = control_body(body)?;
+        let counts = [
+            m.create,
+            m.update,
+            m.delete,
+            m.restore,
+            m.add_tx,
+            m.settle,
+            m.delete_tx,
+        ];
+        if counts.iter().any(|&n| n > MAX_MUTATION_COUNT) {
+            return Err(ApiError::bad_body(format!(
+                "each count must be at most {MAX_MUTATION_COUNT}"
+            )));
+        }
+        Reply::json(&sim.mutate(&m))
+    })
+}
+
+async fn control_truth(State(sim): State<Sim>) -> Response {
+    control(&sim, || {
+        Ok(Reply::ok(sim.inner.read_state().truth_json().into_bytes()))
+    })
+}
+
+async fn control_get_faults(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.faults()))
+}
+
+async fn control_set_faults(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        let faults: Faults = control_body(body)?;
+        if let Some(field) = faults.invalid_probability() {
+            return Err(ApiError::invalid(field, format!("{field} must be between 0 and 1")));
+        }
+        sim.set_faults(faults);
+        Reply::json(&sim.faults())
+    })
+}
+
+async fn control_get_drift(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.drift()))
+}
+
+async fn control_set_drift(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        sim.set_drift(control_body(body)?);
+        Reply::json(&sim.drift())
+    })
+}
+
+async fn control_stats(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.stats()))
+}
+
+/// Clears the counters and returns what they held.
+async fn control_reset_stats(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.inner.counters.take()))
+}
+
+/// 404 for paths that are not routes. Counted as public requests unless under `/_sim/`.
+async fn unknown_route(State(sim): State<Sim>, method: Method, uri: Uri) -> Response {
+    unrouted(
+        &sim,
+        &uri,
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No route for {method} {}", uri.path()),
+        ),
+    )
+}
+
+async fn method_not_allowed(State(sim): State<Sim>, method: Method, uri: Uri) -> Response {
+    unrouted(
+        &sim,
+        &uri,
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {}", uri.path()),
+        ),
+    )
+}
+
+fn unrouted(sim: &Sim, uri: &Uri, err: ApiError) -> Response {
+    if !uri.path().starts_with("/_sim/") {
+        sim.inner.counters.count(Kind::Other);
+    }
+    let request_id = sim.inner.request_ids.next();
+    err.into_reply(&request_id).into_response(&request_id)
+}

@@ -1,0 +1,540 @@
+//! The simulated data set and every change to it.
+//!
+//! Customers live in an arena (`customers`, indexed by slot) and are never removed from
+//! it: a soft delete only takes the slot out of `live`, the list order. `live` is kept
+//! sorted newest first, so an unfiltered list page is a slice of it and a new customer is
+//! a binary-search insert.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::io::Write as _;
+
+use serde_json::{Map, Value};
+
+use super::data::{self, DATA_END_MS, DATA_START_MS};
+use super::model::{Customer, CustomerId, Payer, Profile, Render, TxId, TxList, TxStatus, parse_customer_id};
+use super::rng::{Rng, mix64};
+use super::{Drift, Mutation, MutationReport, SimOptions};
+
+/// Share of the initial customers that came in a bulk import and so share the
+/// `created_at` of the customer before them: the list's tie-break on id gets exercised.
+const BULK_IMPORT_SHARE: f64 = 0.01;
+
+pub(super) struct State {
+    customers: Vec<Customer>,
+    index: HashMap<u64, u32>,
+    /// Slots of live customers, newest first (`created_at` desc, then id desc).
+    live: Vec<u32>,
+    /// Slots of deleted customers, in deletion order.
+    deleted: Vec<u32>,
+    render: Render,
+    /// Drives run-time changes (mutations, drift, API-created customers' payer class).
+    rng: Rng,
+    customer_salt: u64,
+    tx_salt: u64,
+    next_customer_seq: u64,
+    next_tx_seq: u64,
+    /// The newest `created_at` ever given out: new customers get a later one.
+    last_created_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TypeFilter {
+    All,
+    Business,
+    Individual,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StatusFilter {
+    All,
+    Active,
+    Inactive,
+}
+
+/// A validated list request; `page` >= 1, `page_size` already capped.
+#[derive(Debug)]
+pub(super) struct ListQuery {
+    /// Lowercased; `None` when absent or empty.
+    pub(super) search: Option<String>,
+    pub(super) kind: TypeFilter,
+    pub(super) status: StatusFilter,
+    pub(super) page: u64,
+    pub(super) page_size: usize,
+}
+
+impl ListQuery {
+    fn is_unfiltered(&self) -> bool {
+        self.search.is_none() && self.kind == TypeFilter::All && self.status == StatusFilter::All
+    }
+
+    fn matches(&self, c: &Customer) -> bool {
+        let kind_ok = match self.kind {
+            TypeFilter::All => true,
+            TypeFilter::Business => c.profile.is_business,
+            TypeFilter::Individual => !c.profile.is_business,
+        };
+        let status_ok = match self.status {
+            StatusFilter::All => true,
+            StatusFilter::Active => !c.txs.is_empty(),
+            StatusFilter::Inactive => c.txs.is_empty(),
+        };
+        kind_ok && status_ok && self.search.as_deref().is_none_or(|s| c.matches_search(s))
+    }
+}
+
+/// Field changes from a POST or PATCH body; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub(super) struct ProfilePatch {
+    pub(super) name: Option<String>,
+    pub(super) email: Option<Option<String>>,
+    pub(super) phone_number: Option<Option<String>>,
+    pub(super) whatsapp_number: Option<Option<String>>,
+    pub(super) country: Option<Option<String>>,
+    pub(super) city: Option<Option<String>>,
+    pub(super) address: Option<Option<String>>,
+    pub(super) postal_code: Option<Option<String>>,
+    pub(super) is_business: Option<bool>,
+    pub(super) metadata: Option<Map<String, Value>>,
+}
+
+impl ProfilePatch {
+    fn apply(self, p: &mut Profile) {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut p.name, self.name);
+        set(&mut p.email, self.email);
+        set(&mut p.phone_number, self.phone_number);
+        set(&mut p.whatsapp_number, self.whatsapp_number);
+        set(&mut p.country, self.country);
+        set(&mut p.city, self.city);
+        set(&mut p.address, self.address);
+        set(&mut p.postal_code, self.postal_code);
+        set(&mut p.is_business, self.is_business);
+        set(&mut p.metadata, self.metadata);
+    }
+}
+
+impl State {
+    pub(super) fn generate(opts: &SimOptions) -> State {
+        let seed = opts.seed;
+        let mut rng = Rng::new(seed);
+        let customer_salt = mix64(seed ^ 0x6375_735f_6964_7321);
+        let tx_salt = mix64(seed ^ 0x7478_5f69_6473_2121);
+        let render = Render {
+            id_key: opts.id_field.key(),
+            organization_id: format!("org_{:016x}", mix64(seed ^ 0x6f72_675f_6964_2121)),
+            live_quirks: opts.live_quirks,
+        };
+        let n = opts.customers;
+
+        // Sign-ups grow over time (density rises linearly), as a growing merchant's do.
+        let span = (DATA_END_MS - DATA_START_MS) as f64;
+        let mut created: Vec<i64> = (0..n)
+            .map(|_| DATA_START_MS + (span * rng.unit().sqrt()) as i64)
+            .collect();
+        created.sort_unstable();
+        for i in 1..n {
+            if rng.chance(BULK_IMPORT_SHARE) {
+                created[i] = created[i - 1];
+            }
+        }
+
+        let mut next_tx_seq = 0u64;
+        let mut next_tx_id = || {
+            next_tx_seq += 1;
+            mix64(next_tx_seq ^ tx_salt)
+        };
+        let mut customers = Vec::with_capacity(n);
+        for (seq, &created_ms) in created.iter().enumerate() {
+            let region = data::pick_region(&mut rng);
+            let profile = data::profile(&mut rng, region);
+            let payer = data::payer(&mut rng);
+            let updated_ms = if rng.chance(0.6) {
+                created_ms
+            } else {
+                let u = rng.unit();
+                created_ms + ((DATA_END_MS - created_ms) as f64 * u * u) as i64
+            };
+            let id = mix64(seq as u64 ^ customer_salt);
+            let mut customer =
+                Customer::new(id, region, profile, created_ms, updated_ms, payer, &render);
+            let count = rng.geometric(data::tx_mean(payer, opts.tx_per_customer));
+            customer.txs = data::history(&mut rng, region, created_ms, count, &mut next_tx_id);
+            customers.push(customer);
+        }
+
+        let index = customers
+            .iter()
+            .enumerate()
+            .map(|(slot, c)| (c.id, slot as u32))
+            .collect();
+        let mut live: Vec<u32> = (0..n as u32).collect();
+        live.sort_unstable_by_key(|&s| Reverse(customers[s as usize].order_key()));
+        State {
+            customers,
+            index,
+            live,
+            deleted: Vec::new(),
+            render,
+            // A separate stream, so run-time changes do not depend on how much the
+            // generator drew.
+            rng: Rng::new(mix64(seed ^ 0x6d75_7461_7465_2121)),
+            customer_salt,
+            tx_salt,
+            next_customer_seq: n as u64,
+            next_tx_seq,
+            last_created_ms: created.last().copied().unwrap_or(DATA_START_MS),
+        }
+    }
+
+    pub(super) fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(super) fn transaction_count(&self) -> usize {
+        self.live.iter().map(|&s| self.customer(s).txs.len()).sum()
+    }
+
+    pub(super) fn id_key(&self) -> &'static str {
+        self.render.id_key
+    }
+
+    fn customer(&self, slot: u32) -> &Customer {
+        &self.customers[slot as usize]
+    }
+
+    fn customer_mut(&mut self, slot: u32) -> &mut Customer {
+        &mut self.customers[slot as usize]
+    }
+
+    fn slot_of(&self, id: &str) -> Option<u32> {
+        let slot = *self.index.get(&parse_customer_id(id)?)?;
+        (!self.customer(slot).deleted).then_some(slot)
+    }
+
+    /// A customer that exists and is not deleted.
+    pub(super) fn live_customer(&self, id: &str) -> Option<&Customer> {
+        self.slot_of(id).map(|s| self.customer(s))
+    }
+
+    /// The position of `slot` in `live`, or where it belongs.
+    fn live_position(&self, slot: u32) -> Result<usize, usize> {
+        let key = Reverse(self.customer(slot).order_key());
+        self.live
+            .binary_search_by_key(&key, |&s| Reverse(self.customer(s).order_key()))
+    }
+
+    fn insert_live(&mut self, slot: u32) {
+        if let Err(at) = self.live_position(slot) {
+            self.live.insert(at, slot);
+        }
+    }
+
+    fn remove_live(&mut self, slot: u32) {
+        if let Ok(at) = self.live_position(slot) {
+            self.live.remove(at);
+        }
+    }
+
+    /// The JSON body of a list page.
+    pub(super) fn list_page(&self, q: &ListQuery) -> Vec<u8> {
+        let offset = usize::try_from((q.page - 1).saturating_mul(q.page_size as u64))
+            .unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let total = if q.is_unfiltered() {
+            let start = offset.min(self.live.len());
+            let end = start.saturating_add(q.page_size).min(self.live.len());
+            let page = &self.live[start..end];
+            let size: usize = page.iter().map(|&s| self.customer(s).list_json().len() + 1).sum();
+            out.reserve_exact(size + 128);
+            out.extend_from_slice(b"{\"customers\":[");
+            for (i, &slot) in page.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(self.customer(slot).list_json().as_bytes());
+            }
+            self.live.len()
+        } else {
+            out.extend_from_slice(b"{\"customers\":[");
+            let mut matched = 0usize;
+            let mut shown = 0usize;
+            for &slot in &self.live {
+                let c = self.customer(slot);
+                if !q.matches(c) {
+                    continue;
+                }
+                if matched >= offset && shown < q.page_size {
+                    if shown > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(c.list_json().as_bytes());
+                    shown += 1;
+                }
+                matched += 1;
+            }
+            matched
+        };
+        let pages = total.div_ceil(q.page_size);
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "],\"pagination\":{{\"page\":{},\"pageSize\":{},\"totalCount\":{total},\"totalPages\":{pages}}}}}",
+            q.page, q.page_size
+        );
+        out
+    }
+
+    /// `{"customers":[...],"transactions":{"<id>":[...]},"deleted_customer_ids":[...]}`.
+    pub(super) fn truth_json(&self) -> String {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"customers\":[");
+        for (i, &slot) in self.live.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.customer(slot).json().as_bytes());
+        }
+        out.extend_from_slice(b"],\"transactions\":{");
+        for (i, &slot) in self.live.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let c = self.customer(slot);
+            let _ = write!(out, "\"{}\":", CustomerId(c.id));
+            serde_json::to_writer(&mut out, &TxList(&c.txs))
+                .expect("transactions serialize to JSON");
+        }
+        out.extend_from_slice(b"},\"deleted_customer_ids\":[");
+        for (i, &slot) in self.deleted.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, "\"{}\"", CustomerId(self.customer(slot).id));
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8(out).expect("only UTF-8 was written")
+    }
+
+    fn next_customer_id(&mut self) -> u64 {
+        self.next_customer_seq += 1;
+        mix64(self.next_customer_seq ^ self.customer_salt)
+    }
+
+    fn next_tx_id(&mut self) -> u64 {
+        self.next_tx_seq += 1;
+        mix64(self.next_tx_seq ^ self.tx_salt)
+    }
+
+    /// Adds a customer at the top of the list: its `created_at` is now, or just after the
+    /// newest one, so creation times stay strictly increasing.
+    fn insert_new(&mut self, region: usize, profile: Profile, payer: Payer, now_ms: i64) -> u32 {
+        let created_ms = now_ms.max(self.last_created_ms + 1);
+        self.last_created_ms = created_ms;
+        let id = self.next_customer_id();
+        let customer = Customer::new(id, region, profile, created_ms, created_ms, payer, &self.render);
+        let slot = self.customers.len() as u32;
+        self.customers.push(customer);
+        self.index.insert(id, slot);
+        self.insert_live(slot);
+        slot
+    }
+
+    fn insert_random(&mut self, now_ms: i64) -> u32 {
+        let region = data::pick_region(&mut self.rng);
+        let profile = data::profile(&mut self.rng, region);
+        let payer = data::payer(&mut self.rng);
+        self.insert_new(region, profile, payer, now_ms)
+    }
+
+    /// `POST /customers`: `patch` has been validated to carry a name.
+    pub(super) fn create(&mut self, patch: ProfilePatch, now_ms: i64) -> &Customer {
+        let mut profile = Profile::default();
+        patch.apply(&mut profile);
+        let region = data::region_of_country(profile.country.as_deref());
+        let payer = data::payer(&mut self.rng);
+        let slot = self.insert_new(region, profile, payer, now_ms);
+        self.customer(slot)
+    }
+
+    /// `PATCH /customers/{id}`; `None` when the customer does not exist or is deleted.
+    pub(super) fn update(&mut self, id: &str, patch: ProfilePatch, now_ms: i64) -> Option<&Customer> {
+        let slot = self.slot_of(id)?;
+        let country_changed = patch.country.is_some();
+        let customer = &mut self.customers[slot as usize];
+        patch.apply(&mut customer.profile);
+        if country_changed {
+            customer.region = data::region_of_country(customer.profile.country.as_deref());
+        }
+        customer.touch(now_ms);
+        customer.refresh(&self.render);
+        Some(self.customer(slot))
+    }
+
+    /// `DELETE /customers/{id}`: returns the id when the customer was live.
+    pub(super) fn delete(&mut self, id: &str) -> Option<u64> {
+        let slot = self.slot_of(id)?;
+        self.soft_delete(slot);
+        Some(self.customer(slot).id)
+    }
+
+    fn soft_delete(&mut self, slot: u32) {
+        self.remove_live(slot);
+        self.customer_mut(slot).deleted = true;
+        self.deleted.push(slot);
+    }
+
+    fn restore(&mut self, slot: u32, now_ms: i64) {
+        self.deleted.retain(|&s| s != slot);
+        let customer = &mut self.customers[slot as usize];
+        customer.deleted = false;
+        customer.touch(now_ms);
+        customer.refresh(&self.render);
+        self.insert_live(slot);
+    }
+
+    /// Applied before each list page is computed.
+    pub(super) fn drift(&mut self, d: &Drift, now_ms: i64) {
+        for _ in 0..d.insert_per_page {
+            self.insert_random(now_ms);
+        }
+        for _ in 0..d.delete_per_page {
+            if self.live.is_empty() {
+                break;
+            }
+            let slot = self.live[self.rng.index(self.live.len())];
+            self.soft_delete(slot);
+        }
+    }
+
+    pub(super) fn mutate(&mut self, m: &Mutation, now_ms: i64) -> MutationReport {
+        let mut report = MutationReport::default();
+        let existing = self.live.clone();
+        let previously_deleted = self.deleted.clone();
+        let id = |c: &Customer| CustomerId(c.id).to_string();
+
+        for _ in 0..m.create {
+            let slot = self.insert_random(now_ms);
+            report.created.push(id(self.customer(slot)));
+        }
+
+        // One draw for both, so updated and deleted customers are distinct.
+        let wanted = m.update as usize + m.delete as usize;
+        let picks = self.rng.distinct(existing.len(), wanted);
+        let (to_update, to_delete) = picks.split_at(picks.len().min(m.update as usize));
+        for &i in to_update {
+            let slot = existing[i];
+            let customer = &mut self.customers[slot as usize];
+            data::update_profile(&mut self.rng, customer.region, &mut customer.profile);
+            customer.touch(now_ms);
+            customer.refresh(&self.render);
+            report.updated.push(id(customer));
+        }
+        for &i in to_delete {
+            let slot = existing[i];
+            self.soft_delete(slot);
+            report.deleted.push(id(self.customer(slot)));
+        }
+
+        for i in self.rng.distinct(previously_deleted.len(), m.restore as usize) {
+            let slot = previously_deleted[i];
+            self.restore(slot, now_ms);
+            report.restored.push(id(self.customer(slot)));
+        }
+
+        if m.add_tx > 0 {
+            report.tx_added = self.add_transactions(m.add_tx, now_ms);
+        }
+        if m.settle > 0 {
+            report.tx_changed = self.settle(m.settle as usize);
+        }
+        if m.delete_tx > 0 {
+            report.tx_deleted = self.delete_transactions(m.delete_tx as usize);
+        }
+        report
+    }
+
+    /// New transactions for live customers drawn by payer weight; a customer's
+    /// `updated_at` does not move.
+    fn add_transactions(&mut self, count: u32, now_ms: i64) -> Vec<String> {
+        let mut cumulative = Vec::new();
+        let mut slots = Vec::new();
+        let mut total = 0u64;
+        for &slot in &self.live {
+            let weight = self.customer(slot).payer.add_tx_weight();
+            if weight > 0 {
+                total += weight;
+                cumulative.push(total);
+                slots.push(slot);
+            }
+        }
+        let mut added = Vec::new();
+        if total == 0 {
+            return added;
+        }
+        for _ in 0..count {
+            let roll = self.rng.below(total);
+            let slot = slots[cumulative.partition_point(|&c| c <= roll)];
+            let tx_id = self.next_tx_id();
+            let customer = &mut self.customers[slot as usize];
+            let at_ms = customer
+                .txs
+                .last()
+                .map_or(now_ms, |last| now_ms.max(last.created_ms + 1));
+            let tx = data::new_transaction(&mut self.rng, customer.region, tx_id, at_ms);
+            customer.txs.push(tx);
+            added.push(TxId(tx_id).to_string());
+        }
+        added
+    }
+
+    /// Settles pending payments; once none is left, refunds completed ones.
+    fn settle(&mut self, count: usize) -> Vec<String> {
+        let mut pending = Vec::new();
+        let mut completed = Vec::new();
+        for &slot in &self.live {
+            for (i, tx) in self.customer(slot).txs.iter().enumerate() {
+                match tx.status {
+                    TxStatus::Pending => pending.push((slot, i)),
+                    TxStatus::Completed => completed.push((slot, i)),
+                    _ => {}
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for i in self.rng.distinct(pending.len(), count) {
+            let (slot, t) = pending[i];
+            let status = data::settle_outcome(&mut self.rng);
+            let tx = &mut self.customers[slot as usize].txs[t];
+            tx.status = status;
+            changed.push(TxId(tx.id).to_string());
+        }
+        let refunds = count - changed.len();
+        for i in self.rng.distinct(completed.len(), refunds) {
+            let (slot, t) = completed[i];
+            let tx = &mut self.customers[slot as usize].txs[t];
+            tx.status = TxStatus::Refunded;
+            changed.push(TxId(tx.id).to_string());
+        }
+        changed
+    }
+
+    fn delete_transactions(&mut self, count: usize) -> Vec<String> {
+        let all: Vec<(u32, u64)> = self
+            .live
+            .iter()
+            .flat_map(|&slot| self.customer(slot).txs.iter().map(move |tx| (slot, tx.id)))
+            .collect();
+        let mut deleted = Vec::new();
+        for i in self.rng.distinct(all.len(), count) {
+            let (slot, tx_id) = all[i];
+            self.customer_mut(slot).txs.retain(|tx| tx.id != tx_id);
+            deleted.push(TxId(tx_id).to_string());
+        }
+        deleted
+    }
+}
