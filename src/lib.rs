@@ -12,3 +12,5 @@ pub mod sync;
 pub mod query;
 pub mod telemetry;
 pub mod verify;
+pub mod scheduler;
+pub mod sim;

@@ -682,7 +682,7 @@ fn channel(rng: &mut Rng, currency: Currency) -> &'static Channel {
         Currency::Ngn => &[(&CARD, 60), (&TRANSFER, 40)],
         Currency::Kes => &[(&MPESA, 80), (&CARD, 20)],
     };
-    rng.weighted(table)
+    rng.weighted::<&'static Channel>(table)
 }
 
 fn description(rng: &mut Rng) -> String {

@@ -175,6 +175,9 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
     let started = Instant::now();
+    // Counters are per client and a daemon reuses its client: report this run's share.
+    let base_requests = client.counters().requests.load(Ordering::Relaxed);
+    let base_retries = client.counters().retries.load(Ordering::Relaxed);
     preflight(client).await?;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
@@ -216,8 +219,8 @@ pub async fn run(
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
-    let requests = client.counters().requests.load(Ordering::Relaxed);
-    let retries = client.counters().retries.load(Ordering::Relaxed);
+    let requests = client.counters().requests.load(Ordering::Relaxed) - base_requests;
+    let retries = client.counters().retries.load(Ordering::Relaxed) - base_retries;
     let mut writer = engine.writer.take().expect("a writer for a real run");
     // Commit what was fetched before deciding the outcome: pages already complete
     // are kept even when the run stops.
