@@ -36,7 +36,9 @@ pub enum ConfigError {
          (a file holding only the key)"
     )]
     MissingApiKey,
-    #[error("cannot read the API key file {path}: {source}; check api.api_key_file and its permissions")]
+    #[error(
+        "cannot read the API key file {path}: {source}; check api.api_key_file and its permissions"
+    )]
     KeyFile {
         path: PathBuf,
         source: std::io::Error,
@@ -92,7 +94,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"24h\"")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"24h\""
+                ))
+            })
     }
 }
 
@@ -286,14 +292,20 @@ impl Settings {
 
     /// [`Settings::load`] with an explicit environment, so tests need not mutate the
     /// process environment.
-    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigError> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder();
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError::MissingFile { path: path.to_owned() });
+                    return Err(ConfigError::MissingFile {
+                        path: path.to_owned(),
+                    });
                 }
-                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
             }
             None => {
                 builder = builder.add_source(
@@ -328,7 +340,10 @@ impl Settings {
         self.api.base_url()?;
         let positive = |key: &'static str, v: u64| {
             if v == 0 {
-                Err(ConfigError::Invalid { key, problem: "must be greater than zero".into() })
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be greater than zero".into(),
+                })
             } else {
                 Ok(())
             }
@@ -337,7 +352,10 @@ impl Settings {
         if self.api.page_size > 1000 {
             return Err(ConfigError::Invalid {
                 key: "api.page_size",
-                problem: format!("is {}; use at most 1000 (the service serves 200)", self.api.page_size),
+                problem: format!(
+                    "is {}; use at most 1000 (the service serves 200)",
+                    self.api.page_size
+                ),
             });
         }
         positive("api.concurrency", self.api.concurrency.into())?;
@@ -348,7 +366,10 @@ impl Settings {
             });
         }
         positive("api.timeout", self.api.timeout.0.as_millis() as u64)?;
-        positive("api.connect_timeout", self.api.connect_timeout.0.as_millis() as u64)?;
+        positive(
+            "api.connect_timeout",
+            self.api.connect_timeout.0.as_millis() as u64,
+        )?;
         positive("api.max_body_bytes", self.api.max_body_bytes)?;
         positive("api.rate_window", self.api.rate_window.0.as_millis() as u64)?;
         if !self.api.requests_per_second.is_finite() || self.api.requests_per_second < 0.0 {
@@ -357,10 +378,16 @@ impl Settings {
                 problem: "must be zero (unlimited) or a positive number".into(),
             });
         }
-        positive("sync.full_every", self.sync.full_every.0.as_secs())?;
-        positive("schedule.shutdown_timeout", self.schedule.shutdown_timeout.0.as_millis() as u64)?;
+        positive("sync.full_every", self.sync.full_every.0.as_millis() as u64)?;
+        positive(
+            "schedule.shutdown_timeout",
+            self.schedule.shutdown_timeout.0.as_millis() as u64,
+        )?;
         if self.store.path.as_os_str().is_empty() {
-            return Err(ConfigError::Invalid { key: "store.path", problem: "is empty".into() });
+            return Err(ConfigError::Invalid {
+                key: "store.path",
+                problem: "is empty".into(),
+            });
         }
         self.schedule.parsed_cron()?;
         Ok(())
@@ -375,8 +402,10 @@ impl Settings {
     /// [`Settings::api_key`] with an explicit environment.
     pub fn api_key_from(&self, env: &[(String, String)]) -> Result<ApiKey, ConfigError> {
         if let Some(path) = &self.api.api_key_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::KeyFile { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
             let key = text.trim();
             if key.is_empty() {
                 return Err(ConfigError::EmptyKeyFile { path: path.clone() });
@@ -396,7 +425,10 @@ impl ApiSettings {
     /// The validated base URL. Plain `http://` is accepted only for loopback hosts,
     /// so the key never crosses a network in clear text.
     pub fn base_url(&self) -> Result<Url, ConfigError> {
-        let invalid = |problem: String| ConfigError::Invalid { key: "api.base_url", problem };
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "api.base_url",
+            problem,
+        };
         let url = Url::parse(&self.base_url)
             .map_err(|e| invalid(format!("`{}` is not a URL ({e})", self.base_url)))?;
         match url.scheme() {
@@ -408,13 +440,21 @@ impl ApiSettings {
                     self.base_url
                 )));
             }
-            other => return Err(invalid(format!("`{}` has scheme `{other}`; use https", self.base_url))),
+            other => {
+                return Err(invalid(format!(
+                    "`{}` has scheme `{other}`; use https",
+                    self.base_url
+                )));
+            }
         }
         if url.host().is_none() {
             return Err(invalid(format!("`{}` has no host", self.base_url)));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(format!("`{}` must not carry a query or fragment", self.base_url)));
+            return Err(invalid(format!(
+                "`{}` must not carry a query or fragment",
+                self.base_url
+            )));
         }
         Ok(url)
     }
@@ -461,7 +501,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, toml).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::load_from(Some(&path), &env)
     }
 
@@ -475,21 +518,31 @@ mod tests {
 
     #[test]
     fn environment_overrides_file() {
-        let s = load_toml("[api]\npage_size = 50\n", &[("LOMI_SYNC__API__PAGE_SIZE", "75")]).unwrap();
+        let s = load_toml(
+            "[api]\npage_size = 50\n",
+            &[("LOMI_SYNC__API__PAGE_SIZE", "75")],
+        )
+        .unwrap();
         assert_eq!(s.api.page_size, 75);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = load_toml("[api]\npage_sise = 50\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[api]\npage_sise = 50\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("page_sise"), "{err}");
-        let err = load_toml("", &[("LOMI_SYNC__API__COLOUR", "red")]).unwrap_err().to_string();
+        let err = load_toml("", &[("LOMI_SYNC__API__COLOUR", "red")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("colour"), "{err}");
     }
 
     #[test]
     fn api_key_is_not_a_setting() {
-        let err = load_toml("[api]\napi_key = \"lomi_sk_live_x\"\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[api]\napi_key = \"lomi_sk_live_x\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("api_key"), "{err}");
         assert!(!err.contains("lomi_sk_live_x"), "{err}");
     }
@@ -499,31 +552,49 @@ mod tests {
         assert!(load_toml("[api]\nbase_url = \"http://127.0.0.1:8787\"\n", &[]).is_ok());
         assert!(load_toml("[api]\nbase_url = \"http://localhost:8787\"\n", &[]).is_ok());
         assert!(load_toml("[api]\nbase_url = \"http://[::1]:8787\"\n", &[]).is_ok());
-        let err = load_toml("[api]\nbase_url = \"http://api.lomi.africa\"\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[api]\nbase_url = \"http://api.lomi.africa\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("plain http"), "{err}");
-        let err = load_toml("[api]\nbase_url = \"not a url\"\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[api]\nbase_url = \"not a url\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a URL"), "{err}");
     }
 
     #[test]
     fn zero_sizes_are_refused() {
-        let err = load_toml("[api]\npage_size = 0\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("api.page_size must be greater than zero"), "{err}");
-        let err = load_toml("[api]\nconcurrency = -1\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[api]\npage_size = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api.page_size must be greater than zero"),
+            "{err}"
+        );
+        let err = load_toml("[api]\nconcurrency = -1\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("concurrency"), "{err}");
     }
 
     #[test]
     fn bad_cron_names_the_expression() {
-        let err = load_toml("[schedule]\ncron = \"every 5 minutes\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("every 5 minutes") && err.contains("schedule.cron"), "{err}");
+        let err = load_toml("[schedule]\ncron = \"every 5 minutes\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("every 5 minutes") && err.contains("schedule.cron"),
+            "{err}"
+        );
     }
 
     #[test]
     fn durations_are_human_readable() {
         let s = load_toml("[sync]\nfull_every = \"12h\"\n", &[]).unwrap();
         assert_eq!(s.sync.full_every.0, Duration::from_secs(12 * 3600));
-        let err = load_toml("[sync]\nfull_every = \"soon\"\n", &[]).unwrap_err().to_string();
+        let err = load_toml("[sync]\nfull_every = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("soon"), "{err}");
     }
 
@@ -540,7 +611,10 @@ mod tests {
         assert!(!format!("{key:?} {key}").contains("secret"));
 
         let s = Settings::default();
-        assert!(matches!(s.api_key_from(&[]), Err(ConfigError::MissingApiKey)));
+        assert!(matches!(
+            s.api_key_from(&[]),
+            Err(ConfigError::MissingApiKey)
+        ));
         let env = vec![(API_KEY_ENV.to_string(), "k".to_string())];
         assert_eq!(s.api_key_from(&env).unwrap().expose(), "k");
     }

@@ -7,10 +7,10 @@
 pub mod api;
 pub mod config;
 pub mod money;
-pub mod store;
-pub mod sync;
 pub mod query;
-pub mod telemetry;
-pub mod verify;
 pub mod scheduler;
 pub mod sim;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod verify;

@@ -6,8 +6,8 @@
 /// Unknown currencies are assumed to have cents, the common case.
 pub fn minor_unit_exponent(currency: &str) -> u32 {
     match currency.to_ascii_uppercase().as_str() {
-        "XOF" | "XAF" | "GNF" | "RWF" | "UGX" | "JPY" | "KRW" | "CLP" | "VND" | "BIF" | "DJF" | "KMF"
-        | "PYG" | "VUV" | "XPF" => 0,
+        "XOF" | "XAF" | "GNF" | "RWF" | "UGX" | "JPY" | "KRW" | "CLP" | "VND" | "BIF" | "DJF"
+        | "KMF" | "PYG" | "VUV" | "XPF" => 0,
         "BHD" | "KWD" | "OMR" | "TND" | "JOD" | "IQD" | "LYD" => 3,
         _ => 2,
     }
@@ -99,7 +99,12 @@ pub fn format_minor(minor: i64, exponent: u32) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     let div = 10u64.pow(exponent);
-    format!("{sign}{}.{:0width$}", abs / div, abs % div, width = exponent as usize)
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / div,
+        abs % div,
+        width = exponent as usize
+    )
 }
 
 #[cfg(test)]

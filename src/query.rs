@@ -22,16 +22,25 @@ pub enum Format {
 pub enum QueryError {
     #[error("the query failed: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("`query` only reads: this statement would write to the mirror; the mirror is changed only by sync runs")]
+    #[error(
+        "`query` only reads: this statement would write to the mirror; the mirror is changed only by sync runs"
+    )]
     Write,
-    #[error("the query is empty; pass one SQL statement, e.g. \"SELECT count(*) FROM live_customers\"")]
+    #[error(
+        "the query is empty; pass one SQL statement, e.g. \"SELECT count(*) FROM live_customers\""
+    )]
     Empty,
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Runs `sql` and writes its rows to `out` in `format`. Returns the number of rows.
-pub fn run(store: &Store, sql: &str, format: Format, out: &mut dyn Write) -> Result<u64, QueryError> {
+pub fn run(
+    store: &Store,
+    sql: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, QueryError> {
     if sql.trim().trim_end_matches(';').trim().is_empty() {
         return Err(QueryError::Empty);
     }
@@ -46,13 +55,25 @@ pub fn run(store: &Store, sql: &str, format: Format, out: &mut dyn Write) -> Res
         Format::Table => {
             let mut cells: Vec<Vec<String>> = Vec::new();
             while let Some(row) = rows.next()? {
-                cells.push((0..columns.len()).map(|i| text(row.get_ref(i))).collect::<Result<_, _>>()?);
+                cells.push(
+                    (0..columns.len())
+                        .map(|i| text(row.get_ref(i)))
+                        .collect::<Result<_, _>>()?,
+                );
             }
             count = cells.len() as u64;
             write_table(&columns, &cells, out)?;
         }
         Format::Csv => {
-            writeln!(out, "{}", columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","))?;
+            writeln!(
+                out,
+                "{}",
+                columns
+                    .iter()
+                    .map(|c| csv_field(c))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )?;
             while let Some(row) = rows.next()? {
                 let fields: Vec<String> = (0..columns.len())
                     .map(|i| text(row.get_ref(i)).map(|t| csv_field(&t)))
@@ -101,17 +122,27 @@ fn json(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
     }
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
-fn write_table(columns: &[String], rows: &[Vec<String>], out: &mut dyn Write) -> std::io::Result<()> {
+fn write_table(
+    columns: &[String],
+    rows: &[Vec<String>],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = columns.iter().map(|c| width(c)).collect();
     for r in rows {
@@ -124,7 +155,11 @@ fn write_table(columns: &[String], rows: &[Vec<String>], out: &mut dyn Write) ->
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let c: String = if width(c) > 60 { c.chars().take(59).chain(['…']).collect() } else { c.clone() };
+                let c: String = if width(c) > 60 {
+                    c.chars().take(59).chain(['…']).collect()
+                } else {
+                    c.clone()
+                };
                 format!("{c}{}", " ".repeat(widths[i].saturating_sub(width(&c))))
             })
             .collect::<Vec<_>>()
@@ -133,11 +168,24 @@ fn write_table(columns: &[String], rows: &[Vec<String>], out: &mut dyn Write) ->
             .to_string()
     };
     writeln!(out, "{}", line(columns))?;
-    writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
+    writeln!(
+        out,
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ")
+    )?;
     for r in rows {
         writeln!(out, "{}", line(r))?;
     }
-    writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })
+    writeln!(
+        out,
+        "({} row{})",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(test)]
@@ -156,11 +204,17 @@ mod tests {
         let mut out = Vec::new();
         write_table(
             &["name".into(), "n".into()],
-            &[vec!["Aïssatou".into(), "1".into()], vec!["Bo".into(), "22".into()]],
+            &[
+                vec!["Aïssatou".into(), "1".into()],
+                vec!["Bo".into(), "22".into()],
+            ],
             &mut out,
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "name      n\n--------  --\nAïssatou  1\nBo        22\n(2 rows)\n");
+        assert_eq!(
+            text,
+            "name      n\n--------  --\nAïssatou  1\nBo        22\n(2 rows)\n"
+        );
     }
 }

@@ -86,7 +86,12 @@ fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
         let due = last
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_none_or(|t| (Utc::now() - t.with_timezone(&Utc)).to_std().unwrap_or_default() >= every.0);
+            .is_none_or(|t| {
+                (Utc::now() - t.with_timezone(&Utc))
+                    .to_std()
+                    .unwrap_or_default()
+                    >= every.0
+            });
         if due {
             return RunKind::Full;
         }
@@ -107,7 +112,10 @@ impl Daemon {
             let cancel = runs_cancel.clone();
             tokio::spawn(async move {
                 tracing::info!(kind = kind.as_str(), "run starting");
-                let req = RunRequest { kind, restart: false };
+                let req = RunRequest {
+                    kind,
+                    restart: false,
+                };
                 sync::run(&d.client, &d.db, &d.options, req, &cancel, &NoProgress).await
             })
         };
@@ -117,7 +125,8 @@ impl Daemon {
             current = Some(start_run(next_kind(&shared.db, &shared.settings)));
         }
         let watchdog = watchdog_interval();
-        let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let Some(next) = schedule.upcoming(Utc).next() else {
@@ -189,7 +198,10 @@ impl Daemon {
                     tracing::warn!(error = %e, "the run in flight ended with an error during shutdown")
                 }
                 Ok(_) => tracing::info!("the run in flight stopped; the next start resumes it"),
-                Err(_) => tracing::warn!(?timeout, "the run in flight did not stop within schedule.shutdown_timeout"),
+                Err(_) => tracing::warn!(
+                    ?timeout,
+                    "the run in flight did not stop within schedule.shutdown_timeout"
+                ),
             }
         }
         Ok(())
@@ -201,7 +213,9 @@ pub fn summary_line(s: &RunSummary) -> String {
     format!(
         "{} run {} finished in {:.1}s: {} pages, {} requests ({} retries), customers +{} ~{} -{} ↺{}, transactions +{} ~{} -{} ↺{}",
         s.kind,
-        s.run_id.map(|i| i.to_string()).unwrap_or_else(|| "(dry)".into()),
+        s.run_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "(dry)".into()),
         s.duration_secs,
         s.pages,
         s.requests,

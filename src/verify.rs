@@ -8,11 +8,13 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 fn id_of(c: &Value) -> Option<String> {
-    c.get("id").or_else(|| c.get("customer_id")).and_then(|v| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    c.get("id")
+        .or_else(|| c.get("customer_id"))
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
 }
 
 fn parse(raw: &str) -> Value {
@@ -22,7 +24,11 @@ fn parse(raw: &str) -> Value {
 /// Differences between the mirror and `truth`, at most `limit` of them; empty when the
 /// mirror equals the source: the same live customers with the same fields, the same
 /// live transactions per live customer, and every known deleted customer marked.
-pub fn differences(conn: &Connection, truth: &Value, limit: usize) -> rusqlite::Result<Vec<String>> {
+pub fn differences(
+    conn: &Connection,
+    truth: &Value,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
     let mut out = Vec::new();
     let mut push = |s: String| {
         if out.len() < limit {
@@ -38,7 +44,10 @@ pub fn differences(conn: &Connection, truth: &Value, limit: usize) -> rusqlite::
         }
     }
     let empty = Vec::new();
-    let customers = truth.get("customers").and_then(Value::as_array).unwrap_or(&empty);
+    let customers = truth
+        .get("customers")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let mut truth_ids = BTreeSet::new();
     for c in customers {
         let Some(id) = id_of(c) else {
@@ -53,17 +62,25 @@ pub fn differences(conn: &Connection, truth: &Value, limit: usize) -> rusqlite::
         }
     }
     for id in mirror.keys().filter(|id| !truth_ids.contains(*id)) {
-        push(format!("customer {id} is live in the mirror but not at the source"));
+        push(format!(
+            "customer {id} is live in the mirror but not at the source"
+        ));
     }
-    let deleted = truth.get("deleted_customer_ids").and_then(Value::as_array).unwrap_or(&empty);
+    let deleted = truth
+        .get("deleted_customer_ids")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     {
-        let mut stmt = conn.prepare("SELECT deleted_at IS NOT NULL FROM customers WHERE id = ?1")?;
+        let mut stmt =
+            conn.prepare("SELECT deleted_at IS NOT NULL FROM customers WHERE id = ?1")?;
         for id in deleted.iter().filter_map(Value::as_str) {
             let mut rows = stmt.query([id])?;
             if let Some(row) = rows.next()?
                 && !row.get::<_, bool>(0)?
             {
-                push(format!("customer {id} was deleted at the source but is live in the mirror"));
+                push(format!(
+                    "customer {id} was deleted at the source but is live in the mirror"
+                ));
             }
         }
     }
@@ -80,17 +97,25 @@ pub fn differences(conn: &Connection, truth: &Value, limit: usize) -> rusqlite::
             })
             .unwrap_or_default();
         let mut seen = BTreeSet::new();
-        for row in stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        for row in stmt.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
             let (tid, raw) = row?;
             match source.get(&tid) {
-                None => push(format!("transaction {tid} of customer {id} is live in the mirror but not at the source")),
-                Some(t) if parse(&raw) != **t => push(format!("transaction {tid} differs: mirror {raw} vs source {t}")),
+                None => push(format!(
+                    "transaction {tid} of customer {id} is live in the mirror but not at the source"
+                )),
+                Some(t) if parse(&raw) != **t => push(format!(
+                    "transaction {tid} differs: mirror {raw} vs source {t}"
+                )),
                 Some(_) => {}
             }
             seen.insert(tid);
         }
         for tid in source.keys().filter(|t| !seen.contains(*t)) {
-            push(format!("transaction {tid} of customer {id} is missing from the mirror"));
+            push(format!(
+                "transaction {tid} of customer {id} is missing from the mirror"
+            ));
         }
     }
     Ok(out)

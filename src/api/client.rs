@@ -22,7 +22,10 @@ pub enum ApiError {
          and that the key matches api.base_url (live or sandbox)",
         rid = fmt_rid(request_id)
     )]
-    Unauthorized { endpoint: String, request_id: Option<String> },
+    Unauthorized {
+        endpoint: String,
+        request_id: Option<String>,
+    },
     #[error("{endpoint} answered HTTP {status}{rid}: {message}", rid = fmt_rid(request_id))]
     Status {
         endpoint: String,
@@ -54,7 +57,9 @@ pub enum ApiError {
 }
 
 fn fmt_rid(rid: &Option<String>) -> String {
-    rid.as_ref().map(|r| format!(", request id {r}")).unwrap_or_default()
+    rid.as_ref()
+        .map(|r| format!(", request id {r}"))
+        .unwrap_or_default()
 }
 
 impl ApiError {
@@ -168,7 +173,11 @@ enum Retry {
 
 impl ApiClient {
     /// `cancel` interrupts waits (backoff, rate limit) so shutdown is prompt.
-    pub fn new(opts: ClientOptions, key: &ApiKey, cancel: CancellationToken) -> Result<ApiClient, ApiError> {
+    pub fn new(
+        opts: ClientOptions,
+        key: &ApiKey,
+        cancel: CancellationToken,
+    ) -> Result<ApiClient, ApiError> {
         let mut auth = HeaderValue::from_str(key.expose()).map_err(|_| ApiError::Transport {
             endpoint: opts.base_url.to_string(),
             reason: "the API key contains characters that cannot go in an HTTP header; check LOMI_API_KEY".into(),
@@ -204,7 +213,12 @@ impl ApiClient {
     }
 
     /// `GET /customers?page=..&pageSize=..[&status=..]`.
-    pub async fn list_customers(&self, page: u64, page_size: u32, status: StatusFilter) -> Result<CustomerPage, ApiError> {
+    pub async fn list_customers(
+        &self,
+        page: u64,
+        page_size: u32,
+        status: StatusFilter,
+    ) -> Result<CustomerPage, ApiError> {
         let mut url = self.url(&["customers"]);
         {
             let mut q = url.query_pairs_mut();
@@ -216,7 +230,9 @@ impl ApiClient {
         }
         let endpoint = describe(&url);
         match self.get(url, &endpoint).await? {
-            Some((v, rid)) => CustomerPage::from_value(v).map_err(|e| shape_error(&endpoint, rid, e)),
+            Some((v, rid)) => {
+                CustomerPage::from_value(v).map_err(|e| shape_error(&endpoint, rid, e))
+            }
             None => Err(ApiError::Status {
                 endpoint,
                 status: 404,
@@ -232,9 +248,14 @@ impl ApiClient {
         let endpoint = describe(&url);
         match self.get(url, &endpoint).await? {
             Some((v, rid)) => {
-                let c = Customer::from_value(v).map_err(|e| shape_error(&endpoint, rid.clone(), e))?;
+                let c =
+                    Customer::from_value(v).map_err(|e| shape_error(&endpoint, rid.clone(), e))?;
                 if c.id != id {
-                    return Err(shape_error(&endpoint, rid, ShapeError(format!("asked for customer {id}, got {}", c.id))));
+                    return Err(shape_error(
+                        &endpoint,
+                        rid,
+                        ShapeError(format!("asked for customer {id}, got {}", c.id)),
+                    ));
                 }
                 Ok(Some(c))
             }
@@ -243,11 +264,16 @@ impl ApiClient {
     }
 
     /// `GET /customers/{id}/transactions`; `None` when the customer is gone (404).
-    pub async fn customer_transactions(&self, id: &str) -> Result<Option<Vec<Transaction>>, ApiError> {
+    pub async fn customer_transactions(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<Transaction>>, ApiError> {
         let url = self.url(&["customers", id, "transactions"]);
         let endpoint = describe(&url);
         match self.get(url, &endpoint).await? {
-            Some((v, rid)) => Transaction::list_from_value(v).map(Some).map_err(|e| shape_error(&endpoint, rid, e)),
+            Some((v, rid)) => Transaction::list_from_value(v)
+                .map(Some)
+                .map_err(|e| shape_error(&endpoint, rid, e)),
             None => Ok(None),
         }
     }
@@ -264,12 +290,18 @@ impl ApiClient {
     }
 
     /// One GET with retries. `Ok(None)` is a 404.
-    async fn get(&self, url: Url, endpoint: &str) -> Result<Option<(Value, Option<String>)>, ApiError> {
+    async fn get(
+        &self,
+        url: Url,
+        endpoint: &str,
+    ) -> Result<Option<(Value, Option<String>)>, ApiError> {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
         loop {
             if !self.inner.limiter.acquire(&self.inner.cancel).await {
-                return Err(ApiError::Cancelled { endpoint: endpoint.to_string() });
+                return Err(ApiError::Cancelled {
+                    endpoint: endpoint.to_string(),
+                });
             }
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             if attempt > 0 {
@@ -312,7 +344,10 @@ impl ApiClient {
 
     async fn attempt(&self, url: &Url, endpoint: &str) -> Attempt {
         let transport = |reason: String| Attempt::Fail {
-            err: ApiError::Transport { endpoint: endpoint.to_string(), reason },
+            err: ApiError::Transport {
+                endpoint: endpoint.to_string(),
+                reason,
+            },
             retry: Retry::Backoff,
         };
         let send = self
@@ -356,7 +391,9 @@ impl ApiClient {
                                 endpoint: endpoint.to_string(),
                                 status: status.as_u16(),
                                 request_id: header_rid,
-                                reason: format!("the body is larger than api.max_body_bytes ({limit} bytes)"),
+                                reason: format!(
+                                    "the body is larger than api.max_body_bytes ({limit} bytes)"
+                                ),
                             },
                             retry: Retry::No,
                         };
@@ -364,7 +401,12 @@ impl ApiClient {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return transport(format!("the response was cut off: {}", describe_reqwest(&e))),
+                Err(e) => {
+                    return transport(format!(
+                        "the response was cut off: {}",
+                        describe_reqwest(&e)
+                    ));
+                }
             }
         }
         let parsed: Result<Value, _> = serde_json::from_slice(&body);
@@ -381,7 +423,11 @@ impl ApiClient {
                         endpoint: endpoint.to_string(),
                         status: status.as_u16(),
                         request_id,
-                        reason: format!("the body is not valid JSON ({}): {}", json_problem(&e), snippet(&body)),
+                        reason: format!(
+                            "the body is not valid JSON ({}): {}",
+                            json_problem(&e),
+                            snippet(&body)
+                        ),
                     },
                     // A truncated body is usually a cut connection: worth another try.
                     retry: Retry::Backoff,
@@ -397,22 +443,37 @@ impl ApiClient {
         match status {
             StatusCode::NOT_FOUND => Attempt::NotFound,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail {
-                err: ApiError::Unauthorized { endpoint: endpoint.to_string(), request_id },
+                err: ApiError::Unauthorized {
+                    endpoint: endpoint.to_string(),
+                    request_id,
+                },
                 retry: Retry::No,
             },
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
                 let retry = match retry_after(&headers) {
                     Some(d) => Retry::After(d),
-                    None if s == StatusCode::TOO_MANY_REQUESTS => Retry::After(Duration::from_secs(1)),
+                    None if s == StatusCode::TOO_MANY_REQUESTS => {
+                        Retry::After(Duration::from_secs(1))
+                    }
                     None => Retry::Backoff,
                 };
                 Attempt::Fail {
-                    err: ApiError::Status { endpoint: endpoint.to_string(), status: s.as_u16(), request_id, message },
+                    err: ApiError::Status {
+                        endpoint: endpoint.to_string(),
+                        status: s.as_u16(),
+                        request_id,
+                        message,
+                    },
                     retry,
                 }
             }
             s => Attempt::Fail {
-                err: ApiError::Status { endpoint: endpoint.to_string(), status: s.as_u16(), request_id, message },
+                err: ApiError::Status {
+                    endpoint: endpoint.to_string(),
+                    status: s.as_u16(),
+                    request_id,
+                    message,
+                },
                 retry: Retry::No,
             },
         }
@@ -429,7 +490,12 @@ fn describe(url: &Url) -> String {
 }
 
 fn shape_error(endpoint: &str, request_id: Option<String>, e: ShapeError) -> ApiError {
-    ApiError::BadResponse { endpoint: endpoint.to_string(), status: 200, request_id, reason: e.0 }
+    ApiError::BadResponse {
+        endpoint: endpoint.to_string(),
+        status: 200,
+        request_id,
+        reason: e.0,
+    }
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -461,18 +527,31 @@ fn json_problem(e: &serde_json::Error) -> &'static str {
 /// The first bytes of a body, for an error message (HTML error pages are long).
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.trim().is_empty() { "empty body".into() } else { format!("body starts with `{}`", text.trim()) }
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.trim().is_empty() {
+        "empty body".into()
+    } else {
+        format!("body starts with `{}`", text.trim())
+    }
 }
 
 fn request_id_header(h: &HeaderMap) -> Option<String> {
-    h.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// `{"error": {"code", "message"}, "request_id"}`, the live service's error envelope.
 fn error_envelope(v: &Value) -> (Option<String>, Option<String>, Option<String>) {
     let err = v.get("error");
-    let field = |o: Option<&Value>, k: &str| o.and_then(|o| o.get(k)).and_then(Value::as_str).map(str::to_string);
+    let field = |o: Option<&Value>, k: &str| {
+        o.and_then(|o| o.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let (code, message) = match err {
         Some(Value::String(s)) => (None, Some(s.clone())),
         e => (field(e, "code"), field(e, "message")),
@@ -507,9 +586,15 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("900"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(900)));
         let later = chrono::Utc::now() + chrono::Duration::seconds(120);
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&later.to_rfc2822()).unwrap());
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&later.to_rfc2822()).unwrap(),
+        );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(110) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }
@@ -529,7 +614,11 @@ mod tests {
         let v = serde_json::json!({"error": {"code": "not_found", "message": "no such customer", "details": null}, "request_id": "req_1"});
         assert_eq!(
             error_envelope(&v),
-            (Some("not_found".into()), Some("no such customer".into()), Some("req_1".into()))
+            (
+                Some("not_found".into()),
+                Some("no such customer".into()),
+                Some("req_1".into())
+            )
         );
     }
 

@@ -79,14 +79,22 @@ impl RateLimiter {
             if let Some(&last) = s.recent.back() {
                 at = at.max(last);
             }
-            while s.recent.front().is_some_and(|&t| t + self.limits.window <= at) {
+            while s
+                .recent
+                .front()
+                .is_some_and(|&t| t + self.limits.window <= at)
+            {
                 s.recent.pop_front();
             }
             if s.recent.len() >= cap {
                 // The oldest request in the window must leave it before this one starts.
                 let oldest = s.recent[s.recent.len() - cap];
                 at = at.max(oldest + self.limits.window);
-                while s.recent.front().is_some_and(|&t| t + self.limits.window <= at) {
+                while s
+                    .recent
+                    .front()
+                    .is_some_and(|&t| t + self.limits.window <= at)
+                {
                     s.recent.pop_front();
                 }
             }
@@ -158,7 +166,8 @@ mod tests {
     async fn cancel_interrupts_a_wait() {
         let l = limiter(0.0, 0, 60);
         let cancel = CancellationToken::new();
-        l.pause_until(Instant::now() + Duration::from_secs(900)).await;
+        l.pause_until(Instant::now() + Duration::from_secs(900))
+            .await;
         let c2 = cancel.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -75,7 +75,10 @@ fn opt_string(obj: &RawObject, key: &str, what: &str) -> Result<Option<String>, 
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(shape(format!("{what}: field `{key}` should be a string, got {}", kind(other)))),
+        Some(other) => Err(shape(format!(
+            "{what}: field `{key}` should be a string, got {}",
+            kind(other)
+        ))),
     }
 }
 
@@ -83,7 +86,10 @@ fn opt_bool(obj: &RawObject, key: &str, what: &str) -> Result<Option<bool>, Shap
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(shape(format!("{what}: field `{key}` should be a boolean, got {}", kind(other)))),
+        Some(other) => Err(shape(format!(
+            "{what}: field `{key}` should be a boolean, got {}",
+            kind(other)
+        ))),
     }
 }
 
@@ -138,11 +144,16 @@ impl Customer {
     /// Checks one customer object. Unknown fields are kept in `raw`.
     pub fn from_value(v: Value) -> Result<Customer, ShapeError> {
         let Value::Object(raw) = v else {
-            return Err(shape(format!("a customer should be a JSON object, got {}", kind(&v))));
+            return Err(shape(format!(
+                "a customer should be a JSON object, got {}",
+                kind(&v)
+            )));
         };
         let id = match (raw.get("id"), raw.get("customer_id")) {
             (Some(a), Some(b)) if !a.is_null() && !b.is_null() && a != b => {
-                return Err(shape(format!("a customer has two different ids: id={a} customer_id={b}")));
+                return Err(shape(format!(
+                    "a customer has two different ids: id={a} customer_id={b}"
+                )));
             }
             (Some(v), _) if !v.is_null() => id_value(v),
             (_, Some(v)) => id_value(v),
@@ -154,7 +165,10 @@ impl Customer {
             None | Some(Value::Null) => None,
             Some(m @ Value::Object(_)) => Some(m.clone()),
             Some(other) => {
-                return Err(shape(format!("{what}: field `metadata` should be an object, got {}", kind(other))));
+                return Err(shape(format!(
+                    "{what}: field `metadata` should be an object, got {}",
+                    kind(other)
+                )));
             }
         };
         Ok(Customer {
@@ -183,23 +197,43 @@ impl CustomerPage {
     /// and their consistency, and that no id appears twice on one page.
     pub fn from_value(v: Value) -> Result<CustomerPage, ShapeError> {
         let Value::Object(mut body) = v else {
-            return Err(shape(format!("the list response should be a JSON object, got {}", kind(&v))));
+            return Err(shape(format!(
+                "the list response should be a JSON object, got {}",
+                kind(&v)
+            )));
         };
         let items = match body.remove("customers") {
             Some(Value::Array(items)) => items,
-            Some(other) => return Err(shape(format!("`customers` should be an array, got {}", kind(&other)))),
+            Some(other) => {
+                return Err(shape(format!(
+                    "`customers` should be an array, got {}",
+                    kind(&other)
+                )));
+            }
             None => return Err(shape("the list response has no `customers` array")),
         };
         let pagination = match body.get("pagination") {
             Some(Value::Object(p)) => p,
-            Some(other) => return Err(shape(format!("`pagination` should be an object, got {}", kind(other)))),
+            Some(other) => {
+                return Err(shape(format!(
+                    "`pagination` should be an object, got {}",
+                    kind(other)
+                )));
+            }
             None => return Err(shape("the list response has no `pagination` object")),
         };
         let number = |key: &str| -> Result<u64, ShapeError> {
             pagination
                 .get(key)
-                .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-                .ok_or_else(|| shape(format!("`pagination.{key}` should be a non-negative integer")))
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .ok_or_else(|| {
+                    shape(format!(
+                        "`pagination.{key}` should be a non-negative integer"
+                    ))
+                })
         };
         let page = number("page")?;
         let page_size = number("pageSize")?;
@@ -214,7 +248,10 @@ impl CustomerPage {
             )));
         }
         if items.len() as u64 > page_size {
-            return Err(shape(format!("the page holds {} customers, more than pageSize={page_size}", items.len())));
+            return Err(shape(format!(
+                "the page holds {} customers, more than pageSize={page_size}",
+                items.len()
+            )));
         }
         let customers = items
             .into_iter()
@@ -223,9 +260,18 @@ impl CustomerPage {
         let mut ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(shape(format!("customer {} appears twice on one page", w[0])));
+            return Err(shape(format!(
+                "customer {} appears twice on one page",
+                w[0]
+            )));
         }
-        Ok(CustomerPage { customers, page, page_size, total_count, total_pages })
+        Ok(CustomerPage {
+            customers,
+            page,
+            page_size,
+            total_count,
+            total_pages,
+        })
     }
 }
 
@@ -233,7 +279,10 @@ impl Transaction {
     /// Checks one transaction object. The amount is read as text, never as a float.
     pub fn from_value(v: Value) -> Result<Transaction, ShapeError> {
         let Value::Object(raw) = v else {
-            return Err(shape(format!("a transaction should be a JSON object, got {}", kind(&v))));
+            return Err(shape(format!(
+                "a transaction should be a JSON object, got {}",
+                kind(&v)
+            )));
         };
         let transaction_id = raw
             .get("transaction_id")
@@ -247,11 +296,16 @@ impl Transaction {
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(Value::String(s)) if Decimal::parse(s).is_some() => Some(s.trim().to_string()),
             Some(other) => {
-                return Err(shape(format!("{what}: field `gross_amount` should be a number, got {}", kind(other))));
+                return Err(shape(format!(
+                    "{what}: field `gross_amount` should be a number, got {}",
+                    kind(other)
+                )));
             }
         };
         let amount_minor = match (&gross_amount, &currency_code) {
-            (Some(a), Some(c)) => Decimal::parse(a).and_then(|d| d.to_minor(minor_unit_exponent(c))),
+            (Some(a), Some(c)) => {
+                Decimal::parse(a).and_then(|d| d.to_minor(minor_unit_exponent(c)))
+            }
             _ => None,
         };
         let metadata = match raw.get("metadata") {
@@ -282,13 +336,24 @@ impl Transaction {
                 Some(Value::Array(items)) => items,
                 _ => return Err(shape("the transactions response should be a JSON array")),
             },
-            other => return Err(shape(format!("the transactions response should be a JSON array, got {}", kind(&other)))),
+            other => {
+                return Err(shape(format!(
+                    "the transactions response should be a JSON array, got {}",
+                    kind(&other)
+                )));
+            }
         };
-        let txs = items.into_iter().map(Transaction::from_value).collect::<Result<Vec<_>, _>>()?;
+        let txs = items
+            .into_iter()
+            .map(Transaction::from_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut ids: Vec<&str> = txs.iter().map(|t| t.transaction_id.as_str()).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(shape(format!("transaction {} appears twice in one list", w[0])));
+            return Err(shape(format!(
+                "transaction {} appears twice in one list",
+                w[0]
+            )));
         }
         Ok(txs)
     }
@@ -305,10 +370,14 @@ mod tests {
 
     #[test]
     fn customer_accepts_both_id_spellings_and_keeps_unknown_fields() {
-        let a = Customer::from_value(json!({"id": "cus_1", "name": "Aïssatou", "loyalty": 3})).unwrap();
+        let a =
+            Customer::from_value(json!({"id": "cus_1", "name": "Aïssatou", "loyalty": 3})).unwrap();
         assert_eq!(a.id, "cus_1");
         assert_eq!(a.raw["loyalty"], json!(3));
-        let b = Customer::from_value(json!({"customer_id": "7f0c", "metadata": null, "environment": "live"})).unwrap();
+        let b = Customer::from_value(
+            json!({"customer_id": "7f0c", "metadata": null, "environment": "live"}),
+        )
+        .unwrap();
         assert_eq!(b.id, "7f0c");
         assert_eq!(b.metadata, None);
         assert_eq!(b.environment.as_deref(), Some("live"));
@@ -316,7 +385,12 @@ mod tests {
 
     #[test]
     fn customer_without_id_or_with_wrong_types_is_refused() {
-        assert!(Customer::from_value(json!({"name": "x"})).unwrap_err().0.contains("no `id`"));
+        assert!(
+            Customer::from_value(json!({"name": "x"}))
+                .unwrap_err()
+                .0
+                .contains("no `id`")
+        );
         assert!(Customer::from_value(json!({"id": ""})).is_err());
         let e = Customer::from_value(json!({"id": "c", "email": 5})).unwrap_err();
         assert!(e.0.contains("email") && e.0.contains("string"), "{e}");
@@ -328,9 +402,18 @@ mod tests {
 
     #[test]
     fn timestamps_are_normalised_to_utc_millis() {
-        assert_eq!(normalize_timestamp("2024-01-15T10:30:00Z").unwrap(), "2024-01-15T10:30:00.000Z");
-        assert_eq!(normalize_timestamp("2024-01-15T11:30:00.123456+01:00").unwrap(), "2024-01-15T10:30:00.123Z");
-        assert_eq!(normalize_timestamp("2024-01-15 10:30:00.5+00").unwrap(), "2024-01-15T10:30:00.500Z");
+        assert_eq!(
+            normalize_timestamp("2024-01-15T10:30:00Z").unwrap(),
+            "2024-01-15T10:30:00.000Z"
+        );
+        assert_eq!(
+            normalize_timestamp("2024-01-15T11:30:00.123456+01:00").unwrap(),
+            "2024-01-15T10:30:00.123Z"
+        );
+        assert_eq!(
+            normalize_timestamp("2024-01-15 10:30:00.5+00").unwrap(),
+            "2024-01-15T10:30:00.500Z"
+        );
         assert_eq!(normalize_timestamp("nope"), None);
     }
 
@@ -343,7 +426,12 @@ mod tests {
         let e = CustomerPage::from_value(json!({"customers": []})).unwrap_err();
         assert!(e.0.contains("pagination"), "{e}");
         let bad = json!({"customers": [], "pagination": {"page": 1, "pageSize": 2, "totalCount": 3, "totalPages": 7}});
-        assert!(CustomerPage::from_value(bad).unwrap_err().0.contains("inconsistent"));
+        assert!(
+            CustomerPage::from_value(bad)
+                .unwrap_err()
+                .0
+                .contains("inconsistent")
+        );
         assert!(CustomerPage::from_value(json!([1])).is_err());
     }
 
@@ -368,9 +456,13 @@ mod tests {
     #[test]
     fn transaction_list_must_be_an_array_of_unique_ids() {
         assert!(Transaction::list_from_value(json!({"x": 1})).is_err());
-        let e = Transaction::list_from_value(json!([{"transaction_id": "t"}, {"transaction_id": "t"}])).unwrap_err();
+        let e =
+            Transaction::list_from_value(json!([{"transaction_id": "t"}, {"transaction_id": "t"}]))
+                .unwrap_err();
         assert!(e.0.contains("twice"));
-        let e = Transaction::list_from_value(json!([{"transaction_id": "t", "gross_amount": true}])).unwrap_err();
+        let e =
+            Transaction::list_from_value(json!([{"transaction_id": "t", "gross_amount": true}]))
+                .unwrap_err();
         assert!(e.0.contains("gross_amount"));
     }
 }

@@ -40,8 +40,15 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
-    lomi_sync::telemetry::init(&LogSettings { level: "warn".into(), ..LogSettings::default() });
-    let sim = Sim::new(SimOptions { customers, seed, ..SimOptions::default() });
+    lomi_sync::telemetry::init(&LogSettings {
+        level: "warn".into(),
+        ..LogSettings::default()
+    });
+    let sim = Sim::new(SimOptions {
+        customers,
+        seed,
+        ..SimOptions::default()
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind a loopback port for the simulator")?;
@@ -49,17 +56,24 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     let stop = CancellationToken::new();
     let server = {
         let stop = stop.clone();
-        tokio::spawn(sim.clone().serve(listener, async move { stop.cancelled().await }))
+        tokio::spawn(
+            sim.clone()
+                .serve(listener, async move { stop.cancelled().await }),
+        )
     };
     let base_url = format!("http://{addr}");
-    println!("lomi-sync demo: a simulated lomi. account with {customers} customers at {base_url} (seed {seed})\n");
+    println!(
+        "lomi-sync demo: a simulated lomi. account with {customers} customers at {base_url} (seed {seed})\n"
+    );
 
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot replace the old demo mirror {}", db.display()));
+                return Err(e).with_context(|| {
+                    format!("cannot replace the old demo mirror {}", db.display())
+                });
             }
             _ => {}
         }
@@ -71,17 +85,47 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     settings.store.path = db.to_owned();
     let cancel = CancellationToken::new();
     let key = ApiKey::new(SimOptions::default().api_key);
-    let client = ApiClient::new(ClientOptions::from_settings(&settings.api)?, &key, cancel.clone())?;
+    let client = ApiClient::new(
+        ClientOptions::from_settings(&settings.api)?,
+        &key,
+        cancel.clone(),
+    )?;
     let opts = super::sync_options(&settings);
     let _lock = WriterLock::acquire(db, "demo", false)?;
 
-    let step = |kind: RunKind| RunRequest { kind, restart: false };
-    let backfill = sync::run(&client, db, &opts, step(RunKind::Backfill), &cancel, &NoProgress).await?;
-    println!("1. backfill into {}\n   {}\n", db.display(), summary_line(&backfill));
+    let step = |kind: RunKind| RunRequest {
+        kind,
+        restart: false,
+    };
+    let backfill = sync::run(
+        &client,
+        db,
+        &opts,
+        step(RunKind::Backfill),
+        &cancel,
+        &NoProgress,
+    )
+    .await?;
+    println!(
+        "1. backfill into {}\n   {}\n",
+        db.display(),
+        summary_line(&backfill)
+    );
 
-    let changes = Mutation { create: 25, update: 40, delete: 15, add_tx: 150, settle: 40, delete_tx: 5, ..Mutation::default() };
+    let changes = Mutation {
+        create: 25,
+        update: 40,
+        delete: 15,
+        add_tx: 150,
+        settle: 40,
+        delete_tx: 5,
+        ..Mutation::default()
+    };
     let report = sim.mutate(&changes);
-    let restored = sim.mutate(&Mutation { restore: 3, ..Mutation::default() });
+    let restored = sim.mutate(&Mutation {
+        restore: 3,
+        ..Mutation::default()
+    });
     println!(
         "2. meanwhile at the source: {} customers created, {} updated, {} deleted, {} restored; \
          {} payments made, {} changed status, {} removed\n",
@@ -95,7 +139,15 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     );
 
     let live = sim.truth()["customers"].as_array().map_or(0, Vec::len);
-    let incremental = sync::run(&client, db, &opts, step(RunKind::Sync), &cancel, &NoProgress).await?;
+    let incremental = sync::run(
+        &client,
+        db,
+        &opts,
+        step(RunKind::Sync),
+        &cancel,
+        &NoProgress,
+    )
+    .await?;
     println!("3. incremental sync\n   {}", summary_line(&incremental));
     println!(
         "   {} requests, where re-reading every customer would take {} (1 + N)",
@@ -104,7 +156,8 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     );
     let store = Store::open_read_only(db, settings.store.busy_timeout.0)?;
     let pending = verify::differences(store.conn(), &sim.truth(), usize::MAX)?;
-    let (customer_diffs, tx_diffs): (Vec<_>, Vec<_>) = pending.iter().partition(|d| d.starts_with("customer"));
+    let (customer_diffs, tx_diffs): (Vec<_>, Vec<_>) =
+        pending.iter().partition(|d| d.starts_with("customer"));
     println!(
         "   customers now equal the source ({} differences); {} transaction differences remain on customers \
          whose payments the rolling schedule re-reads within sync.full_every\n",
@@ -112,8 +165,19 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
         tx_diffs.len()
     );
 
-    let full = sync::run(&client, db, &opts, step(RunKind::Full), &cancel, &NoProgress).await?;
-    println!("4. full reconciliation (what `lomi-sync sync --full` does)\n   {}", summary_line(&full));
+    let full = sync::run(
+        &client,
+        db,
+        &opts,
+        step(RunKind::Full),
+        &cancel,
+        &NoProgress,
+    )
+    .await?;
+    println!(
+        "4. full reconciliation (what `lomi-sync sync --full` does)\n   {}",
+        summary_line(&full)
+    );
     let diffs = verify::differences(store.conn(), &sim.truth(), 5)?;
     if diffs.is_empty() {
         println!("   the mirror equals the simulator's ground truth\n");
@@ -122,7 +186,10 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     }
 
     for (title, sql) in QUERIES {
-        println!("-- {title}\n{}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        println!(
+            "-- {title}\n{}",
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         let mut out = Vec::new();
         query::run(&store, sql, query::Format::Table, &mut out)?;
         println!("{}", String::from_utf8_lossy(&out));

@@ -153,29 +153,63 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Sim(args) => {
             lomi_sync::telemetry::init(&Default::default());
-            lomi_sync::sim::run(args, shutdown_signal()).await.context("the simulator stopped")?;
+            lomi_sync::sim::run(args, shutdown_signal())
+                .await
+                .context("the simulator stopped")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { db, customers, seed } => demo::run(&db, customers, seed).await.map(|_| ExitCode::SUCCESS),
+        Command::Demo {
+            db,
+            customers,
+            seed,
+        } => demo::run(&db, customers, seed)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         command => {
             let settings = load_settings(cli.config.as_deref())?;
             lomi_sync::telemetry::init(&settings.log);
             match command {
-                Command::Backfill { restart, dry_run: true, .. } => {
+                Command::Backfill {
+                    restart,
+                    dry_run: true,
+                    ..
+                } => {
                     if restart {
-                        anyhow::bail!("--restart and --dry-run do not go together: a dry run writes nothing");
+                        anyhow::bail!(
+                            "--restart and --dry-run do not go together: a dry run writes nothing"
+                        );
                     }
                     dry_run(&settings).await
                 }
                 Command::Backfill { restart, wait, .. } => {
-                    one_run(&settings, RunRequest { kind: RunKind::Backfill, restart }, wait).await
+                    one_run(
+                        &settings,
+                        RunRequest {
+                            kind: RunKind::Backfill,
+                            restart,
+                        },
+                        wait,
+                    )
+                    .await
                 }
                 Command::Sync { full, wait } => {
                     let kind = if full { RunKind::Full } else { RunKind::Sync };
-                    one_run(&settings, RunRequest { kind, restart: false }, wait).await
+                    one_run(
+                        &settings,
+                        RunRequest {
+                            kind,
+                            restart: false,
+                        },
+                        wait,
+                    )
+                    .await
                 }
                 Command::Run => daemon(settings).await,
-                Command::Status { json, max_age, runs } => status(&settings, json, max_age, runs),
+                Command::Status {
+                    json,
+                    max_age,
+                    runs,
+                } => status(&settings, json, max_age, runs),
                 Command::Query { sql, format } => run_query(&settings, &sql, format),
                 Command::CheckConfig => check_config(&settings),
                 Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
@@ -260,7 +294,15 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
     let db = &settings.store.path;
     let _lock = WriterLock::acquire(db, req.kind.as_str(), wait)?;
     let progress = progress::for_terminal(req.kind.as_str());
-    let result = sync::run(&client, db, &sync_options(settings), req, &cancel, &*progress).await;
+    let result = sync::run(
+        &client,
+        db,
+        &sync_options(settings),
+        req,
+        &cancel,
+        &*progress,
+    )
+    .await;
     progress.finish();
     match result {
         Ok(summary) => {
@@ -268,10 +310,16 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         Err(SyncError::Interrupted) => {
-            eprintln!("lomi-sync: interrupted; the next `lomi-sync {}` resumes where this one stopped", req.kind.as_str());
+            eprintln!(
+                "lomi-sync: interrupted; the next `lomi-sync {}` resumes where this one stopped",
+                req.kind.as_str()
+            );
             Ok(ExitCode::from(130))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("the {} run failed; the mirror keeps its last good state", req.kind.as_str()))),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "the {} run failed; the mirror keeps its last good state",
+            req.kind.as_str()
+        ))),
     }
 }
 
@@ -284,7 +332,11 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
     let summary = summary.context("the dry run failed")?;
     println!(
         "dry run: {} customers, {} transactions, {} requests ({} retries) in {:.1}s; nothing was written",
-        summary.customers_seen, summary.transactions_seen, summary.requests, summary.retries, summary.duration_secs
+        summary.customers_seen,
+        summary.transactions_seen,
+        summary.requests,
+        summary.retries,
+        summary.duration_secs
     );
     if settings.api.requests_per_second > 0.0 {
         let secs = summary.requests as f64 / settings.api.requests_per_second;
@@ -325,22 +377,34 @@ async fn daemon(settings: Settings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(settings: &Settings, json: bool, max_age: Option<Duration>, runs: usize) -> Result<ExitCode> {
+fn status(
+    settings: &Settings,
+    json: bool,
+    max_age: Option<Duration>,
+    runs: usize,
+) -> Result<ExitCode> {
     let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
-    let report = store.status(runs).context("cannot read the mirror's status")?;
+    let report = store
+        .status(runs)
+        .context("cannot read the mirror's status")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_status(&report);
     }
     if let Some(max) = max_age {
-        let fresh = report.seconds_since_success.is_some_and(|s| s >= 0 && (s as u64) <= max.as_secs());
+        let fresh = report
+            .seconds_since_success
+            .is_some_and(|s| s >= 0 && (s as u64) <= max.as_secs());
         if !fresh {
             eprintln!(
                 "lomi-sync: the mirror is stale: last successful run {} ago, more than --max-age {}",
                 report
                     .seconds_since_success
-                    .map(|s| humantime::format_duration(Duration::from_secs(s.max(0) as u64)).to_string())
+                    .map(
+                        |s| humantime::format_duration(Duration::from_secs(s.max(0) as u64))
+                            .to_string()
+                    )
                     .unwrap_or_else(|| "never".into()),
                 humantime::format_duration(max)
             );
@@ -365,12 +429,25 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
     let t = &r.totals;
     println!(
         "customers: {} live, {} deleted; transactions: {} live, {} deleted; {} changes recorded",
-        t.live_customers, t.deleted_customers, t.live_transactions, t.deleted_transactions, t.changes
+        t.live_customers,
+        t.deleted_customers,
+        t.live_transactions,
+        t.deleted_transactions,
+        t.changes
     );
     println!();
     println!(
         "{:>5}  {:<8}  {:<24}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:<23}  {:<23}  error",
-        "run", "kind", "started", "duration", "outcome", "pages", "requests", "retries", "customers +/~/-/↺", "transactions +/~/-/↺"
+        "run",
+        "kind",
+        "started",
+        "duration",
+        "outcome",
+        "pages",
+        "requests",
+        "retries",
+        "customers +/~/-/↺",
+        "transactions +/~/-/↺"
     );
     for run in &r.runs {
         println!(
@@ -378,18 +455,26 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             run.id,
             run.kind,
             run.started_at,
-            run.duration_secs.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".into()),
+            run.duration_secs
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_else(|| "-".into()),
             run.outcome,
             run.pages,
             run.requests,
             run.retries,
             format!(
                 "{}/{}/{}/{}",
-                run.customers_inserted, run.customers_updated, run.customers_deleted, run.customers_restored
+                run.customers_inserted,
+                run.customers_updated,
+                run.customers_deleted,
+                run.customers_restored
             ),
             format!(
                 "{}/{}/{}/{}",
-                run.transactions_inserted, run.transactions_updated, run.transactions_deleted, run.transactions_restored
+                run.transactions_inserted,
+                run.transactions_updated,
+                run.transactions_deleted,
+                run.transactions_restored
             ),
             run.error.as_deref().unwrap_or("")
         );
@@ -412,13 +497,21 @@ fn run_query(settings: &Settings, sql: &str, format: QueryFormat) -> Result<Exit
 
 fn check_config(settings: &Settings) -> Result<ExitCode> {
     let key = match settings.api_key() {
-        Ok(k) => format!("set ({}), redacted", k.environment().map(|e| format!("{e} key")).unwrap_or("unrecognised prefix".into())),
+        Ok(k) => format!(
+            "set ({}), redacted",
+            k.environment()
+                .map(|e| format!("{e} key"))
+                .unwrap_or("unrecognised prefix".into())
+        ),
         Err(e) => format!("NOT SET: {e}"),
     };
     println!("# effective settings (API key {key})");
     println!("{}", toml_like(settings)?);
     let schedule = settings.schedule.parsed_cron()?;
-    println!("# next fire times of schedule.cron = \"{}\" (UTC)", settings.schedule.cron);
+    println!(
+        "# next fire times of schedule.cron = \"{}\" (UTC)",
+        settings.schedule.cron
+    );
     for t in schedule.upcoming(chrono::Utc).take(5) {
         println!("#   {}", t.format("%Y-%m-%d %H:%M:%S"));
     }

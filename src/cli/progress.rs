@@ -16,14 +16,19 @@ pub fn for_terminal(label: &str) -> Box<dyn Reporter> {
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} customers ({per_sec}, ETA {eta}) {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} customers ({per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
         Box::new(Bar(bar))
     } else {
-        Box::new(Lines { last: Mutex::new(Instant::now()), label: label.to_string() })
+        Box::new(Lines {
+            last: Mutex::new(Instant::now()),
+            label: label.to_string(),
+        })
     }
 }
 
@@ -33,7 +38,8 @@ impl Progress for Bar {
     fn update(&self, p: &ProgressInfo) {
         self.0.set_length(p.customers_total.max(p.customers_seen));
         self.0.set_position(p.customers_seen);
-        self.0.set_message(format!("{} · {} requests", p.phase, p.requests));
+        self.0
+            .set_message(format!("{} · {} requests", p.phase, p.requests));
     }
 }
 

@@ -91,7 +91,10 @@ impl Store {
     pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
         let at = now();
         let tx = self.conn.transaction()?;
-        let mut n = Applied { pages: b.pages as u64, ..Applied::default() };
+        let mut n = Applied {
+            pages: b.pages as u64,
+            ..Applied::default()
+        };
         for o in &b.customers {
             apply_customer(&tx, b, &at, o, &mut n)?;
         }
@@ -108,7 +111,9 @@ impl Store {
             }
         }
         {
-            let mut seen = tx.prepare_cached("INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)")?;
+            let mut seen = tx.prepare_cached(
+                "INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)",
+            )?;
             for (id, segment) in &b.seen {
                 seen.execute(params![id, segment])?;
             }
@@ -144,7 +149,13 @@ impl Store {
     }
 }
 
-fn apply_customer(tx: &SqlTx, b: &Batch, at: &str, o: &Observed, n: &mut Applied) -> Result<(), StoreError> {
+fn apply_customer(
+    tx: &SqlTx,
+    b: &Batch,
+    at: &str,
+    o: &Observed,
+    n: &mut Applied,
+) -> Result<(), StoreError> {
     let id = &o.customer.id;
     let stored: Option<(String, Option<String>)> = tx
         .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
@@ -158,10 +169,15 @@ fn apply_customer(tx: &SqlTx, b: &Batch, at: &str, o: &Observed, n: &mut Applied
                 return Ok(());
             }
             let old: RawObject = serde_json::from_str(&old_text).unwrap_or_default();
-            let merged = if o.partial { merge_partial(&old, &o.customer.raw) } else { o.customer.raw.clone() };
+            let merged = if o.partial {
+                merge_partial(&old, &o.customer.raw)
+            } else {
+                o.customer.raw.clone()
+            };
             let fields = diff(&old, &merged);
             let row = if o.partial {
-                Customer::from_value(Value::Object(merged.clone())).unwrap_or_else(|_| o.customer.clone())
+                Customer::from_value(Value::Object(merged.clone()))
+                    .unwrap_or_else(|_| o.customer.clone())
             } else {
                 o.customer.clone()
             };
@@ -227,7 +243,9 @@ fn apply_transactions(
         let mut stmt = tx.prepare_cached(
             "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_id = ?1",
         )?;
-        let rows = stmt.query_map(params![customer_id], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+        let rows = stmt.query_map(params![customer_id], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+        })?;
         for row in rows {
             let (id, v) = row?;
             stored.insert(id, v);
@@ -286,14 +304,28 @@ fn apply_transactions(
             Change::Restored(_) => n.transactions_restored += 1,
             Change::Deleted => n.transactions_deleted += 1,
         }
-        record(tx, b, at, "transaction", &t.transaction_id, customer_id, change)?;
+        record(
+            tx,
+            b,
+            at,
+            "transaction",
+            &t.transaction_id,
+            customer_id,
+            change,
+        )?;
     }
     // What the list no longer holds was deleted at the source.
-    let mut vanished: Vec<String> = stored.into_iter().filter(|(_, (_, deleted))| !deleted).map(|(id, _)| id).collect();
+    let mut vanished: Vec<String> = stored
+        .into_iter()
+        .filter(|(_, (_, deleted))| !deleted)
+        .map(|(id, _)| id)
+        .collect();
     vanished.sort();
     for id in vanished {
-        tx.prepare_cached("UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1")?
-            .execute(params![id, at])?;
+        tx.prepare_cached(
+            "UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1",
+        )?
+        .execute(params![id, at])?;
         n.transactions_deleted += 1;
         record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
     }
@@ -325,7 +357,15 @@ fn record(
         "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![b.run_id, at, entity, entity_id, customer_id, kind, fields])?;
+    .execute(params![
+        b.run_id,
+        at,
+        entity,
+        entity_id,
+        customer_id,
+        kind,
+        fields
+    ])?;
     Ok(())
 }
 
@@ -362,7 +402,11 @@ fn diff(old: &RawObject, new: &RawObject) -> Option<String> {
             d.insert(k.clone(), json!({"old": ov, "new": null}));
         }
     }
-    if d.is_empty() { None } else { Some(Value::Object(d).to_string()) }
+    if d.is_empty() {
+        None
+    } else {
+        Some(Value::Object(d).to_string())
+    }
 }
 
 #[cfg(test)]
@@ -378,7 +422,9 @@ mod tests {
 
     #[test]
     fn partial_list_items_keep_known_metadata_and_hidden_fields() {
-        let stored = obj(json!({"customer_id": "c", "name": "A", "metadata": {"vip": true}, "environment": "live"}));
+        let stored = obj(
+            json!({"customer_id": "c", "name": "A", "metadata": {"vip": true}, "environment": "live"}),
+        );
         let incoming = obj(json!({"customer_id": "c", "name": "A", "metadata": null}));
         let merged = merge_partial(&stored, &incoming);
         assert_eq!(diff(&stored, &merged), None);

@@ -28,18 +28,27 @@ impl WriterLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) if wait => std::thread::sleep(Duration::from_millis(200)),
+                Err(TryLockError::WouldBlock) if wait => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
                 Err(TryLockError::WouldBlock) => {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
                     let holder = holder.trim();
                     return Err(StoreError::Locked {
                         path: db.to_owned(),
-                        holder: if holder.is_empty() { "another process".into() } else { holder.to_string() },
+                        holder: if holder.is_empty() {
+                            "another process".into()
+                        } else {
+                            holder.to_string()
+                        },
                     });
                 }
                 Err(TryLockError::Error(source)) => return Err(StoreError::Io { path, source }),
@@ -57,7 +66,10 @@ impl WriterLock {
             f.write_all(holder.as_bytes())?;
             f.flush()
         };
-        write(&mut file).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        write(&mut file).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok(WriterLock { file, path })
     }
 
@@ -89,8 +101,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("m.db");
         let first = WriterLock::acquire(&db, "backfill", false).unwrap();
-        let err = WriterLock::acquire(&db, "sync", false).unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())) && err.contains("backfill"), "{err}");
+        let err = WriterLock::acquire(&db, "sync", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())) && err.contains("backfill"),
+            "{err}"
+        );
         drop(first);
         WriterLock::acquire(&db, "sync", false).unwrap();
     }

@@ -23,15 +23,27 @@ use crate::api::model::format_timestamp;
 /// Errors of the store; messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the mirror {path}: {source}; check store.path and that its directory exists and is writable")]
-    Open { path: PathBuf, source: rusqlite::Error },
-    #[error("the mirror {path} does not exist yet; run `lomi-sync backfill` (or `lomi-sync demo`) first")]
+    #[error(
+        "cannot open the mirror {path}: {source}; check store.path and that its directory exists and is writable"
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the mirror {path} does not exist yet; run `lomi-sync backfill` (or `lomi-sync demo`) first"
+    )]
     Missing { path: PathBuf },
     #[error("the directory of store.path ({path}) does not exist; create it or fix store.path")]
     NoDirectory { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("the mirror {path} is being written by {holder}; wait for that run to end or pass --wait")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the mirror {path} is being written by {holder}; wait for that run to end or pass --wait"
+    )]
     Locked { path: PathBuf, holder: String },
     #[error("cannot bring the mirror's schema up to date: {0}")]
     Migrate(String),
@@ -174,39 +186,65 @@ impl Store {
             _ => Path::new("."),
         };
         if !dir.is_dir() {
-            return Err(StoreError::NoDirectory { path: dir.to_owned() });
+            return Err(StoreError::NoDirectory {
+                path: dir.to_owned(),
+            });
         }
-        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let mut conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
         conn.busy_timeout(busy_timeout).map_err(open_err)?;
         // WAL lets analysts read while a run writes; NORMAL sync keeps every commit
         // atomic and survives a process crash (kill -9), at the cost of the last
         // commits on power loss, which the next run re-fetches anyway.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
-        migrations().to_latest(&mut conn).map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Store { conn, path: path.to_owned() })
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// Opens an existing mirror for reading only: `status`, `query` and the planner.
     pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing { path: path.to_owned() });
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
         }
-        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(open_err)?;
         conn.busy_timeout(busy_timeout).map_err(open_err)?;
-        conn.pragma_update(None, "query_only", true).map_err(open_err)?;
-        Ok(Store { conn, path: path.to_owned() })
+        conn.pragma_update(None, "query_only", true)
+            .map_err(open_err)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -267,13 +305,11 @@ impl Store {
 
     /// Start time of the last successful run of any kind.
     pub fn last_success_started_at(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT max(started_at) FROM sync_runs WHERE outcome = 'succeeded'",
-                [],
-                |r| r.get(0),
-            )?)
+        Ok(self.conn.query_row(
+            "SELECT max(started_at) FROM sync_runs WHERE outcome = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Start time of the last successful full walk.
@@ -306,18 +342,20 @@ impl Store {
                 },
             )
             .optional()?;
-        Ok(row.and_then(|(run_id, kind, started_at, phase, segment, next_page, page_size, last_total)| {
-            Some(Walk {
-                run_id,
-                kind: RunKind::parse(&kind)?,
-                started_at,
-                phase: Phase::parse(&phase)?,
-                segment,
-                next_page: next_page.max(1) as u64,
-                page_size: page_size as u32,
-                last_total: last_total.map(|t| t as u64),
-            })
-        }))
+        Ok(row.and_then(
+            |(run_id, kind, started_at, phase, segment, next_page, page_size, last_total)| {
+                Some(Walk {
+                    run_id,
+                    kind: RunKind::parse(&kind)?,
+                    started_at,
+                    phase: Phase::parse(&phase)?,
+                    segment,
+                    next_page: next_page.max(1) as u64,
+                    page_size: page_size as u32,
+                    last_total: last_total.map(|t| t as u64),
+                })
+            },
+        ))
     }
 
     /// Starts a new walk, forgetting any unfinished one.
@@ -349,7 +387,8 @@ impl Store {
             .conn
             .query_row("SELECT run_id FROM walk WHERE id = 1", [], |r| r.get(0))
             .optional()?;
-        self.conn.execute("UPDATE walk SET run_id = ?1 WHERE id = 1", params![run_id])?;
+        self.conn
+            .execute("UPDATE walk SET run_id = ?1 WHERE id = 1", params![run_id])?;
         self.conn.execute(
             "UPDATE sync_runs SET resumed_walk_of = ?2 WHERE id = ?1",
             params![run_id, previous],
@@ -359,7 +398,12 @@ impl Store {
 
     /// Ends the walk and marks the run succeeded, atomically: a crash between the two
     /// would otherwise leave a finished walk that the next run would resume.
-    pub fn complete_walk(&mut self, run_id: i64, requests: u64, retries: u64) -> Result<(), StoreError> {
+    pub fn complete_walk(
+        &mut self,
+        run_id: i64,
+        requests: u64,
+        retries: u64,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM walk", [])?;
         tx.execute("DELETE FROM walk_seen", [])?;
@@ -373,7 +417,11 @@ impl Store {
     }
 
     /// What the mirror knows of these customers (absent ids are new to it).
-    pub fn plan_info(&self, ids: &[&str], pending_after: &str) -> Result<HashMap<String, PlanInfo>, StoreError> {
+    pub fn plan_info(
+        &self,
+        ids: &[&str],
+        pending_after: &str,
+    ) -> Result<HashMap<String, PlanInfo>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.updated_at, c.deleted_at IS NOT NULL, c.metadata IS NOT NULL, s.tx_checked_at,
                     (SELECT count(*) FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL),
@@ -412,13 +460,17 @@ impl Store {
              WHERE deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id)
              ORDER BY id LIMIT ?1",
         )?;
-        let ids = stmt.query_map(params![limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids = stmt
+            .query_map(params![limit as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         Ok(ids)
     }
 
     /// Which of `ids` the walk in progress has already seen.
     pub fn seen_of(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM walk_seen WHERE customer_id = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM walk_seen WHERE customer_id = ?1")?;
         let mut out = Vec::new();
         for id in ids {
             if stmt.exists(params![id])? {
@@ -431,11 +483,17 @@ impl Store {
     /// Customers whose transactions may hold something new, for the rolling schedule:
     /// live, not listed as inactive by this walk, not re-read since `before`; the
     /// longest unread first. Also returns how many customers the schedule covers.
-    pub fn rolling_candidates(&self, before: &str, limit: usize) -> Result<(Vec<String>, u64), StoreError> {
+    pub fn rolling_candidates(
+        &self,
+        before: &str,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError> {
         const ELIGIBLE: &str = "FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
              WHERE c.deleted_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')";
-        let total: i64 = self.conn.query_row(&format!("SELECT count(*) {ELIGIBLE}"), [], |r| r.get(0))?;
+        let total: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) {ELIGIBLE}"), [], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT c.id {ELIGIBLE} AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)
              ORDER BY s.tx_checked_at IS NOT NULL, s.tx_checked_at, c.id LIMIT ?2"
@@ -461,6 +519,8 @@ impl Store {
 
     /// True when the mirror holds no customer at all.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(!self.conn.query_row("SELECT EXISTS (SELECT 1 FROM customers)", [], |r| r.get(0))?)
+        Ok(!self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM customers)", [], |r| r.get(0))?)
     }
 }

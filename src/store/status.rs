@@ -101,11 +101,12 @@ impl Store {
                 })
             },
         )?;
-        let (last_success_at, seconds_since_success): (Option<String>, Option<i64>) = self.conn.query_row(
-            "SELECT last_success_at, seconds_since_success FROM freshness",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (last_success_at, seconds_since_success): (Option<String>, Option<i64>) =
+            self.conn.query_row(
+                "SELECT last_success_at, seconds_since_success FROM freshness",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
         let walk_in_progress = self.walk()?.map(|w| {
             format!(
                 "{} walk of run {} stopped in phase {} ({} segment, next page {}); the next run resumes it",

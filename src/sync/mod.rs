@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, Customer, StatusFilter, Transaction};
 use crate::config::SyncSettings;
-use crate::store::{Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now};
+use crate::store::{
+    Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now,
+};
 use writer::Writer;
 
 /// Why a run did not succeed.
@@ -139,7 +141,10 @@ struct Job {
 
 /// What fetching a job produced.
 enum Fetched {
-    Present { observed: Option<Observed>, transactions: Option<Vec<Transaction>> },
+    Present {
+        observed: Option<Observed>,
+        transactions: Option<Vec<Transaction>>,
+    },
     Gone,
 }
 
@@ -183,7 +188,9 @@ pub async fn run(
     store.recover_stale_runs()?;
     let existing = store.walk()?;
     let resume = match existing {
-        Some(w) if !req.restart && !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => Some(w),
+        Some(w) if !req.restart && !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
+            Some(w)
+        }
         _ => None,
     };
     let kind = resume.as_ref().map_or(req.kind, |w| w.kind);
@@ -213,7 +220,15 @@ pub async fn run(
     };
     let initial_load = kind != RunKind::Sync && !store.has_full_walk()?;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
-    let mut engine = Engine::new(client, opts, cancel, progress, Some(Writer::spawn(store)), Some(reader), walk);
+    let mut engine = Engine::new(
+        client,
+        opts,
+        cancel,
+        progress,
+        Some(Writer::spawn(store)),
+        Some(reader),
+        walk,
+    );
     engine.run_id = run_id;
     engine.initial_load = initial_load;
     engine.summary.resumed_walk_of = resumed_walk_of;
@@ -232,7 +247,9 @@ pub async fn run(
     let result = result.and(flushed);
     match result {
         Ok(()) => {
-            writer.call(move |s| s.complete_walk(run_id, requests, retries)).await?;
+            writer
+                .call(move |s| s.complete_walk(run_id, requests, retries))
+                .await?;
             Ok(engine.summary)
         }
         Err(e) => {
@@ -243,7 +260,9 @@ pub async fn run(
             };
             let msg = e.to_string();
             // Best effort: the run's own error is what the caller must see.
-            let _ = writer.call(move |s| s.finish_run(run_id, outcome, Some(&msg), requests, retries)).await;
+            let _ = writer
+                .call(move |s| s.finish_run(run_id, outcome, Some(&msg), requests, retries))
+                .await;
             Err(e)
         }
     }
@@ -310,7 +329,10 @@ impl<'a> Engine<'a> {
             progress,
             writer,
             reader,
-            summary: RunSummary { kind: walk.kind.as_str(), ..RunSummary::default() },
+            summary: RunSummary {
+                kind: walk.kind.as_str(),
+                ..RunSummary::default()
+            },
             walk,
             run_id: 0,
             initial_load: false,
@@ -323,7 +345,11 @@ impl<'a> Engine<'a> {
     }
 
     fn check_cancel(&self) -> Result<(), SyncError> {
-        if self.cancel.is_cancelled() { Err(SyncError::Interrupted) } else { Ok(()) }
+        if self.cancel.is_cancelled() {
+            Err(SyncError::Interrupted)
+        } else {
+            Ok(())
+        }
     }
 
     async fn walk_all(&mut self) -> Result<(), SyncError> {
@@ -331,7 +357,8 @@ impl<'a> Engine<'a> {
             match self.walk.phase {
                 Phase::List | Phase::Topup => {
                     let seg = StatusFilter::parse(&self.walk.segment).unwrap_or(StatusFilter::All);
-                    self.list_segment(seg, self.walk.phase == Phase::Topup).await?;
+                    self.list_segment(seg, self.walk.phase == Phase::Topup)
+                        .await?;
                 }
                 Phase::Confirm => {
                     if self.writer.is_none() {
@@ -360,8 +387,16 @@ impl<'a> Engine<'a> {
         match segs.iter().position(|s| s.as_str() == w.segment) {
             Some(i) if i + 1 < segs.len() => w.segment = segs[i + 1].as_str().into(),
             _ => {
-                w.phase = if w.phase == Phase::List { Phase::Topup } else { Phase::Confirm };
-                w.segment = if w.phase == Phase::Topup { segs[0].as_str().into() } else { "all".into() };
+                w.phase = if w.phase == Phase::List {
+                    Phase::Topup
+                } else {
+                    Phase::Confirm
+                };
+                w.segment = if w.phase == Phase::Topup {
+                    segs[0].as_str().into()
+                } else {
+                    "all".into()
+                };
             }
         }
         w
@@ -373,9 +408,13 @@ impl<'a> Engine<'a> {
         loop {
             self.check_cancel()?;
             let page_no = self.walk.next_page;
-            let page = self.client.list_customers(page_no, self.walk.page_size, seg).await?;
+            let page = self
+                .client
+                .list_customers(page_no, self.walk.page_size, seg)
+                .await?;
             if !topup {
-                self.segment_totals.insert(seg.as_str().into(), page.total_count);
+                self.segment_totals
+                    .insert(seg.as_str().into(), page.total_count);
             }
             let mut customers = page.customers.clone();
             // Customers deleted above our position since the previous page shift the
@@ -386,9 +425,14 @@ impl<'a> Engine<'a> {
                 && page_no > 1
                 && !topup
             {
-                let back = (last - page.total_count).div_ceil(self.walk.page_size as u64).min(3);
+                let back = (last - page.total_count)
+                    .div_ceil(self.walk.page_size as u64)
+                    .min(3);
                 for p in page_no.saturating_sub(back).max(1)..page_no {
-                    let again = self.client.list_customers(p, self.walk.page_size, seg).await?;
+                    let again = self
+                        .client
+                        .list_customers(p, self.walk.page_size, seg)
+                        .await?;
                     customers.extend(again.customers);
                 }
             }
@@ -396,7 +440,9 @@ impl<'a> Engine<'a> {
                 self.flush().await?;
             }
             let fresh = self.unseen(customers)?;
-            let done = page.customers.is_empty() || page_no >= page.total_pages || (topup && fresh.is_empty());
+            let done = page.customers.is_empty()
+                || page_no >= page.total_pages
+                || (topup && fresh.is_empty());
             // The checkpoint committed with this page is where a resumed run starts.
             let next = if done {
                 self.advanced()
@@ -469,11 +515,18 @@ impl<'a> Engine<'a> {
                     let must = seg == StatusFilter::Active && i.live_transactions == 0;
                     let worth = i.pending_since
                         || i.tx_checked_at.is_none() && seg == StatusFilter::Active
-                        || i.last_transaction_at.as_deref().is_some_and(|t| t >= self.hot_since.as_str());
+                        || i.last_transaction_at
+                            .as_deref()
+                            .is_some_and(|t| t >= self.hot_since.as_str());
                     must || (worth && self.spend(1))
                 }
             };
-            jobs.push(Job { id: c.id.clone(), customer: Some(c), details, transactions });
+            jobs.push(Job {
+                id: c.id.clone(),
+                customer: Some(c),
+                details,
+                transactions,
+            });
         }
         Ok(jobs)
     }
@@ -491,7 +544,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Fetches what the jobs need, concurrently, and submits one batch.
-    async fn process(&mut self, jobs: Vec<Job>, segment: &'static str, pages: u32, checkpoint: Walk) -> Result<(), SyncError> {
+    async fn process(
+        &mut self,
+        jobs: Vec<Job>,
+        segment: &'static str,
+        pages: u32,
+        checkpoint: Walk,
+    ) -> Result<(), SyncError> {
         let client = self.client;
         self.summary.customer_reads += jobs.iter().filter(|j| j.details).count() as u64;
         let results: Vec<(String, Result<Fetched, ApiError>)> = futures::stream::iter(jobs)
@@ -519,7 +578,10 @@ impl<'a> Engine<'a> {
             batch.seen.push((id.clone(), segment));
             match fetched {
                 Fetched::Gone => batch.gone.push(id),
-                Fetched::Present { observed, transactions } => {
+                Fetched::Present {
+                    observed,
+                    transactions,
+                } => {
                     if let Some(o) = observed {
                         batch.customers.push(o);
                     }
@@ -532,7 +594,9 @@ impl<'a> Engine<'a> {
             }
         }
         // Keep page order stable so change rows come out in a predictable order.
-        batch.customers.sort_by(|a, b| a.customer.id.cmp(&b.customer.id));
+        batch
+            .customers
+            .sort_by(|a, b| a.customer.id.cmp(&b.customer.id));
         batch.transactions.sort_by(|a, b| a.0.cmp(&b.0));
         match &mut self.writer {
             Some(w) => w.submit(batch).await,
@@ -562,10 +626,18 @@ impl<'a> Engine<'a> {
             if ids.is_empty() {
                 return Ok(());
             }
-            tracing::info!(customers = ids.len(), "confirming customers the walk did not see");
+            tracing::info!(
+                customers = ids.len(),
+                "confirming customers the walk did not see"
+            );
             let jobs = ids
                 .into_iter()
-                .map(|id| Job { id, customer: None, details: true, transactions: true })
+                .map(|id| Job {
+                    id,
+                    customer: None,
+                    details: true,
+                    transactions: true,
+                })
                 .collect();
             let checkpoint = self.walk.clone();
             self.process(jobs, "confirm", 0, checkpoint).await?;
@@ -576,29 +648,46 @@ impl<'a> Engine<'a> {
     /// Re-reads the transactions of the customers longest unread.
     async fn rolling(&mut self) -> Result<(), SyncError> {
         self.flush().await?;
-        let Some(reader) = &self.reader else { return Ok(()) };
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
         let full_every = self.opts.settings.full_every.0;
         let last = reader.last_success_started_at()?;
         let elapsed = last
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default())
+            .map(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .unwrap_or_default()
+            })
             .unwrap_or(full_every)
             .min(full_every);
         let (_, eligible) = reader.rolling_candidates(&self.walk.started_at, 0)?;
-        let share = ((eligible as f64) * elapsed.as_secs_f64() / full_every.as_secs_f64()).ceil() as u64;
+        let share =
+            ((eligible as f64) * elapsed.as_secs_f64() / full_every.as_secs_f64()).ceil() as u64;
         let overdue = reader.overdue_count(&ago(full_every))?;
         let mut want = share.max(overdue);
         if let Some(left) = self.budget {
             want = want.min(left);
         }
-        tracing::info!(eligible, share, overdue, refreshing = want, "rolling refresh of transactions");
+        tracing::info!(
+            eligible,
+            share,
+            overdue,
+            refreshing = want,
+            "rolling refresh of transactions"
+        );
         let mut left = want;
         while left > 0 {
             self.check_cancel()?;
             self.flush().await?;
             let take = left.min(self.walk.page_size as u64) as usize;
-            let (ids, _) = self.reader.as_ref().expect("reader").rolling_candidates(&self.walk.started_at, take)?;
+            let (ids, _) = self
+                .reader
+                .as_ref()
+                .expect("reader")
+                .rolling_candidates(&self.walk.started_at, take)?;
             if ids.is_empty() {
                 break;
             }
@@ -606,7 +695,12 @@ impl<'a> Engine<'a> {
             self.spend(ids.len() as u64);
             let jobs = ids
                 .into_iter()
-                .map(|id| Job { id, customer: None, details: false, transactions: true })
+                .map(|id| Job {
+                    id,
+                    customer: None,
+                    details: false,
+                    transactions: true,
+                })
                 .collect();
             let checkpoint = self.walk.clone();
             self.process(jobs, "rolling", 0, checkpoint).await?;
@@ -627,10 +721,18 @@ impl<'a> Engine<'a> {
 
 /// Fetches what one job needs. A 404 on any read means the customer is gone.
 async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
-    let mut observed = job.customer.map(|c| Observed { customer: c, partial: true });
+    let mut observed = job.customer.map(|c| Observed {
+        customer: c,
+        partial: true,
+    });
     if job.details {
         match client.get_customer(&job.id).await? {
-            Some(c) => observed = Some(Observed { customer: c, partial: false }),
+            Some(c) => {
+                observed = Some(Observed {
+                    customer: c,
+                    partial: false,
+                })
+            }
             None => return Ok(Fetched::Gone),
         }
     }
@@ -642,7 +744,10 @@ async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
     } else {
         None
     };
-    Ok(Fetched::Present { observed, transactions })
+    Ok(Fetched::Present {
+        observed,
+        transactions,
+    })
 }
 
 /// One cheap request before anything is opened or written: a rejected key or a wrong

@@ -34,7 +34,12 @@ impl Writer {
                 }
             })
             .expect("spawn the writer thread");
-        Writer { jobs, pending: VecDeque::new(), applied: Applied::default(), thread: Some(thread) }
+        Writer {
+            jobs,
+            pending: VecDeque::new(),
+            applied: Applied::default(),
+            thread: Some(thread),
+        }
     }
 
     /// Queues a batch; waits only when [`MAX_IN_FLIGHT`] are already queued.
@@ -46,7 +51,10 @@ impl Writer {
         let job: Job = Box::new(move |store: &mut Store| {
             let _ = tx.send(store.apply(&batch));
         });
-        self.jobs.send(job).await.map_err(|_| SyncError::WriterGone)?;
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| SyncError::WriterGone)?;
         self.pending.push_back(rx);
         Ok(())
     }
@@ -69,7 +77,10 @@ impl Writer {
         let job: Job = Box::new(move |store: &mut Store| {
             let _ = tx.send(f(store));
         });
-        self.jobs.send(job).await.map_err(|_| SyncError::WriterGone)?;
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| SyncError::WriterGone)?;
         Ok(rx.await.map_err(|_| SyncError::WriterGone)??)
     }
 

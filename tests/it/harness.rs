@@ -1,0 +1,172 @@
+//! Helpers to run the mirror against a [`TestSim`]: in-process runs for most tests, and
+//! the real binary (`lomi-sync`) for the tests that need signals, exit codes or `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use lomi_sync::api::{ApiClient, ClientOptions};
+use lomi_sync::config::{ApiKey, Settings};
+use lomi_sync::store::{RunKind, WriterLock};
+use lomi_sync::sync::{self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptions};
+use rusqlite::Connection;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::TestSim;
+
+/// A mirror in a temporary directory, configured for a simulator.
+pub struct Mirror {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub settings: Settings,
+    pub key: String,
+}
+
+impl Mirror {
+    /// Small pages (so a few hundred customers make many pages), no rate limit, quick retries.
+    pub fn new(sim: &TestSim) -> Mirror {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("mirror.db");
+        let mut settings = Settings::default();
+        settings.api.base_url = sim.base_url.clone();
+        settings.api.page_size = 25;
+        settings.api.concurrency = 4;
+        settings.api.requests_per_second = 0.0;
+        settings.api.max_requests_per_window = 0;
+        settings.api.max_backoff = Duration::from_millis(20).into();
+        settings.api.timeout = Duration::from_secs(5).into();
+        settings.store.path = db.clone();
+        Mirror {
+            dir,
+            db,
+            settings,
+            key: sim.api_key.clone(),
+        }
+    }
+
+    /// Runs one walk in-process, as `lomi-sync backfill`/`sync` would.
+    pub async fn run(&self, kind: RunKind) -> Result<RunSummary, SyncError> {
+        self.run_with(kind, false, &CancellationToken::new()).await
+    }
+
+    pub async fn run_with(
+        &self,
+        kind: RunKind,
+        restart: bool,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, SyncError> {
+        let opts = ClientOptions::from_settings(&self.settings.api).expect("valid api settings");
+        let client =
+            ApiClient::new(opts, &ApiKey::new(self.key.clone()), cancel.clone()).expect("client");
+        let _lock = WriterLock::acquire(&self.db, kind.as_str(), false)?;
+        let sync_opts = SyncOptions {
+            page_size: self.settings.api.page_size,
+            concurrency: self.settings.api.concurrency as usize,
+            settings: self.settings.sync.clone(),
+            busy_timeout: self.settings.store.busy_timeout.0,
+        };
+        sync::run(
+            &client,
+            &self.db,
+            &sync_opts,
+            RunRequest { kind, restart },
+            cancel,
+            &NoProgress,
+        )
+        .await
+    }
+
+    pub fn conn(&self) -> Connection {
+        Connection::open(&self.db).expect("open the mirror")
+    }
+
+    /// Differences from the simulator's truth (empty when equal).
+    pub fn differences(&self, sim: &TestSim) -> Vec<String> {
+        lomi_sync::verify::differences(&self.conn(), &sim.sim.truth(), 10).expect("compare")
+    }
+
+    pub fn assert_equals_truth(&self, sim: &TestSim) {
+        let d = self.differences(sim);
+        assert!(
+            d.is_empty(),
+            "the mirror differs from the source:\n{}",
+            d.join("\n")
+        );
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.conn().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" for a sound file.
+    pub fn integrity(&self) -> String {
+        self.conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check")
+    }
+
+    /// Writes the settings as a TOML file for the binary, and returns its path.
+    pub fn config_file(&self, extra: &str) -> PathBuf {
+        let s = &self.settings;
+        let text = format!(
+            "[api]\nbase_url = \"{}\"\npage_size = {}\nconcurrency = {}\nrequests_per_second = 0\n\
+             max_requests_per_window = 0\nmax_backoff = \"20ms\"\ntimeout = \"5s\"\n\n[store]\npath = \"{}\"\n\n{extra}\n",
+            s.api.base_url,
+            s.api.page_size,
+            s.api.concurrency,
+            self.db.display()
+        );
+        let path = self.dir.path().join("lomi-sync.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lomi-sync")
+}
+
+/// A command for the binary with a clean environment: only PATH, the key and `envs`.
+pub fn command(config: Option<&Path>, key: Option<&str>, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .kill_on_drop(true);
+    if let Some(k) = key {
+        cmd.env("LOMI_API_KEY", k);
+    }
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// Runs the binary to completion (with a generous timeout) and returns its output.
+pub async fn run_bin(config: Option<&Path>, key: Option<&str>, args: &[&str]) -> Output {
+    let fut = command(config, key, args).output();
+    tokio::time::timeout(Duration::from_secs(120), fut)
+        .await
+        .expect("lomi-sync finished in time")
+        .expect("lomi-sync ran")
+}
+
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `cond` every 20 ms for up to `secs` seconds.
+pub async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}

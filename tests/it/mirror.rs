@@ -1,0 +1,353 @@
+//! The mirror against the simulator: backfill, incremental sync, drift, resume, errors.
+
+use std::time::Duration;
+
+use lomi_sync::sim::{Drift, Faults, IdField, Mutation};
+use lomi_sync::store::RunKind;
+use lomi_sync::sync::SyncError;
+
+use crate::harness::Mirror;
+use crate::support::{small_sim_options, spawn_sim};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_equals_the_source() {
+    let sim = spawn_sim(small_sim_options(300, 1)).await;
+    let m = Mirror::new(&sim);
+    let s = m.run(RunKind::Backfill).await.unwrap();
+    m.assert_equals_truth(&sim);
+    assert_eq!(s.customers_inserted, 300);
+    assert_eq!(m.count("SELECT count(*) FROM customers"), 300);
+    // The first load is not a change: no change rows, but the run is recorded.
+    assert_eq!(m.count("SELECT count(*) FROM changes"), 0);
+    assert_eq!(
+        m.count("SELECT count(*) FROM sync_runs WHERE outcome = 'succeeded' AND kind = 'backfill'"),
+        1
+    );
+    assert_eq!(
+        m.count("SELECT count(*) FROM walk"),
+        0,
+        "a finished walk leaves no checkpoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_skips_transaction_requests_for_customers_who_never_paid() {
+    let sim = spawn_sim(small_sim_options(300, 2)).await;
+    let m = Mirror::new(&sim);
+    let s = m.run(RunKind::Backfill).await.unwrap();
+    let truth = sim.sim.truth();
+    let payers = truth["transactions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|t| !t.as_array().unwrap().is_empty())
+        .count();
+    assert!(payers < 300, "some customers never pay");
+    assert_eq!(s.transaction_refreshes as usize, payers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_sync_reconciles_rounds_of_random_changes() {
+    let sim = spawn_sim(small_sim_options(250, 3)).await;
+    let mut m = Mirror::new(&sim);
+    // Runs spaced by more than full_every re-read every paying customer: exact truth.
+    m.settings.sync.full_every = Duration::from_millis(1).into();
+    m.run(RunKind::Backfill).await.unwrap();
+    for round in 0..3 {
+        sim.sim.mutate(&Mutation {
+            create: 7,
+            update: 9,
+            delete: 5,
+            restore: 2,
+            add_tx: 30,
+            settle: 10,
+            delete_tx: 3,
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let s = m.run(RunKind::Sync).await.unwrap();
+        assert!(s.rows_written > 0, "round {round} found the changes");
+        m.assert_equals_truth(&sim);
+    }
+    let kinds: Vec<(String, i64)> = m
+        .conn()
+        .prepare("SELECT kind, count(*) FROM changes WHERE entity = 'customer' GROUP BY kind ORDER BY kind")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        names.contains(&"created") && names.contains(&"updated") && names.contains(&"deleted"),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_record_old_and_new_values() {
+    let sim = spawn_sim(small_sim_options(60, 4)).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    let report = sim.sim.mutate(&Mutation {
+        update: 1,
+        ..Mutation::default()
+    });
+    let id = &report.updated[0];
+    m.run(RunKind::Sync).await.unwrap();
+    let fields: String = m
+        .conn()
+        .query_row(
+            "SELECT fields FROM changes WHERE entity = 'customer' AND entity_id = ?1 AND kind = 'updated'",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let fields: serde_json::Value = serde_json::from_str(&fields).unwrap();
+    let updated_at = &fields["updated_at"];
+    assert!(
+        updated_at["old"].is_string()
+            && updated_at["new"].is_string()
+            && updated_at["old"] != updated_at["new"],
+        "{fields}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_source_writes_no_row() {
+    let sim = spawn_sim(small_sim_options(200, 5)).await;
+    let mut m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    let fingerprint = |m: &Mirror| {
+        m.conn()
+            .query_row(
+                "SELECT (SELECT count(*) || ':' || max(synced_at) FROM customers) || '/' ||
+                        (SELECT count(*) || ':' || max(synced_at) FROM transactions) || '/' ||
+                        (SELECT count(*) FROM changes)",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .unwrap()
+    };
+    let before = fingerprint(&m);
+    // Both an incremental run and a full re-read of every transaction list.
+    let s = m.run(RunKind::Sync).await.unwrap();
+    assert_eq!(s.rows_written, 0);
+    m.settings.sync.full_every = Duration::from_millis(1).into();
+    let s = m.run(RunKind::Full).await.unwrap();
+    assert_eq!(s.rows_written, 0);
+    assert!(s.transaction_refreshes > 0);
+    assert_eq!(fingerprint(&m), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_sync_spends_few_requests_and_catches_every_customer_change() {
+    let sim = spawn_sim(small_sim_options(1000, 6)).await;
+    let mut m = Mirror::new(&sim);
+    m.settings.api.page_size = 200;
+    m.run(RunKind::Backfill).await.unwrap();
+    // About 1% of customers touched.
+    sim.sim.mutate(&Mutation {
+        create: 2,
+        update: 4,
+        delete: 2,
+        add_tx: 5,
+        settle: 2,
+        ..Mutation::default()
+    });
+    let s = m.run(RunKind::Sync).await.unwrap();
+    let naive = 1 + 1000;
+    assert!(
+        s.requests * 10 <= naive,
+        "{} requests, more than 10% of {naive}",
+        s.requests
+    );
+    let diffs = m.differences(&sim);
+    assert!(
+        diffs.iter().all(|d| d.starts_with("transaction")),
+        "customer changes missed: {diffs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_drift_never_deletes_a_live_customer() {
+    let mut opts = small_sim_options(300, 7);
+    opts.drift = Drift {
+        insert_per_page: 2,
+        delete_per_page: 2,
+    };
+    let sim = spawn_sim(opts).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    m.run(RunKind::Sync).await.unwrap();
+    let truth = sim.sim.truth();
+    let deleted: std::collections::HashSet<&str> = truth["deleted_customer_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let conn = m.conn();
+    let mut stmt = conn
+        .prepare("SELECT id FROM customers WHERE deleted_at IS NOT NULL")
+        .unwrap();
+    let marked: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        !marked.is_empty(),
+        "drift deleted customers the mirror had seen"
+    );
+    for id in &marked {
+        assert!(
+            deleted.contains(id.as_str()),
+            "customer {id} was marked deleted but is live"
+        );
+    }
+    // Once the source holds still, the next run equals it.
+    sim.sim.set_drift(Drift::default());
+    let mut m = m;
+    m.settings.sync.full_every = Duration::from_millis(1).into();
+    m.run(RunKind::Sync).await.unwrap();
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_id_variant_with_live_list_quirks_is_mirrored_whole() {
+    let mut opts = small_sim_options(120, 8);
+    opts.id_field = IdField::CustomerId;
+    opts.live_quirks = true;
+    let sim = spawn_sim(opts).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    m.assert_equals_truth(&sim);
+    // Metadata and environment come from GET /customers/{id}; later list items that
+    // hide them must not erase them.
+    assert_eq!(
+        m.count("SELECT count(*) FROM customers WHERE environment IS NULL OR metadata IS NULL"),
+        0
+    );
+    let s = m.run(RunKind::Sync).await.unwrap();
+    assert_eq!(s.rows_written, 0);
+    assert_eq!(
+        s.customer_reads, 0,
+        "unchanged customers need no detail reads"
+    );
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_backfill_resumes_without_repeating_pages() {
+    let mut opts = small_sim_options(400, 9);
+    opts.faults = Faults {
+        p_slow: 1.0,
+        slow_ms: 5,
+        ..Faults::default()
+    };
+    let sim = spawn_sim(opts).await;
+    let m = Mirror::new(&sim);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    let db = m.db.clone();
+    tokio::spawn(async move {
+        // Stop once a few pages are committed.
+        crate::harness::wait_for(30, || {
+            rusqlite::Connection::open(&db)
+                .and_then(|c| {
+                    c.query_row("SELECT coalesce(sum(pages), 0) FROM sync_runs", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .is_ok_and(|p| p >= 3)
+        })
+        .await;
+        c.cancel();
+    });
+    let err = m
+        .run_with(RunKind::Backfill, false, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Interrupted), "{err}");
+    assert_eq!(
+        m.count("SELECT count(*) FROM sync_runs WHERE outcome = 'interrupted'"),
+        1
+    );
+    let pages_before = m.count("SELECT next_page FROM walk");
+    assert!(pages_before > 1);
+    sim.sim.set_faults(Faults::default());
+    let s = m.run(RunKind::Backfill).await.unwrap();
+    assert!(s.resumed_walk_of.is_some());
+    assert!(
+        s.pages < 400 / 25 * 2,
+        "resumed, not restarted: {} pages",
+        s.pages
+    );
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_key_stops_at_once_and_touches_nothing() {
+    let sim = spawn_sim(small_sim_options(50, 10)).await;
+    let mut m = Mirror::new(&sim);
+    m.key = "wrong_key".into();
+    let err = m.run(RunKind::Backfill).await.unwrap_err();
+    assert!(err.is_fatal(), "{err}");
+    assert!(err.to_string().contains("rejected"), "{err}");
+    assert!(!m.db.exists(), "no database is created for a rejected key");
+    m.key = sim.api_key.clone();
+    m.run(RunKind::Backfill).await.unwrap();
+    let runs = m.count("SELECT count(*) FROM sync_runs");
+    m.key = "wrong_key".into();
+    m.run(RunKind::Sync).await.unwrap_err();
+    assert_eq!(
+        m.count("SELECT count(*) FROM sync_runs"),
+        runs,
+        "not even a run row"
+    );
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_responses_fail_the_run_with_the_endpoint_and_keep_the_mirror() {
+    let sim = spawn_sim(small_sim_options(80, 11)).await;
+    let mut m = Mirror::new(&sim);
+    m.settings.api.max_retries = 1;
+    m.run(RunKind::Backfill).await.unwrap();
+    sim.sim.mutate(&Mutation {
+        update: 5,
+        ..Mutation::default()
+    });
+    let before = m.count("SELECT count(*) FROM changes");
+    for faults in [
+        Faults {
+            p_truncate: 1.0,
+            ..Faults::default()
+        },
+        Faults {
+            p502_html: 1.0,
+            ..Faults::default()
+        },
+        Faults {
+            p500: 1.0,
+            ..Faults::default()
+        },
+    ] {
+        sim.sim.set_faults(faults.clone());
+        let err = m.run(RunKind::Sync).await.unwrap_err().to_string();
+        assert!(err.contains("GET /customers"), "{faults:?}: {err}");
+        assert_eq!(
+            m.count("SELECT count(*) FROM changes"),
+            before,
+            "{faults:?}"
+        );
+        assert_eq!(m.integrity(), "ok");
+    }
+    sim.sim.set_faults(Faults::default());
+    m.run(RunKind::Sync).await.unwrap();
+    assert!(
+        m.differences(&sim)
+            .iter()
+            .all(|d| d.starts_with("transaction"))
+    );
+}
