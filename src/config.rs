@@ -485,9 +485,12 @@ impl ScheduleSettings {
     pub fn parsed_cron(&self) -> Result<cron::Schedule, ConfigError> {
         cron::Schedule::from_str(&self.cron).map_err(|e| ConfigError::Invalid {
             key: "schedule.cron",
+            // The parser's message draws a caret under the input on several lines;
+            // its last line is the explanation.
             problem: format!(
                 "`{}` is not a valid cron expression ({e}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
-                self.cron
+                self.cron,
+                e = e.to_string().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
             ),
         })
     }

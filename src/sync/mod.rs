@@ -34,13 +34,24 @@ use writer::Writer;
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the run was interrupted by a shutdown request; the next run resumes where it stopped")]
     Interrupted,
     #[error("the database writer thread stopped unexpectedly")]
     WriterGone,
+}
+
+impl From<ApiError> for SyncError {
+    /// A request cut short by shutdown is an interruption, not a failure.
+    fn from(e: ApiError) -> Self {
+        if e.is_cancelled() {
+            SyncError::Interrupted
+        } else {
+            SyncError::Api(e)
+        }
+    }
 }
 
 impl SyncError {
@@ -142,7 +153,7 @@ struct Job {
 /// What fetching a job produced.
 enum Fetched {
     Present {
-        observed: Option<Observed>,
+        observed: Option<Box<Observed>>,
         transactions: Option<Vec<Transaction>>,
     },
     Gone,
@@ -188,7 +199,7 @@ pub async fn run(
     store.recover_stale_runs()?;
     let existing = store.walk()?;
     let resume = match existing {
-        Some(w) if !req.restart && !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
+        Some(w) if !(req.restart || req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
             Some(w)
         }
         _ => None,
@@ -583,7 +594,7 @@ impl<'a> Engine<'a> {
                     transactions,
                 } => {
                     if let Some(o) = observed {
-                        batch.customers.push(o);
+                        batch.customers.push(*o);
                     }
                     if let Some(txs) = transactions {
                         self.summary.transaction_refreshes += 1;
@@ -745,7 +756,7 @@ async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
         None
     };
     Ok(Fetched::Present {
-        observed,
+        observed: observed.map(Box::new),
         transactions,
     })
 }

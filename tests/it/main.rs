@@ -1,7 +1,10 @@
 //! The one integration-test binary: each module is a feature, all share the
 //! simulator helpers in `support` and the mirror helpers in `harness`.
 
+mod cli;
+mod daemon;
 mod harness;
 mod mirror;
+mod resilience;
 mod sim_contract;
 mod support;
