@@ -22,7 +22,12 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// API key clients must send (`X-API-KEY` or `Authorization: Bearer`).
-    #[arg(long, env = "LOMI_SIM_API_KEY", default_value = "test_key", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LOMI_SIM_API_KEY",
+        default_value = "test_key",
+        hide_env_values = true
+    )]
     pub api_key: String,
     /// Mean number of transactions per customer (about 35% of customers never pay).
     #[arg(long, default_value_t = 10.0, value_parser = non_negative)]

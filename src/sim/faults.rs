@@ -63,7 +63,8 @@ impl FaultInjector {
             return Plan::default();
         }
         let mut rng = lock(&self.rng);
-        let slow = (f.p_slow > 0.0 && rng.chance(f.p_slow)).then(|| Duration::from_millis(f.slow_ms));
+        let slow =
+            (f.p_slow > 0.0 && rng.chance(f.p_slow)).then(|| Duration::from_millis(f.slow_ms));
         let roll = rng.unit();
         let mut cumulative = 0.0;
         let outcome = [

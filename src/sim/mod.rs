@@ -29,6 +29,7 @@ mod data;
 mod faults;
 mod model;
 mod rng;
+mod search;
 mod server;
 mod state;
 
@@ -60,6 +61,7 @@ pub enum IdField {
 }
 
 impl IdField {
+    /// The JSON key itself.
     pub fn key(self) -> &'static str {
         match self {
             IdField::Id => "id",

@@ -137,9 +137,6 @@ pub(super) struct Customer {
     pub(super) deleted: bool,
     /// Oldest first; served reversed (newest first).
     pub(super) txs: Vec<Tx>,
-    /// Lowercased name and email, for case-insensitive search without per-request work.
-    name_lc: Box<str>,
-    email_lc: Box<str>,
     /// The JSON of `GET /customers/{id}`.
     json: Box<str>,
     /// The JSON of a list item when it differs from `json` (live quirks mode).
@@ -179,8 +176,6 @@ impl Customer {
             payer,
             deleted: false,
             txs: Vec::new(),
-            name_lc: Box::default(),
-            email_lc: Box::default(),
             json: Box::default(),
             list_json: None,
         };
@@ -188,16 +183,8 @@ impl Customer {
         customer
     }
 
-    /// Recomputes the cached search keys and JSON; call after every profile change.
+    /// Recomputes the cached JSON; call after every change of the customer.
     pub(super) fn refresh(&mut self, render: &Render) {
-        self.name_lc = self.profile.name.to_lowercase().into();
-        self.email_lc = self
-            .profile
-            .email
-            .as_deref()
-            .unwrap_or_default()
-            .to_lowercase()
-            .into();
         self.json = self.render(render, Form::Full);
         self.list_json = render
             .live_quirks
@@ -220,11 +207,6 @@ impl Customer {
 
     pub(super) fn list_json(&self) -> &str {
         self.list_json.as_deref().unwrap_or(&self.json)
-    }
-
-    /// `needle` must already be lowercased.
-    pub(super) fn matches_search(&self, needle: &str) -> bool {
-        self.name_lc.contains(needle) || self.email_lc.contains(needle)
     }
 
     /// Sort key of the list order: newest first, then the larger id first.
@@ -384,12 +366,7 @@ impl fmt::Display for Ts {
         let days = self.0.div_euclid(DAY_MS);
         let ms = self.0.rem_euclid(DAY_MS);
         let (y, m, d) = civil_from_days(days);
-        let (h, min, s, milli) = (
-            ms / 3_600_000,
-            ms / 60_000 % 60,
-            ms / 1000 % 60,
-            ms % 1000,
-        );
+        let (h, min, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
         write!(f, "{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
     }
 }
@@ -436,7 +413,10 @@ mod tests {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             assert_eq!(ours, chrono, "{ms}");
         }
-        assert_eq!(Ts(1_705_314_600_123).to_string(), "2024-01-15T10:30:00.123Z");
+        assert_eq!(
+            Ts(1_705_314_600_123).to_string(),
+            "2024-01-15T10:30:00.123Z"
+        );
     }
 
     #[test]

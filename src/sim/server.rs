@@ -61,13 +61,21 @@ pub(super) fn router(sim: Sim) -> Router {
         .route("/customers", get(list_customers).post(create_customer))
         .route(
             "/customers/{id}",
-            get(get_customer).patch(update_customer).delete(delete_customer),
+            get(get_customer)
+                .patch(update_customer)
+                .delete(delete_customer),
         )
         .route("/customers/{id}/transactions", get(customer_transactions))
         .route("/_sim/mutate", post(control_mutate))
         .route("/_sim/truth", get(control_truth))
-        .route("/_sim/faults", get(control_get_faults).post(control_set_faults))
-        .route("/_sim/drift", get(control_get_drift).post(control_set_drift))
+        .route(
+            "/_sim/faults",
+            get(control_get_faults).post(control_set_faults),
+        )
+        .route(
+            "/_sim/drift",
+            get(control_get_drift).post(control_set_drift),
+        )
         .route("/_sim/stats", get(control_stats))
         .route("/_sim/stats/reset", post(control_reset_stats))
         .fallback(unknown_route)
@@ -194,7 +202,10 @@ impl RateLimiter {
             w.used += 1;
             return Ok(());
         }
-        let left = self.limit.window.saturating_sub(now.duration_since(w.started));
+        let left = self
+            .limit
+            .window
+            .saturating_sub(now.duration_since(w.started));
         Err(ceil_secs(left).max(1))
     }
 }
@@ -235,7 +246,11 @@ impl ApiError {
     }
 
     fn customer_not_found(id: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("Customer {id} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("Customer {id} not found"),
+        )
     }
 
     fn internal() -> ApiError {
@@ -294,7 +309,10 @@ impl Reply {
         let mut res = Response::new(Body::from(self.body));
         *res.status_mut() = self.status;
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert(REQUEST_ID, id);
         }
@@ -375,10 +393,11 @@ impl Inner {
         let api_key_ok = headers
             .get("x-api-key")
             .is_some_and(|v| v.as_bytes() == key);
+        // The auth scheme is case-insensitive (RFC 9110); the key is not.
         let bearer_ok = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|v| v == key);
+            .and_then(|v| v.as_bytes().split_at_checked(7))
+            .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case(b"bearer ") && token == key);
         api_key_ok || bearer_ok
     }
 
@@ -405,10 +424,7 @@ impl Inner {
             .header(header::RETRY_AFTER, plan.retry_after_secs)
             .into_response(request_id),
             Outcome::TooManyRequests => {
-                let limit = self
-                    .limiter
-                    .as_ref()
-                    .map_or(&LIVE_RATE_LIMIT, |l| &l.limit);
+                let limit = self.limiter.as_ref().map_or(&LIVE_RATE_LIMIT, |l| &l.limit);
                 too_many_requests(plan.retry_after_secs, limit, request_id)
             }
             Outcome::Close => faults::close_connection(),
@@ -475,7 +491,10 @@ async fn create_customer(
         let patch = parse_profile(&body_bytes(body)?, true)?;
         let mut state = inner.write_state();
         let customer = state.create(patch, now_ms());
-        Ok(Reply::new(StatusCode::CREATED, customer.json().as_bytes().to_vec()))
+        Ok(Reply::new(
+            StatusCode::CREATED,
+            customer.json().as_bytes().to_vec(),
+        ))
     })
     .await
 }
@@ -511,7 +530,10 @@ async fn delete_customer(
             .ok_or_else(|| ApiError::customer_not_found(&id))?;
         let mut body = Map::new();
         body.insert("deleted".into(), true.into());
-        body.insert(state.id_key().into(), CustomerId(deleted).to_string().into());
+        body.insert(
+            state.id_key().into(),
+            CustomerId(deleted).to_string().into(),
+        );
         Reply::json(&body)
     })
     .await
@@ -581,7 +603,9 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
             "page" => q.page = positive("page", &value)?,
             "pageSize" => {
                 let size = positive("pageSize", &value)?;
-                q.page_size = usize::try_from(size).unwrap_or(usize::MAX).min(max_page_size);
+                q.page_size = usize::try_from(size)
+                    .unwrap_or(usize::MAX)
+                    .min(max_page_size);
             }
             _ => {}
         }
@@ -601,7 +625,10 @@ fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> 
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(s))),
-        Some(_) => Err(ApiError::invalid(field, format!("{field} must be a string or null"))),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be a string or null"),
+        )),
     };
     let mut patch = ProfilePatch {
         email: optional_string("email")?,
@@ -624,7 +651,12 @@ fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> 
     patch.is_business = match obj.remove("is_business") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(b),
-        Some(_) => return Err(ApiError::invalid("is_business", "is_business must be a boolean")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "is_business",
+                "is_business must be a boolean",
+            ));
+        }
     };
     patch.metadata = match obj.remove("metadata") {
         None => None,
@@ -647,7 +679,12 @@ fn control_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let bytes = body_bytes(body)?;
-    serde_json::from_slice(&bytes).map_err(|err| ApiError::bad_body(format!("invalid body: {err}")))
+    let invalid = |err: serde_json::Error| ApiError::bad_body(format!("invalid body: {err}"));
+    // Serde would also take a struct from a JSON array; only objects are meant.
+    match serde_json::from_slice(&bytes).map_err(invalid)? {
+        value @ Value::Object(_) => serde_json::from_value(value).map_err(invalid),
+        _ => Err(ApiError::bad_body("request body must be a JSON object")),
+    }
 }
 
 async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -688,7 +725,10 @@ async fn control_set_faults(
     control(&sim, || {
         let faults: Faults = control_body(body)?;
         if let Some(field) = faults.invalid_probability() {
-            return Err(ApiError::invalid(field, format!("{field} must be between 0 and 1")));
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} must be between 0 and 1"),
+            ));
         }
         sim.set_faults(faults);
         Reply::json(&sim.faults())

@@ -12,8 +12,11 @@ use std::io::Write as _;
 use serde_json::{Map, Value};
 
 use super::data::{self, DATA_END_MS, DATA_START_MS};
-use super::model::{Customer, CustomerId, Payer, Profile, Render, TxId, TxList, TxStatus, parse_customer_id};
+use super::model::{
+    Customer, CustomerId, Payer, Profile, Render, TxId, TxList, TxStatus, parse_customer_id,
+};
 use super::rng::{Rng, mix64};
+use super::search::SearchIndex;
 use super::{Drift, Mutation, MutationReport, SimOptions};
 
 /// Share of the initial customers that came in a bulk import and so share the
@@ -28,6 +31,7 @@ pub(super) struct State {
     /// Slots of deleted customers, in deletion order.
     deleted: Vec<u32>,
     render: Render,
+    search: SearchIndex,
     /// Drives run-time changes (mutations, drift, API-created customers' payer class).
     rng: Rng,
     customer_salt: u64,
@@ -68,7 +72,7 @@ impl ListQuery {
         self.search.is_none() && self.kind == TypeFilter::All && self.status == StatusFilter::All
     }
 
-    fn matches(&self, c: &Customer) -> bool {
+    fn matches(&self, slot: u32, c: &Customer, search: &SearchIndex) -> bool {
         let kind_ok = match self.kind {
             TypeFilter::All => true,
             TypeFilter::Business => c.profile.is_business,
@@ -79,7 +83,12 @@ impl ListQuery {
             StatusFilter::Active => !c.txs.is_empty(),
             StatusFilter::Inactive => c.txs.is_empty(),
         };
-        kind_ok && status_ok && self.search.as_deref().is_none_or(|s| c.matches_search(s))
+        kind_ok
+            && status_ok
+            && self
+                .search
+                .as_deref()
+                .is_none_or(|needle| search.matches(slot, needle))
     }
 }
 
@@ -149,6 +158,7 @@ impl State {
             mix64(next_tx_seq ^ tx_salt)
         };
         let mut customers = Vec::with_capacity(n);
+        let mut search = SearchIndex::new();
         for (seq, &created_ms) in created.iter().enumerate() {
             let region = data::pick_region(&mut rng);
             let profile = data::profile(&mut rng, region);
@@ -164,6 +174,7 @@ impl State {
                 Customer::new(id, region, profile, created_ms, updated_ms, payer, &render);
             let count = rng.geometric(data::tx_mean(payer, opts.tx_per_customer));
             customer.txs = data::history(&mut rng, region, created_ms, count, &mut next_tx_id);
+            search.set(seq as u32, &customer.profile);
             customers.push(customer);
         }
 
@@ -180,6 +191,7 @@ impl State {
             live,
             deleted: Vec::new(),
             render,
+            search,
             // A separate stream, so run-time changes do not depend on how much the
             // generator drew.
             rng: Rng::new(mix64(seed ^ 0x6d75_7461_7465_2121)),
@@ -242,14 +254,17 @@ impl State {
 
     /// The JSON body of a list page.
     pub(super) fn list_page(&self, q: &ListQuery) -> Vec<u8> {
-        let offset = usize::try_from((q.page - 1).saturating_mul(q.page_size as u64))
-            .unwrap_or(usize::MAX);
+        let offset =
+            usize::try_from((q.page - 1).saturating_mul(q.page_size as u64)).unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let total = if q.is_unfiltered() {
             let start = offset.min(self.live.len());
             let end = start.saturating_add(q.page_size).min(self.live.len());
             let page = &self.live[start..end];
-            let size: usize = page.iter().map(|&s| self.customer(s).list_json().len() + 1).sum();
+            let size: usize = page
+                .iter()
+                .map(|&s| self.customer(s).list_json().len() + 1)
+                .sum();
             out.reserve_exact(size + 128);
             out.extend_from_slice(b"{\"customers\":[");
             for (i, &slot) in page.iter().enumerate() {
@@ -265,7 +280,7 @@ impl State {
             let mut shown = 0usize;
             for &slot in &self.live {
                 let c = self.customer(slot);
-                if !q.matches(c) {
+                if !q.matches(slot, c, &self.search) {
                     continue;
                 }
                 if matched >= offset && shown < q.page_size {
@@ -336,8 +351,17 @@ impl State {
         let created_ms = now_ms.max(self.last_created_ms + 1);
         self.last_created_ms = created_ms;
         let id = self.next_customer_id();
-        let customer = Customer::new(id, region, profile, created_ms, created_ms, payer, &self.render);
+        let customer = Customer::new(
+            id,
+            region,
+            profile,
+            created_ms,
+            created_ms,
+            payer,
+            &self.render,
+        );
         let slot = self.customers.len() as u32;
+        self.search.set(slot, &customer.profile);
         self.customers.push(customer);
         self.index.insert(id, slot);
         self.insert_live(slot);
@@ -362,7 +386,12 @@ impl State {
     }
 
     /// `PATCH /customers/{id}`; `None` when the customer does not exist or is deleted.
-    pub(super) fn update(&mut self, id: &str, patch: ProfilePatch, now_ms: i64) -> Option<&Customer> {
+    pub(super) fn update(
+        &mut self,
+        id: &str,
+        patch: ProfilePatch,
+        now_ms: i64,
+    ) -> Option<&Customer> {
         let slot = self.slot_of(id)?;
         let country_changed = patch.country.is_some();
         let customer = &mut self.customers[slot as usize];
@@ -372,6 +401,7 @@ impl State {
         }
         customer.touch(now_ms);
         customer.refresh(&self.render);
+        self.search.set(slot, &customer.profile);
         Some(self.customer(slot))
     }
 
@@ -432,6 +462,7 @@ impl State {
             data::update_profile(&mut self.rng, customer.region, &mut customer.profile);
             customer.touch(now_ms);
             customer.refresh(&self.render);
+            self.search.set(slot, &customer.profile);
             report.updated.push(id(customer));
         }
         for &i in to_delete {
@@ -440,7 +471,10 @@ impl State {
             report.deleted.push(id(self.customer(slot)));
         }
 
-        for i in self.rng.distinct(previously_deleted.len(), m.restore as usize) {
+        for i in self
+            .rng
+            .distinct(previously_deleted.len(), m.restore as usize)
+        {
             let slot = previously_deleted[i];
             self.restore(slot, now_ms);
             report.restored.push(id(self.customer(slot)));
