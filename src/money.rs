@@ -153,6 +153,21 @@ mod tests {
     }
 
     #[test]
+    fn the_currencies_table_agrees_with_the_exponents_here() {
+        let sql = include_str!("store/migrations/002_views.sql");
+        let start = sql.find("INSERT INTO currencies").unwrap();
+        let rows = &sql[start..start + sql[start..].find(';').unwrap()];
+        let mut seen = 0;
+        for tuple in rows.split('(').skip(2) {
+            let parts: Vec<&str> = tuple.split(',').map(|p| p.trim().trim_matches(|c| c == '\'' || c == ')')).collect();
+            let (code, exponent): (&str, u32) = (parts[0], parts[1].parse().unwrap());
+            assert_eq!(minor_unit_exponent(code), exponent, "{code}");
+            seen += 1;
+        }
+        assert!(seen > 20);
+    }
+
+    #[test]
     fn formatting_round_trips() {
         assert_eq!(format_minor(1050, 2), "10.50");
         assert_eq!(format_minor(-5, 2), "-0.05");

@@ -23,8 +23,8 @@ use crate::sync::{self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptio
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("stopping: {0}")]
-    Fatal(SyncError),
+    #[error("the daemon stopped: no retry can fix this")]
+    Fatal(#[source] SyncError),
 }
 
 /// Tells the service manager what the daemon is doing (systemd's sd_notify); a no-op

@@ -204,7 +204,12 @@ pub async fn run(
         }
         _ => None,
     };
-    let kind = resume.as_ref().map_or(req.kind, |w| w.kind);
+    let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
+    if kind == RunKind::Sync && resume.is_none() && !store.has_full_walk()? {
+        // Nothing to be incremental against: the first run is a backfill.
+        tracing::info!("no completed backfill in this mirror yet: running a backfill");
+        kind = RunKind::Backfill;
+    }
     let run_id = store.start_run(kind)?;
     let mut resumed_walk_of = None;
     let walk = match resume {
@@ -564,12 +569,18 @@ impl<'a> Engine<'a> {
     ) -> Result<(), SyncError> {
         let client = self.client;
         self.summary.customer_reads += jobs.iter().filter(|j| j.details).count() as u64;
+        // Each fetch is its own task, so parsing responses spreads over the runtime's
+        // threads instead of queueing behind this one.
         let results: Vec<(String, Result<Fetched, ApiError>)> = futures::stream::iter(jobs)
-            .map(|job| async move {
-                let id = job.id.clone();
-                (id, fetch(client, job).await)
+            .map(|job| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let id = job.id.clone();
+                    (id, fetch(&client, job).await)
+                })
             })
             .buffer_unordered(self.opts.concurrency)
+            .map(|joined| joined.expect("a fetch task panicked"))
             .collect()
             .await;
         let mut batch = Batch {

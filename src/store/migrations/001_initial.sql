@@ -47,7 +47,8 @@ CREATE TABLE transactions (
 );
 CREATE INDEX transactions_customer ON transactions (customer_id, created_at);
 CREATE INDEX transactions_created_at ON transactions (created_at);
-CREATE INDEX transactions_status ON transactions (status, created_at);
+-- Pending payments are few and often queried ("stuck in pending"): a partial index.
+CREATE INDEX transactions_pending ON transactions (created_at) WHERE status = 'pending';
 
 CREATE TABLE sync_runs (
     id                     INTEGER PRIMARY KEY,

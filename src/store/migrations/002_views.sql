@@ -11,7 +11,12 @@ CREATE TABLE currencies (
 INSERT INTO currencies (code, exponent, factor) VALUES
     ('XOF', 0, 1), ('XAF', 0, 1), ('GNF', 0, 1), ('RWF', 0, 1), ('UGX', 0, 1), ('JPY', 0, 1),
     ('USD', 2, 100), ('EUR', 2, 100), ('GBP', 2, 100), ('GHS', 2, 100), ('NGN', 2, 100),
-    ('KES', 2, 100), ('ZAR', 2, 100), ('MAD', 2, 100), ('CDF', 2, 100), ('TZS', 2, 100);
+    ('KES', 2, 100), ('ZAR', 2, 100), ('MAD', 2, 100), ('CDF', 2, 100), ('TZS', 2, 100),
+    ('KRW', 0, 1), ('CLP', 0, 1), ('VND', 0, 1), ('BIF', 0, 1), ('DJF', 0, 1), ('KMF', 0, 1),
+    ('PYG', 0, 1), ('VUV', 0, 1), ('XPF', 0, 1),
+    ('BHD', 3, 1000), ('KWD', 3, 1000), ('OMR', 3, 1000), ('TND', 3, 1000), ('JOD', 3, 1000),
+    ('IQD', 3, 1000), ('LYD', 3, 1000);
+-- Keep in step with money::minor_unit_exponent (a unit test checks it).
 
 -- Customers not deleted at the source.
 CREATE VIEW live_customers AS
