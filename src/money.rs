@@ -159,7 +159,10 @@ mod tests {
         let rows = &sql[start..start + sql[start..].find(';').unwrap()];
         let mut seen = 0;
         for tuple in rows.split('(').skip(2) {
-            let parts: Vec<&str> = tuple.split(',').map(|p| p.trim().trim_matches(|c| c == '\'' || c == ')')).collect();
+            let parts: Vec<&str> = tuple
+                .split(',')
+                .map(|p| p.trim().trim_matches(|c| c == '\'' || c == ')'))
+                .collect();
             let (code, exponent): (&str, u32) = (parts[0], parts[1].parse().unwrap());
             assert_eq!(minor_unit_exponent(code), exponent, "{code}");
             seen += 1;

@@ -30,6 +30,10 @@ pub(super) struct State {
     live: Vec<u32>,
     /// Slots of deleted customers, in deletion order.
     deleted: Vec<u32>,
+    /// Per slot, [`FLAG_ACTIVE`] and [`FLAG_BUSINESS`]: filtered list pages scan these
+    /// bytes instead of touching every customer record, which at 100,000 customers is
+    /// the difference between microseconds and milliseconds per page.
+    flags: Vec<u8>,
     render: Render,
     search: SearchIndex,
     /// Drives run-time changes (mutations, drift, API-created customers' payer class).
@@ -40,6 +44,18 @@ pub(super) struct State {
     next_tx_seq: u64,
     /// The newest `created_at` ever given out: new customers get a later one.
     last_created_ms: i64,
+}
+
+const FLAG_ACTIVE: u8 = 1;
+const FLAG_BUSINESS: u8 = 2;
+
+fn flags_of(c: &Customer) -> u8 {
+    (if c.txs.is_empty() { 0 } else { FLAG_ACTIVE })
+        | (if c.profile.is_business {
+            FLAG_BUSINESS
+        } else {
+            0
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,16 +88,18 @@ impl ListQuery {
         self.search.is_none() && self.kind == TypeFilter::All && self.status == StatusFilter::All
     }
 
-    fn matches(&self, slot: u32, c: &Customer, search: &SearchIndex) -> bool {
+    fn matches(&self, slot: u32, flags: u8, search: &SearchIndex) -> bool {
+        let business = flags & FLAG_BUSINESS != 0;
+        let active = flags & FLAG_ACTIVE != 0;
         let kind_ok = match self.kind {
             TypeFilter::All => true,
-            TypeFilter::Business => c.profile.is_business,
-            TypeFilter::Individual => !c.profile.is_business,
+            TypeFilter::Business => business,
+            TypeFilter::Individual => !business,
         };
         let status_ok = match self.status {
             StatusFilter::All => true,
-            StatusFilter::Active => !c.txs.is_empty(),
-            StatusFilter::Inactive => c.txs.is_empty(),
+            StatusFilter::Active => active,
+            StatusFilter::Inactive => !active,
         };
         kind_ok
             && status_ok
@@ -185,7 +203,9 @@ impl State {
             .collect();
         let mut live: Vec<u32> = (0..n as u32).collect();
         live.sort_unstable_by_key(|&s| Reverse(customers[s as usize].order_key()));
+        let flags = customers.iter().map(flags_of).collect();
         State {
+            flags,
             customers,
             index,
             live,
@@ -279,15 +299,14 @@ impl State {
             let mut matched = 0usize;
             let mut shown = 0usize;
             for &slot in &self.live {
-                let c = self.customer(slot);
-                if !q.matches(slot, c, &self.search) {
+                if !q.matches(slot, self.flags[slot as usize], &self.search) {
                     continue;
                 }
                 if matched >= offset && shown < q.page_size {
                     if shown > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(c.list_json().as_bytes());
+                    out.extend_from_slice(self.customer(slot).list_json().as_bytes());
                     shown += 1;
                 }
                 matched += 1;
@@ -362,6 +381,7 @@ impl State {
         );
         let slot = self.customers.len() as u32;
         self.search.set(slot, &customer.profile);
+        self.flags.push(flags_of(&customer));
         self.customers.push(customer);
         self.index.insert(id, slot);
         self.insert_live(slot);
@@ -402,6 +422,7 @@ impl State {
         customer.touch(now_ms);
         customer.refresh(&self.render);
         self.search.set(slot, &customer.profile);
+        self.flags[slot as usize] = flags_of(customer);
         Some(self.customer(slot))
     }
 
@@ -463,6 +484,7 @@ impl State {
             customer.touch(now_ms);
             customer.refresh(&self.render);
             self.search.set(slot, &customer.profile);
+            self.flags[slot as usize] = flags_of(customer);
             report.updated.push(id(customer));
         }
         for &i in to_delete {
@@ -521,6 +543,7 @@ impl State {
                 .map_or(now_ms, |last| now_ms.max(last.created_ms + 1));
             let tx = data::new_transaction(&mut self.rng, customer.region, tx_id, at_ms);
             customer.txs.push(tx);
+            self.flags[slot as usize] |= FLAG_ACTIVE;
             added.push(TxId(tx_id).to_string());
         }
         added
@@ -567,8 +590,44 @@ impl State {
         for i in self.rng.distinct(all.len(), count) {
             let (slot, tx_id) = all[i];
             self.customer_mut(slot).txs.retain(|tx| tx.id != tx_id);
+            self.flags[slot as usize] = flags_of(self.customer(slot));
             deleted.push(TxId(tx_id).to_string());
         }
         deleted
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    /// The compact flags must always agree with the records they summarise.
+    #[test]
+    fn flags_follow_every_mutation() {
+        let mut state = State::generate(&SimOptions {
+            customers: 300,
+            ..SimOptions::default()
+        });
+        let check = |s: &State| {
+            for (slot, c) in s.customers.iter().enumerate() {
+                assert_eq!(s.flags[slot], flags_of(c), "slot {slot}");
+            }
+        };
+        check(&state);
+        for _ in 0..5 {
+            state.mutate(
+                &Mutation {
+                    create: 5,
+                    update: 10,
+                    delete: 3,
+                    restore: 1,
+                    add_tx: 40,
+                    settle: 5,
+                    delete_tx: 30,
+                },
+                1_900_000_000_000,
+            );
+            check(&state);
+        }
     }
 }

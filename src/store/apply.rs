@@ -254,10 +254,7 @@ fn apply_transactions(
     for t in list {
         let text = serde_json::to_string(&t.raw).expect("a JSON map serialises");
         let change = match stored.remove(&t.transaction_id) {
-            None => {
-                // It may exist under another customer (moved): the upsert below adopts it.
-                Change::Created
-            }
+            None => Change::Created,
             Some((old_text, deleted)) => {
                 if !deleted && old_text == text {
                     continue;
@@ -275,7 +272,7 @@ fn apply_transactions(
                  currency_code, status, payment_method_code, provider_code, metadata, created_at,
                  first_seen_at, synced_at, deleted_at, raw)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13)
-             ON CONFLICT (transaction_id) DO UPDATE SET customer_id = excluded.customer_id,
+             ON CONFLICT (customer_id, transaction_id) DO UPDATE SET
                  description = excluded.description, gross_amount = excluded.gross_amount,
                  amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
                  status = excluded.status, payment_method_code = excluded.payment_method_code,
@@ -329,11 +326,21 @@ fn apply_transactions(
         n.transactions_deleted += 1;
         record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
     }
+    // The list is complete, so its summary is exact until the next re-read.
+    let last_tx_at = list.iter().filter_map(|t| t.created_at.as_deref()).max();
+    let newest_pending_at = list
+        .iter()
+        .filter(|t| t.status.as_deref() == Some("pending"))
+        .filter_map(|t| t.created_at.as_deref())
+        .max();
     tx.prepare_cached(
-        "INSERT INTO customer_sync (customer_id, tx_checked_at) VALUES (?1, ?2)
-         ON CONFLICT (customer_id) DO UPDATE SET tx_checked_at = excluded.tx_checked_at",
+        "INSERT INTO customer_sync (customer_id, tx_checked_at, live_tx, last_tx_at, newest_pending_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (customer_id) DO UPDATE SET tx_checked_at = excluded.tx_checked_at,
+             live_tx = excluded.live_tx, last_tx_at = excluded.last_tx_at,
+             newest_pending_at = excluded.newest_pending_at",
     )?
-    .execute(params![customer_id, at])?;
+    .execute(params![customer_id, at, list.len() as i64, last_tx_at, newest_pending_at])?;
     Ok(())
 }
 

@@ -113,6 +113,9 @@ pub struct Walk {
     pub next_page: u64,
     pub page_size: u32,
     pub last_total: Option<u64>,
+    /// The first load into an empty mirror: no `created` change rows, and the deferred
+    /// indexes are built once at the end.
+    pub initial: bool,
 }
 
 /// The phases of a walk, in order.
@@ -148,16 +151,31 @@ impl Phase {
     }
 }
 
-/// What the mirror knows of a customer, for deciding whether to re-read its transactions.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the mirror knows of a customer, for planning a run: compact, because a run
+/// holds one per customer in memory (see [`Store::plan_snapshot`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlanInfo {
-    pub updated_at: Option<String>,
+    /// Hash of the stored `raw` JSON text: an identical list item needs no write.
+    pub raw_hash: u64,
+    /// Hash of the stored `updated_at`.
+    pub updated_at_hash: u64,
     pub deleted: bool,
-    pub live_transactions: i64,
-    pub last_transaction_at: Option<String>,
-    pub pending_since: bool,
-    pub tx_checked_at: Option<String>,
-    pub metadata_known: bool,
+    /// Transactions in the customer's list when last read.
+    pub live_transactions: u32,
+    /// The newest of them is recent (`sync.hot_window`).
+    pub hot: bool,
+    /// A recent (`sync.pending_window`) one is still pending.
+    pub pending: bool,
+    /// Its transactions were read at least once.
+    pub checked: bool,
+}
+
+/// The hash [`PlanInfo`] uses; stable within a process, which is all it needs.
+pub fn text_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 /// An open mirror.
@@ -165,6 +183,12 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
 }
+
+/// Indexes a first backfill does without while it loads, and builds at its end: sorting
+/// a million keys once is far cheaper than a million random B-tree inserts.
+const DEFERRED_INDEXES: &str = "
+    CREATE INDEX IF NOT EXISTS transactions_id ON transactions (transaction_id);
+    CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);";
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -330,7 +354,8 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total FROM walk WHERE id = 1",
+                "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial
+                 FROM walk WHERE id = 1",
                 [],
                 |r| {
                     Ok((
@@ -342,12 +367,23 @@ impl Store {
                         r.get::<_, i64>(5)?,
                         r.get::<_, i64>(6)?,
                         r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, bool>(8)?,
                     ))
                 },
             )
             .optional()?;
         Ok(row.and_then(
-            |(run_id, kind, started_at, phase, segment, next_page, page_size, last_total)| {
+            |(
+                run_id,
+                kind,
+                started_at,
+                phase,
+                segment,
+                next_page,
+                page_size,
+                last_total,
+                initial,
+            )| {
                 Some(Walk {
                     run_id,
                     kind: RunKind::parse(&kind)?,
@@ -357,6 +393,7 @@ impl Store {
                     next_page: next_page.max(1) as u64,
                     page_size: page_size as u32,
                     last_total: last_total.map(|t| t as u64),
+                    initial,
                 })
             },
         ))
@@ -367,9 +404,12 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM walk", [])?;
         tx.execute("DELETE FROM walk_seen", [])?;
+        if w.initial {
+            tx.execute_batch("DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_created_at;")?;
+        }
         tx.execute(
-            "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 w.run_id,
                 w.kind.as_str(),
@@ -378,7 +418,8 @@ impl Store {
                 w.segment,
                 w.next_page as i64,
                 w.page_size,
-                w.last_total.map(|t| t as i64)
+                w.last_total.map(|t| t as i64),
+                w.initial
             ],
         )?;
         tx.commit()?;
@@ -419,6 +460,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM walk", [])?;
         tx.execute("DELETE FROM walk_seen", [])?;
+        tx.execute_batch(DEFERRED_INDEXES)?;
         tx.execute(
             "UPDATE sync_runs SET outcome = 'succeeded', finished_at = ?2, error = NULL, requests = ?3, retries = ?4
              WHERE id = ?1",
@@ -428,47 +470,53 @@ impl Store {
         Ok(())
     }
 
-    /// What the mirror knows of these customers (absent ids are new to it).
-    pub fn plan_info(
+    /// What the mirror knows of every customer, read in one pass at the start of a
+    /// run. Per-page queries would be cheaper in memory but not in time: every commit
+    /// of the writer invalidates a reader's page cache, so each page's lookups would
+    /// re-read their B-tree pages from the file.
+    pub fn plan_snapshot(
         &self,
-        ids: &[&str],
+        hot_after: &str,
         pending_after: &str,
-    ) -> Result<HashMap<String, PlanInfo>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.updated_at, c.deleted_at IS NOT NULL, c.metadata IS NOT NULL, s.tx_checked_at,
-                    (SELECT count(*) FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL),
-                    (SELECT max(t.created_at) FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL),
-                    EXISTS (SELECT 1 FROM transactions t WHERE t.customer_id = c.id AND t.deleted_at IS NULL
-                            AND t.status = 'pending' AND t.created_at >= ?2)
-             FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
-             WHERE c.id = ?1",
+    ) -> Result<HashMap<Box<str>, PlanInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, c.raw, c.updated_at, c.deleted_at IS NOT NULL, coalesce(s.live_tx, 0),
+                    coalesce(s.last_tx_at >= ?1, 0), coalesce(s.newest_pending_at >= ?2, 0), s.customer_id IS NOT NULL
+             FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id",
         )?;
-        let mut out = HashMap::with_capacity(ids.len());
-        for id in ids {
-            let info = stmt
-                .query_row(params![id, pending_after], |r| {
-                    Ok(PlanInfo {
-                        updated_at: r.get(0)?,
-                        deleted: r.get(1)?,
-                        metadata_known: r.get(2)?,
-                        tx_checked_at: r.get(3)?,
-                        live_transactions: r.get(4)?,
-                        last_transaction_at: r.get(5)?,
-                        pending_since: r.get(6)?,
-                    })
-                })
-                .optional()?;
-            if let Some(info) = info {
-                out.insert(id.to_string(), info);
-            }
+        let mut rows = stmt.query(params![hot_after, pending_after])?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let raw = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let updated_at: Option<String> = r.get(2)?;
+            let info = PlanInfo {
+                raw_hash: text_hash(raw),
+                updated_at_hash: text_hash(updated_at.as_deref().unwrap_or("")),
+                deleted: r.get(3)?,
+                live_transactions: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
+                hot: r.get(5)?,
+                pending: r.get(6)?,
+                checked: r.get(7)?,
+            };
+            out.insert(id.into_boxed_str(), info);
         }
         Ok(out)
+    }
+
+    /// Customers the unfinished walk had seen before this process took it over.
+    pub fn walk_seen(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT customer_id FROM walk_seen")?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 
     /// Live mirrored customers the walk in progress has not seen yet.
     pub fn unseen_live_customers(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM customers c
+            "SELECT id FROM customers c INDEXED BY customers_live
              WHERE deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id)
              ORDER BY id LIMIT ?1",
         )?;
@@ -476,20 +524,6 @@ impl Store {
             .query_map(params![limit as i64], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(ids)
-    }
-
-    /// Which of `ids` the walk in progress has already seen.
-    pub fn seen_of(&self, ids: &[&str]) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM walk_seen WHERE customer_id = ?1")?;
-        let mut out = Vec::new();
-        for id in ids {
-            if stmt.exists(params![id])? {
-                out.push(id.to_string());
-            }
-        }
-        Ok(out)
     }
 
     /// Customers whose transactions may hold something new, for the rolling schedule:

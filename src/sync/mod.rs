@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiClient, ApiError, Customer, StatusFilter, Transaction};
 use crate::config::SyncSettings;
 use crate::store::{
-    Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now,
+    Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
 };
 use writer::Writer;
 
@@ -177,8 +177,8 @@ struct Engine<'a> {
     segment_totals: HashMap<String, u64>,
     /// Optional requests left in this run's budget (`sync.max_requests_per_run`).
     budget: Option<u64>,
-    hot_since: String,
-    pending_since: String,
+    /// What the mirror knew of each customer when the run started.
+    snapshot: HashMap<Box<str>, PlanInfo>,
 }
 
 /// Runs one walk against the mirror at `db` (the caller holds its writer lock).
@@ -211,6 +211,7 @@ pub async fn run(
         kind = RunKind::Backfill;
     }
     let run_id = store.start_run(kind)?;
+    let initial = kind != RunKind::Sync && !store.has_full_walk()?;
     let mut resumed_walk_of = None;
     let walk = match resume {
         Some(mut w) => {
@@ -229,12 +230,13 @@ pub async fn run(
                 next_page: 1,
                 page_size: opts.page_size,
                 last_total: None,
+                initial,
             };
             store.begin_walk(&w)?;
             w
         }
     };
-    let initial_load = kind != RunKind::Sync && !store.has_full_walk()?;
+    let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
     let mut engine = Engine::new(
         client,
@@ -247,6 +249,14 @@ pub async fn run(
     );
     engine.run_id = run_id;
     engine.initial_load = initial_load;
+    if let Some(r) = &engine.reader {
+        if !initial_load {
+            let hot = ago(opts.settings.hot_window.0);
+            let pending = ago(opts.settings.pending_window.0);
+            engine.snapshot = r.plan_snapshot(&hot, &pending)?;
+        }
+        engine.seen.extend(r.walk_seen()?);
+    }
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
@@ -302,6 +312,7 @@ pub async fn dry_run(
         next_page: 1,
         page_size: opts.page_size,
         last_total: None,
+        initial: true,
     };
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
@@ -355,8 +366,7 @@ impl<'a> Engine<'a> {
             seen: HashSet::new(),
             segment_totals: HashMap::new(),
             budget,
-            hot_since: ago(opts.settings.hot_window.0),
-            pending_since: ago(opts.settings.pending_window.0),
+            snapshot: HashMap::new(),
         }
     }
 
@@ -370,6 +380,7 @@ impl<'a> Engine<'a> {
 
     async fn walk_all(&mut self) -> Result<(), SyncError> {
         loop {
+            tracing::debug!(phase = self.walk.phase.as_str(), segment = %self.walk.segment, page = self.walk.next_page, "walk step");
             match self.walk.phase {
                 Phase::List | Phase::Topup => {
                     let seg = StatusFilter::parse(&self.walk.segment).unwrap_or(StatusFilter::All);
@@ -455,7 +466,7 @@ impl<'a> Engine<'a> {
             if topup {
                 self.flush().await?;
             }
-            let fresh = self.unseen(customers)?;
+            let fresh = self.unseen(customers);
             let done = page.customers.is_empty()
                 || page_no >= page.total_pages
                 || (topup && fresh.is_empty());
@@ -479,67 +490,48 @@ impl<'a> Engine<'a> {
     }
 
     /// The customers not yet seen by this walk, deduplicated.
-    fn unseen(&mut self, customers: Vec<Customer>) -> Result<Vec<Customer>, SyncError> {
-        let mut out: Vec<Customer> = Vec::with_capacity(customers.len());
+    fn unseen(&mut self, customers: Vec<Customer>) -> Vec<Customer> {
         let mut here = HashSet::new();
-        let candidates: Vec<Customer> = customers
+        let out: Vec<Customer> = customers
             .into_iter()
             .filter(|c| !self.seen.contains(&c.id) && here.insert(c.id.clone()))
             .collect();
-        let earlier: HashSet<String> = match &self.reader {
-            Some(r) => {
-                let ids: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
-                r.seen_of(&ids)?.into_iter().collect()
-            }
-            None => HashSet::new(),
-        };
-        for c in candidates {
-            if earlier.contains(&c.id) {
-                self.seen.insert(c.id.clone());
-            } else {
-                out.push(c);
-            }
-        }
         self.summary.customers_seen += out.len() as u64;
-        Ok(out)
+        out
     }
 
     /// Decides, per customer, whether to read its details and its transactions.
     fn plan(&mut self, customers: Vec<Customer>, seg: StatusFilter) -> Result<Vec<Job>, SyncError> {
-        let info: HashMap<String, PlanInfo> = match &self.reader {
-            Some(r) => {
-                let ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
-                r.plan_info(&ids, &self.pending_since)?
-            }
-            None => HashMap::new(),
-        };
         let full = self.walk.kind.is_full();
         let mut jobs = Vec::with_capacity(customers.len());
         for c in customers {
-            let i = info.get(&c.id);
-            let changed = i.is_none_or(|i| i.deleted || i.updated_at != c.updated_at);
+            let i = self.snapshot.get(c.id.as_str()).copied();
+            let changed = i.is_none_or(|i| {
+                i.deleted || i.updated_at_hash != text_hash(c.updated_at.as_deref().unwrap_or(""))
+            });
+            // An identical object needs no write: only its sighting is recorded.
+            let identical = i.is_some_and(|i| {
+                !i.deleted
+                    && i.raw_hash == text_hash(&serde_json::to_string(&c.raw).unwrap_or_default())
+            });
             let details = self.opts.settings.fetch_details
                 && self.writer.is_some()
                 && changed
                 && c.metadata.is_none()
                 && c.raw.contains_key("metadata");
-            let transactions = match seg {
-                StatusFilter::Inactive => i.is_some_and(|i| i.live_transactions > 0),
+            let transactions = match (seg, i) {
+                (StatusFilter::Inactive, _) => i.is_some_and(|i| i.live_transactions > 0),
+                (_, None) => true,
                 _ if full || changed => true,
-                _ => {
-                    let i = i.expect("known customer");
+                (_, Some(i)) => {
                     let must = seg == StatusFilter::Active && i.live_transactions == 0;
-                    let worth = i.pending_since
-                        || i.tx_checked_at.is_none() && seg == StatusFilter::Active
-                        || i.last_transaction_at
-                            .as_deref()
-                            .is_some_and(|t| t >= self.hot_since.as_str());
+                    let worth = i.pending || i.hot || (!i.checked && seg == StatusFilter::Active);
                     must || (worth && self.spend(1))
                 }
             };
             jobs.push(Job {
                 id: c.id.clone(),
-                customer: Some(c),
+                customer: if identical && !details { None } else { Some(c) },
                 details,
                 transactions,
             });

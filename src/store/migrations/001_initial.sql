@@ -27,9 +27,11 @@ CREATE TABLE customers (
 CREATE INDEX customers_email ON customers (email);
 CREATE INDEX customers_created_at ON customers (created_at);
 CREATE INDEX customers_deleted_at ON customers (deleted_at) WHERE deleted_at IS NOT NULL;
+-- Covers "every live customer" scans of the engine without reading whole rows.
+CREATE INDEX customers_live ON customers (id) WHERE deleted_at IS NULL;
 
 CREATE TABLE transactions (
-    transaction_id       TEXT PRIMARY KEY,
+    transaction_id       TEXT NOT NULL,
     customer_id          TEXT NOT NULL,
     description          TEXT,
     gross_amount         TEXT,              -- the exact decimal as received: '10000', '10.5'
@@ -43,12 +45,16 @@ CREATE TABLE transactions (
     first_seen_at        TEXT NOT NULL,
     synced_at            TEXT NOT NULL,
     deleted_at           TEXT,              -- set when it vanished from its customer's list
-    raw                  TEXT NOT NULL
-);
-CREATE INDEX transactions_customer ON transactions (customer_id, created_at);
-CREATE INDEX transactions_created_at ON transactions (created_at);
+    raw                  TEXT NOT NULL,
+    -- Clustered by customer: a customer's transactions are read and written together,
+    -- and random transaction ids would otherwise scatter every insert over the file.
+    PRIMARY KEY (customer_id, transaction_id)
+) WITHOUT ROWID;
 -- Pending payments are few and often queried ("stuck in pending"): a partial index.
 CREATE INDEX transactions_pending ON transactions (created_at) WHERE status = 'pending';
+-- transactions_id (transaction_id) and transactions_created_at (created_at) are created
+-- by the store (store::DEFERRED_INDEXES): a first backfill builds them once at its end
+-- instead of updating them row by row.
 
 CREATE TABLE sync_runs (
     id                     INTEGER PRIMARY KEY,
@@ -87,10 +93,14 @@ CREATE INDEX changes_observed_at ON changes (observed_at);
 
 -- Bookkeeping of the sync engine (not for analytics).
 
--- When each customer's transactions were last read from the API.
+-- When each customer's transactions were last read from the API, and a summary of what
+-- that read found, so planning a run never has to scan the transactions table.
 CREATE TABLE customer_sync (
-    customer_id    TEXT PRIMARY KEY,
-    tx_checked_at  TEXT NOT NULL
+    customer_id       TEXT PRIMARY KEY,
+    tx_checked_at     TEXT NOT NULL,
+    live_tx           INTEGER NOT NULL,   -- transactions in the customer's list
+    last_tx_at        TEXT,               -- the newest one's created_at
+    newest_pending_at TEXT                -- the newest pending one's created_at
 ) WITHOUT ROWID;
 
 -- The walk in progress, if any: what a killed run resumes from.
@@ -103,7 +113,8 @@ CREATE TABLE walk (
     segment     TEXT NOT NULL,             -- all, active, inactive
     next_page   INTEGER NOT NULL,
     page_size   INTEGER NOT NULL,
-    last_total  INTEGER
+    last_total  INTEGER,
+    initial     INTEGER NOT NULL DEFAULT 0  -- first load into an empty mirror (bulk mode)
 );
 
 -- Customers the walk in progress has seen, and in which list segment.
