@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module is a feature, all share the
 //! simulator helpers in `support` and the mirror helpers in `harness`.
 
+mod analytics;
 mod cli;
 mod daemon;
 mod harness;
