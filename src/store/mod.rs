@@ -184,6 +184,13 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The customers the rolling schedule covers: live ones the walk in progress did not
+/// list as inactive (those have no transaction to re-read).
+const ROLLING_ELIGIBLE: &str = "FROM customers c INDEXED BY customers_live
+    LEFT JOIN customer_sync s ON s.customer_id = c.id
+    WHERE c.deleted_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')";
+
 /// Indexes a first backfill does without while it loads, and builds at its end: sorting
 /// a million keys once is far cheaper than a million random B-tree inserts.
 const DEFERRED_INDEXES: &str = "
@@ -528,39 +535,33 @@ impl Store {
 
     /// Customers whose transactions may hold something new, for the rolling schedule:
     /// live, not listed as inactive by this walk, not re-read since `before`; the
-    /// longest unread first. Also returns how many customers the schedule covers.
+    /// longest unread first.
     pub fn rolling_candidates(
         &self,
         before: &str,
         limit: usize,
-    ) -> Result<(Vec<String>, u64), StoreError> {
-        const ELIGIBLE: &str = "FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
-             WHERE c.deleted_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')";
-        let total: i64 = self
-            .conn
-            .query_row(&format!("SELECT count(*) {ELIGIBLE}"), [], |r| r.get(0))?;
+    ) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT c.id {ELIGIBLE} AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)
+            "SELECT c.id {ROLLING_ELIGIBLE} AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)
              ORDER BY s.tx_checked_at IS NOT NULL, s.tx_checked_at, c.id LIMIT ?2"
         ))?;
         let ids = stmt
             .query_map(params![before, limit as i64], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok((ids, total as u64))
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 
-    /// How many customers are overdue: not re-read since `before`.
-    pub fn overdue_count(&self, before: &str) -> Result<u64, StoreError> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM customers c LEFT JOIN customer_sync s ON s.customer_id = c.id
-             WHERE c.deleted_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM walk_seen w WHERE w.customer_id = c.id AND w.segment = 'inactive')
-               AND (s.tx_checked_at IS NULL OR s.tx_checked_at < ?1)",
-            params![before],
-            |r| r.get(0),
+    /// How many customers the rolling schedule covers, and how many of them have not
+    /// been re-read since `overdue_before` (one pass over the customers).
+    pub fn rolling_counts(&self, overdue_before: &str) -> Result<(u64, u64), StoreError> {
+        let (eligible, overdue): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT count(*), coalesce(sum(s.tx_checked_at IS NULL OR s.tx_checked_at < ?1), 0) {ROLLING_ELIGIBLE}"
+            ),
+            params![overdue_before],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(n as u64)
+        Ok((eligible as u64, overdue as u64))
     }
 
     /// True when the mirror holds no customer at all.

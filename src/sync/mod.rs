@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiClient, ApiError, Customer, StatusFilter, Transaction};
+use crate::api::{ApiClient, ApiError, Customer, CustomerPage, StatusFilter, Transaction};
 use crate::config::SyncSettings;
 use crate::store::{
     Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
 };
+use tokio::task::JoinHandle;
 use writer::Writer;
 
 /// Why a run did not succeed.
@@ -432,61 +433,102 @@ impl<'a> Engine<'a> {
     /// Pages through one segment of the list. In `topup` mode it stops at the first
     /// page with nothing new: what was created during the walk sits at the top.
     async fn list_segment(&mut self, seg: StatusFilter, topup: bool) -> Result<(), SyncError> {
-        loop {
-            self.check_cancel()?;
+        // The next page is requested while this one is processed: an incremental run is
+        // otherwise a chain of sequential round trips.
+        let mut prefetch: Option<(u64, JoinHandle<Result<CustomerPage, ApiError>>)> = None;
+        let result = loop {
+            if let Err(e) = self.check_cancel() {
+                break Err(e);
+            }
             let page_no = self.walk.next_page;
-            let page = self
-                .client
-                .list_customers(page_no, self.walk.page_size, seg)
-                .await?;
-            if !topup {
-                self.segment_totals
-                    .insert(seg.as_str().into(), page.total_count);
-            }
-            let mut customers = page.customers.clone();
-            // Customers deleted above our position since the previous page shift the
-            // rest up, so the start of this page slid onto the previous one: read it
-            // again to catch them (only the unseen ones cost anything).
-            if let Some(last) = self.walk.last_total
-                && page.total_count < last
-                && page_no > 1
-                && !topup
-            {
-                let back = (last - page.total_count)
-                    .div_ceil(self.walk.page_size as u64)
-                    .min(3);
-                for p in page_no.saturating_sub(back).max(1)..page_no {
-                    let again = self
-                        .client
-                        .list_customers(p, self.walk.page_size, seg)
-                        .await?;
-                    customers.extend(again.customers);
+            let fetched = match prefetch.take() {
+                Some((p, handle)) if p == page_no => handle.await.expect("a list task panicked"),
+                stale => {
+                    if let Some((_, handle)) = stale {
+                        handle.abort();
+                    }
+                    self.client
+                        .list_customers(page_no, self.walk.page_size, seg)
+                        .await
                 }
-            }
-            if topup {
-                self.flush().await?;
-            }
-            let fresh = self.unseen(customers);
-            let done = page.customers.is_empty()
-                || page_no >= page.total_pages
-                || (topup && fresh.is_empty());
-            // The checkpoint committed with this page is where a resumed run starts.
-            let next = if done {
-                self.advanced()
-            } else {
-                let mut w = self.walk.clone();
-                w.next_page = page_no + 1;
-                w.last_total = Some(page.total_count);
-                w
             };
-            let jobs = self.plan(fresh, seg)?;
-            self.process(jobs, seg.as_str(), 1, next.clone()).await?;
-            self.walk = next;
-            self.report("list");
-            if done {
-                return Ok(());
+            let page = match fetched {
+                Ok(p) => p,
+                Err(e) => break Err(e.into()),
+            };
+            if !topup && !page.customers.is_empty() && page_no < page.total_pages {
+                let client = self.client.clone();
+                let size = self.walk.page_size;
+                let next =
+                    tokio::spawn(
+                        async move { client.list_customers(page_no + 1, size, seg).await },
+                    );
+                prefetch = Some((page_no + 1, next));
+            }
+            match self.list_page(seg, topup, page_no, page).await {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Some((_, handle)) = prefetch {
+            handle.abort();
+        }
+        result
+    }
+
+    /// Processes one list page; `Ok(true)` when the segment is done.
+    async fn list_page(
+        &mut self,
+        seg: StatusFilter,
+        topup: bool,
+        page_no: u64,
+        page: CustomerPage,
+    ) -> Result<bool, SyncError> {
+        if !topup {
+            self.segment_totals
+                .insert(seg.as_str().into(), page.total_count);
+        }
+        let mut customers = page.customers.clone();
+        // Customers deleted above our position since the previous page shift the
+        // rest up, so the start of this page slid onto the previous one: read it
+        // again to catch them (only the unseen ones cost anything).
+        if let Some(last) = self.walk.last_total
+            && page.total_count < last
+            && page_no > 1
+            && !topup
+        {
+            let back = (last - page.total_count)
+                .div_ceil(self.walk.page_size as u64)
+                .min(3);
+            for p in page_no.saturating_sub(back).max(1)..page_no {
+                let again = self
+                    .client
+                    .list_customers(p, self.walk.page_size, seg)
+                    .await?;
+                customers.extend(again.customers);
             }
         }
+        if topup {
+            self.flush().await?;
+        }
+        let fresh = self.unseen(customers);
+        let done =
+            page.customers.is_empty() || page_no >= page.total_pages || (topup && fresh.is_empty());
+        // The checkpoint committed with this page is where a resumed run starts.
+        let next = if done {
+            self.advanced()
+        } else {
+            let mut w = self.walk.clone();
+            w.next_page = page_no + 1;
+            w.last_total = Some(page.total_count);
+            w
+        };
+        let jobs = self.plan(fresh, seg)?;
+        self.process(jobs, seg.as_str(), 1, next.clone()).await?;
+        self.walk = next;
+        self.report("list");
+        Ok(done)
     }
 
     /// The customers not yet seen by this walk, deduplicated.
@@ -677,10 +719,9 @@ impl<'a> Engine<'a> {
             })
             .unwrap_or(full_every)
             .min(full_every);
-        let (_, eligible) = reader.rolling_candidates(&self.walk.started_at, 0)?;
+        let (eligible, overdue) = reader.rolling_counts(&ago(full_every))?;
         let share =
             ((eligible as f64) * elapsed.as_secs_f64() / full_every.as_secs_f64()).ceil() as u64;
-        let overdue = reader.overdue_count(&ago(full_every))?;
         let mut want = share.max(overdue);
         if let Some(left) = self.budget {
             want = want.min(left);
@@ -697,7 +738,7 @@ impl<'a> Engine<'a> {
             self.check_cancel()?;
             self.flush().await?;
             let take = left.min(self.walk.page_size as u64) as usize;
-            let (ids, _) = self
+            let ids = self
                 .reader
                 .as_ref()
                 .expect("reader")
