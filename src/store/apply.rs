@@ -238,12 +238,17 @@ fn apply_transactions(
     list: &[Transaction],
     n: &mut Applied,
 ) -> Result<(), StoreError> {
+    // Transactions are keyed by the customer's rowid (see the schema); the customer is
+    // always stored before its transactions, by this batch or an earlier one.
+    let seq: i64 = tx
+        .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
+        .query_row(params![customer_id], |r| r.get(0))?;
     let mut stored: HashMap<String, (String, bool)> = HashMap::new();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_id = ?1",
+            "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
         )?;
-        let rows = stmt.query_map(params![customer_id], |r| {
+        let rows = stmt.query_map(params![seq], |r| {
             Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
         })?;
         for row in rows {
@@ -270,9 +275,9 @@ fn apply_transactions(
         tx.prepare_cached(
             "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
                  currency_code, status, payment_method_code, provider_code, metadata, created_at,
-                 first_seen_at, synced_at, deleted_at, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13)
-             ON CONFLICT (customer_id, transaction_id) DO UPDATE SET
+                 first_seen_at, synced_at, deleted_at, raw, customer_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14)
+             ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
                  description = excluded.description, gross_amount = excluded.gross_amount,
                  amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
                  status = excluded.status, payment_method_code = excluded.payment_method_code,
@@ -293,7 +298,8 @@ fn apply_transactions(
             t.metadata.as_ref().map(Value::to_string),
             t.created_at,
             at,
-            text
+            text,
+            seq
         ])?;
         match &change {
             Change::Created => n.transactions_inserted += 1,

@@ -195,6 +195,7 @@ const ROLLING_ELIGIBLE: &str = "FROM customers c INDEXED BY customers_live
 /// a million keys once is far cheaper than a million random B-tree inserts.
 const DEFERRED_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS transactions_id ON transactions (transaction_id);
+    CREATE INDEX IF NOT EXISTS transactions_customer ON transactions (customer_id, created_at);
     CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);";
 
 fn migrations() -> Migrations<'static> {
@@ -412,7 +413,10 @@ impl Store {
         tx.execute("DELETE FROM walk", [])?;
         tx.execute("DELETE FROM walk_seen", [])?;
         if w.initial {
-            tx.execute_batch("DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_created_at;")?;
+            tx.execute_batch(
+                "DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_customer;
+                 DROP INDEX IF EXISTS transactions_created_at;",
+            )?;
         }
         tx.execute(
             "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial)

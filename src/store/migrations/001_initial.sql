@@ -46,15 +46,18 @@ CREATE TABLE transactions (
     synced_at            TEXT NOT NULL,
     deleted_at           TEXT,              -- set when it vanished from its customer's list
     raw                  TEXT NOT NULL,
-    -- Clustered by customer: a customer's transactions are read and written together,
-    -- and random transaction ids would otherwise scatter every insert over the file.
-    PRIMARY KEY (customer_id, transaction_id)
+    customer_seq         INTEGER NOT NULL,  -- internal: the customer's rowid in customers
+    -- Clustered by customer, in the order customers were first stored: a customer's
+    -- payments are read and written together, and a backfill appends instead of
+    -- scattering inserts over the file (random ids as keys would).
+    PRIMARY KEY (customer_seq, transaction_id)
 ) WITHOUT ROWID;
 -- Pending payments are few and often queried ("stuck in pending"): a partial index.
 CREATE INDEX transactions_pending ON transactions (created_at) WHERE status = 'pending';
--- transactions_id (transaction_id) and transactions_created_at (created_at) are created
--- by the store (store::DEFERRED_INDEXES): a first backfill builds them once at its end
--- instead of updating them row by row.
+-- transactions_id (transaction_id), transactions_customer (customer_id, created_at) and
+-- transactions_created_at (created_at) are created by the store (DEFERRED_INDEXES in
+-- src/store/mod.rs): a first backfill builds them once at its end instead of updating
+-- them row by row.
 
 CREATE TABLE sync_runs (
     id                     INTEGER PRIMARY KEY,
