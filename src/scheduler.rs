@@ -217,16 +217,16 @@ pub fn summary_line(s: &RunSummary) -> String {
             .map(|i| i.to_string())
             .unwrap_or_else(|| "(dry)".into()),
         s.duration_secs,
-        s.pages,
+        s.applied.pages,
         s.requests,
         s.retries,
-        s.customers_inserted,
-        s.customers_updated,
-        s.customers_deleted,
-        s.customers_restored,
-        s.transactions_inserted,
-        s.transactions_updated,
-        s.transactions_deleted,
-        s.transactions_restored
+        s.applied.customers_inserted,
+        s.applied.customers_updated,
+        s.applied.customers_deleted,
+        s.applied.customers_restored,
+        s.applied.transactions_inserted,
+        s.applied.transactions_updated,
+        s.applied.transactions_deleted,
+        s.applied.transactions_restored
     )
 }

@@ -41,7 +41,7 @@ pub struct Batch {
 }
 
 /// Row counts of a batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
     pub pages: u64,
     pub customers_inserted: u64,
@@ -89,17 +89,34 @@ enum Change {
 impl Store {
     /// Applies one batch in one SQLite transaction.
     pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
-        let at = now();
+        Ok(self.apply_all(&[b])?[0])
+    }
+
+    /// Applies several batches in one SQLite transaction (group commit): each keeps its
+    /// own checkpoint order, and the last one's checkpoint is what a crash resumes from.
+    pub fn apply_all(&mut self, batches: &[&Batch]) -> Result<Vec<Applied>, StoreError> {
         let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            out.push(apply_in(&tx, b)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn apply_in(tx: &SqlTx, b: &Batch) -> Result<Applied, StoreError> {
+    {
+        let at = now();
         let mut n = Applied {
             pages: b.pages as u64,
             ..Applied::default()
         };
         for o in &b.customers {
-            apply_customer(&tx, b, &at, o, &mut n)?;
+            apply_customer(tx, b, &at, o, &mut n)?;
         }
         for (customer_id, list) in &b.transactions {
-            apply_transactions(&tx, b, &at, customer_id, list, &mut n)?;
+            apply_transactions(tx, b, &at, customer_id, list, &mut n)?;
         }
         for id in &b.gone {
             let changed = tx
@@ -107,7 +124,7 @@ impl Store {
                 .execute(params![id, at])?;
             if changed > 0 {
                 n.customers_deleted += 1;
-                record(&tx, b, &at, "customer", id, id, Change::Deleted)?;
+                record(tx, b, &at, "customer", id, id, Change::Deleted)?;
             }
         }
         {
@@ -144,7 +161,6 @@ impl Store {
             n.transactions_deleted as i64,
             n.transactions_restored as i64
         ])?;
-        tx.commit()?;
         Ok(n)
     }
 }

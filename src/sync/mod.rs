@@ -110,37 +110,16 @@ pub struct RunSummary {
     pub duration_secs: f64,
     pub requests: u64,
     pub retries: u64,
-    pub pages: u64,
     pub customers_seen: u64,
     pub transactions_seen: u64,
     /// Customers whose transactions were re-read.
     pub transaction_refreshes: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
-    pub customers_inserted: u64,
-    pub customers_updated: u64,
-    pub customers_deleted: u64,
-    pub customers_restored: u64,
-    pub transactions_inserted: u64,
-    pub transactions_updated: u64,
-    pub transactions_deleted: u64,
-    pub transactions_restored: u64,
+    /// Rows written, by kind.
+    #[serde(flatten)]
+    pub applied: Applied,
     pub rows_written: u64,
-}
-
-impl RunSummary {
-    fn set_applied(&mut self, a: &Applied) {
-        self.pages = a.pages;
-        self.customers_inserted = a.customers_inserted;
-        self.customers_updated = a.customers_updated;
-        self.customers_deleted = a.customers_deleted;
-        self.customers_restored = a.customers_restored;
-        self.transactions_inserted = a.transactions_inserted;
-        self.transactions_updated = a.transactions_updated;
-        self.transactions_deleted = a.transactions_deleted;
-        self.transactions_restored = a.transactions_restored;
-        self.rows_written = a.rows_written();
-    }
 }
 
 /// One customer of a page and what to fetch for it.
@@ -267,7 +246,8 @@ pub async fn run(
     // Commit what was fetched before deciding the outcome: pages already complete
     // are kept even when the run stops.
     let flushed = writer.flush().await;
-    engine.summary.set_applied(&writer.applied);
+    engine.summary.applied = writer.applied;
+    engine.summary.rows_written = writer.applied.rows_written();
     engine.summary.requests = requests;
     engine.summary.retries = retries;
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
@@ -659,7 +639,7 @@ impl<'a> Engine<'a> {
         match &mut self.writer {
             Some(w) => w.submit(batch).await,
             None => {
-                self.summary.pages += pages as u64;
+                self.summary.applied.pages += pages as u64;
                 Ok(())
             }
         }
@@ -688,18 +668,7 @@ impl<'a> Engine<'a> {
                 customers = ids.len(),
                 "confirming customers the walk did not see"
             );
-            let jobs = ids
-                .into_iter()
-                .map(|id| Job {
-                    id,
-                    customer: None,
-                    details: true,
-                    transactions: true,
-                })
-                .collect();
-            let checkpoint = self.walk.clone();
-            self.process(jobs, "confirm", 0, checkpoint).await?;
-            self.report("confirm");
+            self.process_ids(ids, "confirm", true).await?;
         }
     }
 
@@ -750,19 +719,30 @@ impl<'a> Engine<'a> {
             }
             left -= ids.len() as u64;
             self.spend(ids.len() as u64);
-            let jobs = ids
-                .into_iter()
-                .map(|id| Job {
-                    id,
-                    customer: None,
-                    details: false,
-                    transactions: true,
-                })
-                .collect();
-            let checkpoint = self.walk.clone();
-            self.process(jobs, "rolling", 0, checkpoint).await?;
-            self.report("rolling");
+            self.process_ids(ids, "rolling", false).await?;
         }
+        Ok(())
+    }
+
+    /// Re-reads the transactions (and with `details`, the customer) of known ids.
+    async fn process_ids(
+        &mut self,
+        ids: Vec<String>,
+        phase: &'static str,
+        details: bool,
+    ) -> Result<(), SyncError> {
+        let jobs = ids
+            .into_iter()
+            .map(|id| Job {
+                id,
+                customer: None,
+                details,
+                transactions: true,
+            })
+            .collect();
+        let checkpoint = self.walk.clone();
+        self.process(jobs, phase, 0, checkpoint).await?;
+        self.report(phase);
         Ok(())
     }
 

@@ -12,7 +12,14 @@ use crate::store::{Applied, Batch, Store, StoreError};
 /// Batches submitted but not yet committed, at most.
 const MAX_IN_FLIGHT: usize = 2;
 
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+
+enum Job {
+    /// A batch to commit. Batches queued together commit in one transaction.
+    Apply(Box<Batch>, Reply),
+    /// Anything else, in queue order.
+    Call(Box<dyn FnOnce(&mut Store) + Send>),
+}
 
 /// Handle to the writer thread.
 pub struct Writer {
@@ -29,8 +36,27 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("lomi-sync-writer".into())
             .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut store);
+                let mut next = None;
+                while let Some(job) = next.take().or_else(|| rx.blocking_recv()) {
+                    match job {
+                        Job::Call(f) => f(&mut store),
+                        Job::Apply(batch, reply) => {
+                            // Group commit: whatever else is already queued goes in the
+                            // same SQLite transaction, so pages touched by several
+                            // batches are written to the WAL once.
+                            let mut group = vec![(batch, reply)];
+                            while let Ok(job) = rx.try_recv() {
+                                match job {
+                                    Job::Apply(b, r) => group.push((b, r)),
+                                    call => {
+                                        next = Some(call);
+                                        break;
+                                    }
+                                }
+                            }
+                            commit(&mut store, group);
+                        }
+                    }
                 }
             })
             .expect("spawn the writer thread");
@@ -48,11 +74,8 @@ impl Writer {
             self.wait_oldest().await?;
         }
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store: &mut Store| {
-            let _ = tx.send(store.apply(&batch));
-        });
         self.jobs
-            .send(job)
+            .send(Job::Apply(Box::new(batch), tx))
             .await
             .map_err(|_| SyncError::WriterGone)?;
         self.pending.push_back(rx);
@@ -74,9 +97,9 @@ impl Writer {
     ) -> Result<R, SyncError> {
         self.flush().await?;
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store: &mut Store| {
+        let job = Job::Call(Box::new(move |store: &mut Store| {
             let _ = tx.send(f(store));
-        });
+        }));
         self.jobs
             .send(job)
             .await
@@ -101,6 +124,29 @@ impl Drop for Writer {
         drop(std::mem::replace(&mut self.jobs, closed));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Commits a group of batches in one transaction; if that fails, each batch alone, so
+/// that every batch gets its own result.
+fn commit(store: &mut Store, group: Vec<(Box<Batch>, Reply)>) {
+    let batches: Vec<&Batch> = group.iter().map(|(b, _)| b.as_ref()).collect();
+    match store.apply_all(&batches) {
+        Ok(applied) => {
+            for ((_, reply), a) in group.into_iter().zip(applied) {
+                let _ = reply.send(Ok(a));
+            }
+        }
+        Err(_) if group.len() > 1 => {
+            for (batch, reply) in group {
+                let _ = reply.send(store.apply(&batch));
+            }
+        }
+        Err(e) => {
+            if let Some((_, reply)) = group.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 }

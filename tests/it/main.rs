@@ -2,6 +2,7 @@
 //! simulator helpers in `support` and the mirror helpers in `harness`.
 
 mod analytics;
+mod bad_responses;
 mod cli;
 mod daemon;
 mod harness;

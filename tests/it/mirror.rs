@@ -15,7 +15,7 @@ async fn backfill_equals_the_source() {
     let m = Mirror::new(&sim);
     let s = m.run(RunKind::Backfill).await.unwrap();
     m.assert_equals_truth(&sim);
-    assert_eq!(s.customers_inserted, 300);
+    assert_eq!(s.applied.customers_inserted, 300);
     assert_eq!(m.count("SELECT count(*) FROM customers"), 300);
     // The first load is not a change: no change rows, but the run is recorded.
     assert_eq!(m.count("SELECT count(*) FROM changes"), 0);
@@ -279,9 +279,9 @@ async fn interrupted_backfill_resumes_without_repeating_pages() {
     let s = m.run(RunKind::Backfill).await.unwrap();
     assert!(s.resumed_walk_of.is_some());
     assert!(
-        s.pages < 400 / 25 * 2,
+        s.applied.pages < 400 / 25 * 2,
         "resumed, not restarted: {} pages",
-        s.pages
+        s.applied.pages
     );
     m.assert_equals_truth(&sim);
 }
