@@ -168,7 +168,12 @@ enum Attempt {
 enum Retry {
     No,
     Backoff,
-    After(Duration),
+    /// Wait as the server asked; `everyone` for a 429 (the limit is per key, so every
+    /// task must hold back), not for a 503 (only this request was turned away).
+    After {
+        wait: Duration,
+        everyone: bool,
+    },
 }
 
 impl ApiClient {
@@ -316,7 +321,7 @@ impl ApiClient {
                 Retry::No => return Err(err),
                 _ if attempt >= opts.max_retries => return Err(err),
                 Retry::Backoff => full_jitter(opts.initial_backoff, opts.max_backoff, attempt),
-                Retry::After(d) => {
+                Retry::After { wait: d, everyone } => {
                     if d > opts.max_retry_after {
                         let request_id = match &err {
                             ApiError::Status { request_id, .. } => request_id.clone(),
@@ -328,8 +333,9 @@ impl ApiClient {
                             request_id,
                         });
                     }
-                    // Everyone waits: the budget is per key, not per task.
-                    self.inner.limiter.pause_until(Instant::now() + d).await;
+                    if everyone {
+                        self.inner.limiter.pause_until(Instant::now() + d).await;
+                    }
                     d
                 }
             };
@@ -450,11 +456,13 @@ impl ApiClient {
                 retry: Retry::No,
             },
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                let everyone = s == StatusCode::TOO_MANY_REQUESTS;
                 let retry = match retry_after(&headers) {
-                    Some(d) => Retry::After(d),
-                    None if s == StatusCode::TOO_MANY_REQUESTS => {
-                        Retry::After(Duration::from_secs(1))
-                    }
+                    Some(wait) => Retry::After { wait, everyone },
+                    None if everyone => Retry::After {
+                        wait: Duration::from_secs(1),
+                        everyone,
+                    },
                     None => Retry::Backoff,
                 };
                 Attempt::Fail {
