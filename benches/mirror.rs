@@ -80,6 +80,29 @@ fn run_row(db: &Path) -> (u64, u64, u64) {
     .expect("last run")
 }
 
+/// Runs one mirror command and reads its counts from the run it recorded.
+fn mirror_step(
+    bin: &Path,
+    config: &Path,
+    db: &Path,
+    command: &str,
+    name: &'static str,
+    customers: u64,
+    transactions: u64,
+) -> Step {
+    let (_, wall, peak_rss_kb) = run_measured(bin, config, &[command]);
+    let (requests, rows, _) = run_row(db);
+    Step {
+        name,
+        wall,
+        customers,
+        transactions,
+        requests,
+        rows,
+        peak_rss_kb,
+    }
+}
+
 fn post(url: &str, body: &str) {
     let status = Command::new("curl")
         .args([
@@ -162,29 +185,19 @@ fn main() {
         peak_rss_kb: rss,
     });
 
-    let (_, wall, rss) = run_measured(&bin, &config, &["backfill"]);
-    let (requests, rows, _) = run_row(&db);
-    steps.push(Step {
-        name: "backfill",
-        wall,
-        customers: nums[0],
-        transactions: nums[1],
-        requests,
-        rows,
-        peak_rss_kb: rss,
-    });
+    steps.push(mirror_step(
+        &bin, &config, &db, "backfill", "backfill", nums[0], nums[1],
+    ));
 
-    let (_, wall, rss) = run_measured(&bin, &config, &["sync"]);
-    let (requests, rows, _) = run_row(&db);
-    steps.push(Step {
-        name: "sync, no change",
-        wall,
-        customers: nums[0],
-        transactions: 0,
-        requests,
-        rows,
-        peak_rss_kb: rss,
-    });
+    steps.push(mirror_step(
+        &bin,
+        &config,
+        &db,
+        "sync",
+        "sync, no change",
+        nums[0],
+        0,
+    ));
 
     // About 1% of customers touched: profile edits, sign-ups, deletions, payments, settlements.
     let n = customers.max(100);
@@ -198,17 +211,15 @@ fn main() {
         n / 5000
     );
     post(&format!("{base_url}/_sim/mutate"), &activity);
-    let (_, wall, rss) = run_measured(&bin, &config, &["sync"]);
-    let (requests, rows, _) = run_row(&db);
-    steps.push(Step {
-        name: "sync after ~1% activity",
-        wall,
-        customers: nums[0],
-        transactions: 0,
-        requests,
-        rows,
-        peak_rss_kb: rss,
-    });
+    steps.push(mirror_step(
+        &bin,
+        &config,
+        &db,
+        "sync",
+        "sync after ~1% activity",
+        nums[0],
+        0,
+    ));
 
     let _ = sim.kill();
     let _ = sim.wait();
