@@ -152,9 +152,10 @@ async fn the_client_budget_keeps_under_the_service_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_twenty_random_points_never_corrupts_and_always_resumes() {
     let mut opts = small_sim_options(300, 60);
+    // Slow enough, even in a release build, that most kills land mid-run.
     opts.faults = Faults {
         p_slow: 1.0,
-        slow_ms: 10,
+        slow_ms: 30,
         ..Faults::default()
     };
     let sim = spawn_sim(opts).await;
