@@ -14,12 +14,11 @@ use super::StoreError;
 #[derive(Debug)]
 pub struct WriterLock {
     file: File,
-    path: PathBuf,
 }
 
 impl WriterLock {
-    /// Takes the lock, or fails at once naming the holder. With `wait`, waits for it,
-    /// checking `give_up` between attempts.
+    /// Takes the lock, or fails at once naming the holder. With `wait`, polls until the
+    /// holder releases it.
     pub fn acquire(db: &Path, purpose: &str, wait: bool) -> Result<WriterLock, StoreError> {
         let path = lock_path(db);
         let mut file = OpenOptions::new()
@@ -70,11 +69,7 @@ impl WriterLock {
             path: path.clone(),
             source,
         })?;
-        Ok(WriterLock { file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(WriterLock { file })
     }
 }
 

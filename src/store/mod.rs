@@ -567,11 +567,4 @@ impl Store {
         )?;
         Ok((eligible as u64, overdue as u64))
     }
-
-    /// True when the mirror holds no customer at all.
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(!self
-            .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM customers)", [], |r| r.get(0))?)
-    }
 }

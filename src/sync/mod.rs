@@ -185,13 +185,14 @@ pub async fn run(
         _ => None,
     };
     let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
-    if kind == RunKind::Sync && resume.is_none() && !store.has_full_walk()? {
+    let has_full_walk = store.has_full_walk()?;
+    if kind == RunKind::Sync && resume.is_none() && !has_full_walk {
         // Nothing to be incremental against: the first run is a backfill.
         tracing::info!("no completed backfill in this mirror yet: running a backfill");
         kind = RunKind::Backfill;
     }
     let run_id = store.start_run(kind)?;
-    let initial = kind != RunKind::Sync && !store.has_full_walk()?;
+    let initial = kind != RunKind::Sync && !has_full_walk;
     let mut resumed_walk_of = None;
     let walk = match resume {
         Some(mut w) => {

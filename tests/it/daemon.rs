@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lomi_sync::sim::Faults;
 
-use crate::harness::{Mirror, command, run_bin, text, wait_for};
+use crate::harness::{Mirror, command, run_bin, runs_sum, slow_sim_options, text, wait_for};
 use crate::support::{small_sim_options, spawn_sim};
 
 fn sigterm(child: &tokio::process::Child) {
@@ -23,19 +23,7 @@ async fn runs_every_second_without_overlap_and_stops_on_sigterm() {
     let mut child = command(Some(&config), Some(&sim.api_key), &["run"])
         .spawn()
         .unwrap();
-    let ok = wait_for(30, || {
-        m.db.exists()
-            && rusqlite::Connection::open(&m.db)
-                .and_then(|c| {
-                    c.query_row(
-                        "SELECT count(*) FROM sync_runs WHERE outcome = 'succeeded'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                })
-                .is_ok_and(|n| n >= 3)
-    })
-    .await;
+    let ok = wait_for(30, || runs_sum(&m.db, "sum(outcome = 'succeeded')") >= 3).await;
     assert!(ok, "three runs succeeded within 30 s");
     sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
@@ -64,13 +52,7 @@ async fn runs_every_second_without_overlap_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_backfill_interrupts_it_and_the_next_start_finishes() {
-    let mut opts = small_sim_options(400, 31);
-    opts.faults = Faults {
-        p_slow: 1.0,
-        slow_ms: 20,
-        ..Faults::default()
-    };
-    let sim = spawn_sim(opts).await;
+    let sim = spawn_sim(slow_sim_options(400, 31, 20)).await;
     let m = Mirror::new(&sim);
     let config = m.config_file(
         "[schedule]\ncron = \"0 0 0 1 1 *\"\nrun_on_start = true\nshutdown_timeout = \"10s\"",
@@ -78,17 +60,7 @@ async fn sigterm_during_a_backfill_interrupts_it_and_the_next_start_finishes() {
     let mut child = command(Some(&config), Some(&sim.api_key), &["run"])
         .spawn()
         .unwrap();
-    let started = wait_for(30, || {
-        m.db.exists()
-            && rusqlite::Connection::open(&m.db)
-                .and_then(|c| {
-                    c.query_row("SELECT coalesce(sum(pages), 0) FROM sync_runs", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                })
-                .is_ok_and(|n| n >= 2)
-    })
-    .await;
+    let started = wait_for(30, || runs_sum(&m.db, "sum(pages)") >= 2).await;
     assert!(started);
     let asked = std::time::Instant::now();
     sigterm(&child);

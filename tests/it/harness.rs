@@ -159,6 +159,35 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// A sum over `sync_runs` (e.g. `sum(pages)`) read from another connection, as a
+/// watcher would; 0 while the database or its schema does not exist yet.
+pub fn runs_sum(db: &Path, expr: &str) -> i64 {
+    if !db.exists() {
+        return 0;
+    }
+    Connection::open(db)
+        .and_then(|c| {
+            c.query_row(
+                &format!("SELECT coalesce({expr}, 0) FROM sync_runs"),
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// A simulator that answers every request `slow_ms` late, so runs last long enough to
+/// be interrupted.
+pub fn slow_sim_options(customers: usize, seed: u64, slow_ms: u64) -> lomi_sync::sim::SimOptions {
+    let mut opts = crate::support::small_sim_options(customers, seed);
+    opts.faults = lomi_sync::sim::Faults {
+        p_slow: 1.0,
+        slow_ms,
+        ..Default::default()
+    };
+    opts
+}
+
 /// Polls `cond` every 20 ms for up to `secs` seconds.
 pub async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

@@ -6,7 +6,7 @@ use lomi_sync::sim::{Drift, Faults, IdField, Mutation};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 
-use crate::harness::Mirror;
+use crate::harness::{Mirror, slow_sim_options};
 use crate::support::{small_sim_options, spawn_sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,29 +239,14 @@ async fn customer_id_variant_with_live_list_quirks_is_mirrored_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_backfill_resumes_without_repeating_pages() {
-    let mut opts = small_sim_options(400, 9);
-    opts.faults = Faults {
-        p_slow: 1.0,
-        slow_ms: 5,
-        ..Faults::default()
-    };
-    let sim = spawn_sim(opts).await;
+    let sim = spawn_sim(slow_sim_options(400, 9, 5)).await;
     let m = Mirror::new(&sim);
     let cancel = tokio_util::sync::CancellationToken::new();
     let c = cancel.clone();
     let db = m.db.clone();
     tokio::spawn(async move {
         // Stop once a few pages are committed.
-        crate::harness::wait_for(30, || {
-            rusqlite::Connection::open(&db)
-                .and_then(|c| {
-                    c.query_row("SELECT coalesce(sum(pages), 0) FROM sync_runs", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                })
-                .is_ok_and(|p| p >= 3)
-        })
-        .await;
+        crate::harness::wait_for(30, || crate::harness::runs_sum(&db, "sum(pages)") >= 3).await;
         c.cancel();
     });
     let err = m

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lomi_sync::sim::{Faults, Mutation, RateLimit};
 use lomi_sync::store::RunKind;
 
-use crate::harness::{Mirror, command};
+use crate::harness::{Mirror, command, slow_sim_options};
 use crate::support::{TestSim, small_sim_options, spawn_sim};
 
 /// Backfill, one round of changes, an exact sync: all must equal the truth.
@@ -151,14 +151,8 @@ async fn the_client_budget_keeps_under_the_service_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_twenty_random_points_never_corrupts_and_always_resumes() {
-    let mut opts = small_sim_options(300, 60);
     // Slow enough, even in a release build, that most kills land mid-run.
-    opts.faults = Faults {
-        p_slow: 1.0,
-        slow_ms: 30,
-        ..Faults::default()
-    };
-    let sim = spawn_sim(opts).await;
+    let sim = spawn_sim(slow_sim_options(300, 60, 30)).await;
     let mut m = Mirror::new(&sim);
     m.settings.api.page_size = 20;
     m.settings.sync.full_every = Duration::from_millis(1).into();
@@ -214,13 +208,7 @@ async fn kill_9_at_twenty_random_points_never_corrupts_and_always_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_fail_nor_see_half_a_page_during_a_backfill() {
-    let mut opts = small_sim_options(400, 70);
-    opts.faults = Faults {
-        p_slow: 1.0,
-        slow_ms: 1,
-        ..Faults::default()
-    };
-    let sim = spawn_sim(opts).await;
+    let sim = spawn_sim(slow_sim_options(400, 70, 1)).await;
     let m = Mirror::new(&sim);
     let db = m.db.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
