@@ -5,6 +5,12 @@ mod cli;
 
 use std::process::ExitCode;
 
+/// Parsing a backfill's responses allocates and frees millions of small strings across
+/// threads; mimalloc does that in about two thirds of glibc malloc's time (measured with
+/// the `mirror` benchmark) and keeps peak memory lower under the same load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Behave like other Unix tools when the reader goes away (`status | head`): end
     // quietly instead of panicking on a write to a closed pipe.

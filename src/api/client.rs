@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::limiter::{RateLimiter, RateLimits};
-use super::model::{Customer, CustomerPage, ShapeError, Transaction};
+use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction};
 use crate::config::{ApiKey, ApiSettings, ConfigError};
 
 /// Everything a request can end in, other than success. Messages name the endpoint
@@ -159,8 +159,8 @@ struct Inner {
 }
 
 /// What one attempt produced, before deciding whether to retry.
-enum Attempt {
-    Done(Value, Option<String>),
+enum Attempt<T> {
+    Done(T, Option<String>),
     NotFound,
     Fail { err: ApiError, retry: Retry },
 }
@@ -234,10 +234,8 @@ impl ApiClient {
             }
         }
         let endpoint = describe(&url);
-        match self.get(url, &endpoint).await? {
-            Some((v, rid)) => {
-                CustomerPage::from_value(v).map_err(|e| shape_error(&endpoint, rid, e))
-            }
+        match self.get(url, &endpoint, CustomerPage::from_body).await? {
+            Some((page, _)) => Ok(page),
             None => Err(ApiError::Status {
                 endpoint,
                 status: 404,
@@ -251,10 +249,8 @@ impl ApiClient {
     pub async fn get_customer(&self, id: &str) -> Result<Option<Customer>, ApiError> {
         let url = self.url(&["customers", id]);
         let endpoint = describe(&url);
-        match self.get(url, &endpoint).await? {
-            Some((v, rid)) => {
-                let c =
-                    Customer::from_value(v).map_err(|e| shape_error(&endpoint, rid.clone(), e))?;
+        match self.get(url, &endpoint, Customer::from_body).await? {
+            Some((c, rid)) => {
                 if c.id != id {
                     return Err(shape_error(
                         &endpoint,
@@ -275,12 +271,10 @@ impl ApiClient {
     ) -> Result<Option<Vec<Transaction>>, ApiError> {
         let url = self.url(&["customers", id, "transactions"]);
         let endpoint = describe(&url);
-        match self.get(url, &endpoint).await? {
-            Some((v, rid)) => Transaction::list_from_value(v)
-                .map(Some)
-                .map_err(|e| shape_error(&endpoint, rid, e)),
-            None => Ok(None),
-        }
+        Ok(self
+            .get(url, &endpoint, Transaction::list_from_body)
+            .await?
+            .map(|(list, _)| list))
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -294,12 +288,13 @@ impl ApiClient {
         url
     }
 
-    /// One GET with retries. `Ok(None)` is a 404.
-    async fn get(
+    /// One GET with retries, its body parsed by `parse`. `Ok(None)` is a 404.
+    async fn get<T>(
         &self,
         url: Url,
         endpoint: &str,
-    ) -> Result<Option<(Value, Option<String>)>, ApiError> {
+        parse: fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Result<Option<(T, Option<String>)>, ApiError> {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
         loop {
@@ -312,7 +307,7 @@ impl ApiClient {
             if attempt > 0 {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let (err, retry) = match self.attempt(&url, endpoint).await {
+            let (err, retry) = match self.attempt(&url, endpoint, parse).await {
                 Attempt::Done(v, rid) => return Ok(Some((v, rid))),
                 Attempt::NotFound => return Ok(None),
                 Attempt::Fail { err, retry } => (err, retry),
@@ -348,7 +343,12 @@ impl ApiClient {
         }
     }
 
-    async fn attempt(&self, url: &Url, endpoint: &str) -> Attempt {
+    async fn attempt<T>(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        parse: fn(&[u8]) -> Result<T, BodyError>,
+    ) -> Attempt<T> {
         let transport = |reason: String| Attempt::Fail {
             err: ApiError::Transport {
                 endpoint: endpoint.to_string(),
@@ -415,20 +415,18 @@ impl ApiClient {
                 }
             }
         }
-        let parsed: Result<Value, _> = serde_json::from_slice(&body);
-        let (code, message, body_rid) = match &parsed {
-            Ok(v) => error_envelope(v),
-            Err(_) => (None, None, None),
-        };
-        let request_id = header_rid.or(body_rid);
         if status.is_success() {
-            return match parsed {
-                Ok(v) => Attempt::Done(v, request_id),
-                Err(e) => Attempt::Fail {
+            return match parse(&body) {
+                Ok(v) => Attempt::Done(v, header_rid),
+                Err(BodyError::Shape(e)) => Attempt::Fail {
+                    err: shape_error(endpoint, header_rid, e),
+                    retry: Retry::No,
+                },
+                Err(BodyError::Json(e)) => Attempt::Fail {
                     err: ApiError::BadResponse {
                         endpoint: endpoint.to_string(),
                         status: status.as_u16(),
-                        request_id,
+                        request_id: header_rid,
                         reason: format!(
                             "the body is not valid JSON ({}): {}",
                             json_problem(&e),
@@ -440,6 +438,11 @@ impl ApiClient {
                 },
             };
         }
+        let (code, message, body_rid) = match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => error_envelope(&v),
+            Err(_) => (None, None, None),
+        };
+        let request_id = header_rid.or(body_rid);
         let message = match (code, message) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c,

@@ -177,35 +177,35 @@ fn apply_customer(
         .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let incoming_text = serde_json::to_string(&o.customer.raw).expect("a JSON map serialises");
-    let (change, row, raw_text) = match stored {
-        None => (Change::Created, o.customer.clone(), incoming_text),
+    // The common cases (new, or the very same text) need no JSON parsing here.
+    let (change, merged) = match stored {
+        None => (Change::Created, None),
         Some((old_text, deleted_at)) => {
-            if deleted_at.is_none() && old_text == incoming_text {
+            if deleted_at.is_none() && old_text == o.customer.raw {
                 return Ok(());
             }
-            let old: RawObject = serde_json::from_str(&old_text).unwrap_or_default();
+            let old = object(&old_text);
+            let incoming = object(&o.customer.raw);
             let merged = if o.partial {
-                merge_partial(&old, &o.customer.raw)
+                merge_partial(&old, &incoming)
             } else {
-                o.customer.raw.clone()
+                incoming
             };
             let fields = diff(&old, &merged);
             let row = if o.partial {
-                Customer::from_value(Value::Object(merged.clone()))
-                    .unwrap_or_else(|_| o.customer.clone())
+                let text = Value::Object(merged.clone()).to_string();
+                Customer::from_value_and_text(Value::Object(merged), text).ok()
             } else {
-                o.customer.clone()
+                None
             };
-            let text = serde_json::to_string(&merged).expect("a JSON map serialises");
             match (deleted_at, fields) {
-                (Some(_), fields) => (Change::Restored(fields), row, text),
-                (None, Some(fields)) => (Change::Updated(fields), row, text),
+                (Some(_), fields) => (Change::Restored(fields), row),
+                (None, Some(fields)) => (Change::Updated(fields), row),
                 (None, None) => return Ok(()),
             }
         }
     };
-    let c = &row;
+    let c = merged.as_ref().unwrap_or(&o.customer);
     tx.prepare_cached(
         "INSERT INTO customers (id, organization_id, name, email, phone_number, whatsapp_number, country, city,
              address, postal_code, is_business, metadata, environment, created_at, updated_at,
@@ -230,12 +230,12 @@ fn apply_customer(
         c.address,
         c.postal_code,
         c.is_business,
-        c.metadata.as_ref().map(Value::to_string),
+        c.metadata,
         c.environment,
         c.created_at,
         c.updated_at,
         at,
-        raw_text
+        c.raw
     ])?;
     match &change {
         Change::Created => n.customers_inserted += 1,
@@ -273,15 +273,13 @@ fn apply_transactions(
         }
     }
     for t in list {
-        let text = serde_json::to_string(&t.raw).expect("a JSON map serialises");
         let change = match stored.remove(&t.transaction_id) {
             None => Change::Created,
             Some((old_text, deleted)) => {
-                if !deleted && old_text == text {
+                if !deleted && old_text == t.raw {
                     continue;
                 }
-                let old: RawObject = serde_json::from_str(&old_text).unwrap_or_default();
-                match (deleted, diff(&old, &t.raw)) {
+                match (deleted, diff(&object(&old_text), &object(&t.raw))) {
                     (true, fields) => Change::Restored(fields),
                     (false, Some(fields)) => Change::Updated(fields),
                     (false, None) => continue,
@@ -311,10 +309,10 @@ fn apply_transactions(
             t.status,
             t.payment_method_code,
             t.provider_code,
-            t.metadata.as_ref().map(Value::to_string),
+            t.metadata,
             t.created_at,
             at,
-            text,
+            t.raw,
             seq
         ])?;
         match &change {
@@ -396,6 +394,12 @@ fn record(
         fields
     ])?;
     Ok(())
+}
+
+/// A stored or received object's text as a map (empty if it is not an object, which
+/// the API client never lets through).
+fn object(text: &str) -> RawObject {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A list item over what the mirror knows: keys the item omits, and a `metadata: null`

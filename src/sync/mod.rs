@@ -535,15 +535,11 @@ impl<'a> Engine<'a> {
                 i.deleted || i.updated_at_hash != text_hash(c.updated_at.as_deref().unwrap_or(""))
             });
             // An identical object needs no write: only its sighting is recorded.
-            let identical = i.is_some_and(|i| {
-                !i.deleted
-                    && i.raw_hash == text_hash(&serde_json::to_string(&c.raw).unwrap_or_default())
-            });
+            let identical = i.is_some_and(|i| !i.deleted && i.raw_hash == text_hash(&c.raw));
             let details = self.opts.settings.fetch_details
                 && self.writer.is_some()
                 && changed
-                && c.metadata.is_none()
-                && c.raw.contains_key("metadata");
+                && c.metadata_null;
             let transactions = match (seg, i) {
                 (StatusFilter::Inactive, _) => i.is_some_and(|i| i.live_transactions > 0),
                 (_, None) => true,
