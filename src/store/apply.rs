@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction as SqlTx, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use super::{Store, StoreError, Walk, now};
@@ -87,25 +87,29 @@ enum Change {
 }
 
 impl Store {
-    /// Applies one batch in one SQLite transaction.
+    /// Applies one batch in its own SQLite transaction.
     pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
-        Ok(self.apply_all(&[b])?[0])
+        self.begin()?;
+        match self.apply_open(b) {
+            Ok(n) => {
+                self.commit()?;
+                Ok(n)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
     }
 
-    /// Applies several batches in one SQLite transaction (group commit): each keeps its
-    /// own checkpoint order, and the last one's checkpoint is what a crash resumes from.
-    pub fn apply_all(&mut self, batches: &[&Batch]) -> Result<Vec<Applied>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut out = Vec::with_capacity(batches.len());
-        for b in batches {
-            out.push(apply_in(&tx, b)?);
-        }
-        tx.commit()?;
-        Ok(out)
+    /// Applies one batch inside the transaction [`Store::begin`] opened: the writer
+    /// applies several before one commit when they arrive faster than it commits.
+    pub fn apply_open(&mut self, b: &Batch) -> Result<Applied, StoreError> {
+        apply_in(&self.conn, b)
     }
 }
 
-fn apply_in(tx: &SqlTx, b: &Batch) -> Result<Applied, StoreError> {
+fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
     {
         let at = now();
         let mut n = Applied {
@@ -166,7 +170,7 @@ fn apply_in(tx: &SqlTx, b: &Batch) -> Result<Applied, StoreError> {
 }
 
 fn apply_customer(
-    tx: &SqlTx,
+    tx: &Connection,
     b: &Batch,
     at: &str,
     o: &Observed,
@@ -247,7 +251,7 @@ fn apply_customer(
 }
 
 fn apply_transactions(
-    tx: &SqlTx,
+    tx: &Connection,
     b: &Batch,
     at: &str,
     customer_id: &str,
@@ -365,7 +369,7 @@ fn apply_transactions(
 }
 
 fn record(
-    tx: &SqlTx,
+    tx: &Connection,
     b: &Batch,
     at: &str,
     entity: &str,
