@@ -198,7 +198,8 @@ const ROLLING_ELIGIBLE: &str = "FROM customers c INDEXED BY customers_live
 const DEFERRED_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS transactions_id ON transactions (transaction_id);
     CREATE INDEX IF NOT EXISTS transactions_customer ON transactions (customer_id, created_at);
-    CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);";
+    CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);
+    CREATE INDEX IF NOT EXISTS customers_email ON customers (email);";
 
 /// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB).
 const WRITER_CACHE_KIB: i64 = -32 * 1024;
@@ -434,7 +435,7 @@ impl Store {
         if w.initial {
             tx.execute_batch(
                 "DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_customer;
-                 DROP INDEX IF EXISTS transactions_created_at;",
+                 DROP INDEX IF EXISTS transactions_created_at; DROP INDEX IF EXISTS customers_email;",
             )?;
         }
         tx.execute(

@@ -15,12 +15,14 @@
 
 mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, Customer, CustomerPage, StatusFilter, Transaction};
@@ -139,6 +141,19 @@ enum Fetched {
     Gone,
 }
 
+/// List pages whose fetches may overlap: while one page's slowest requests finish,
+/// the next page's start, so neither the connections nor the writer wait on a page's
+/// stragglers.
+const PAGES_IN_FLIGHT: usize = 4;
+
+/// One page's fetches, running, and what to commit with their results.
+struct PageInFlight {
+    fetches: JoinHandle<Vec<(String, Result<Fetched, ApiError>)>>,
+    segment: &'static str,
+    pages: u32,
+    checkpoint: Walk,
+}
+
 /// The engine state of one run.
 struct Engine<'a> {
     client: &'a ApiClient,
@@ -159,6 +174,10 @@ struct Engine<'a> {
     budget: Option<u64>,
     /// What the mirror knew of each customer when the run started.
     snapshot: HashMap<Box<str>, PlanInfo>,
+    /// Pages fetching, oldest first; their batches are submitted in this order.
+    in_flight: VecDeque<PageInFlight>,
+    /// `api.concurrency`: requests under way at once, over all pages in flight.
+    permits: Arc<Semaphore>,
 }
 
 /// Runs one walk against the mirror at `db` (the caller holds its writer lock).
@@ -260,7 +279,7 @@ pub async fn run(
                 .await?;
             // The run's time includes building deferred indexes at the end of a backfill.
             engine.summary.duration_secs = started.elapsed().as_secs_f64();
-            Ok(engine.summary)
+            Ok(std::mem::take(&mut engine.summary))
         }
         Err(e) => {
             let outcome = if matches!(e, SyncError::Interrupted) {
@@ -303,7 +322,7 @@ pub async fn dry_run(
     engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
     engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
-    Ok(engine.summary)
+    Ok(std::mem::take(&mut engine.summary))
 }
 
 fn segments(s: &SyncSettings) -> Vec<StatusFilter> {
@@ -351,6 +370,8 @@ impl<'a> Engine<'a> {
             segment_totals: HashMap::new(),
             budget,
             snapshot: HashMap::new(),
+            in_flight: VecDeque::new(),
+            permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         }
     }
 
@@ -508,18 +529,26 @@ impl<'a> Engine<'a> {
             w
         };
         let jobs = self.plan(fresh, seg)?;
-        self.process(jobs, seg.as_str(), 1, next.clone()).await?;
+        self.start(jobs, seg.as_str(), 1, next.clone());
+        if done {
+            self.drain().await?;
+        } else {
+            while self.in_flight.len() >= PAGES_IN_FLIGHT {
+                self.finish_oldest().await?;
+            }
+        }
         self.walk = next;
         self.report("list");
         Ok(done)
     }
 
-    /// The customers not yet seen by this walk, deduplicated.
+    /// The customers not yet seen by this walk, deduplicated; they count as seen from
+    /// now on, so a customer the list shifts onto the next page (which may be planned
+    /// before this one's fetches finish) is not read twice.
     fn unseen(&mut self, customers: Vec<Customer>) -> Vec<Customer> {
-        let mut here = HashSet::new();
         let out: Vec<Customer> = customers
             .into_iter()
-            .filter(|c| !self.seen.contains(&c.id) && here.insert(c.id.clone()))
+            .filter(|c| self.seen.insert(c.id.clone()))
             .collect();
         self.summary.customers_seen += out.len() as u64;
         out
@@ -572,35 +601,54 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Fetches what the jobs need, concurrently, and submits one batch.
-    async fn process(
-        &mut self,
-        jobs: Vec<Job>,
-        segment: &'static str,
-        pages: u32,
-        checkpoint: Walk,
-    ) -> Result<(), SyncError> {
-        let client = self.client;
+    /// Starts fetching what the jobs need, as a page in flight.
+    fn start(&mut self, jobs: Vec<Job>, segment: &'static str, pages: u32, checkpoint: Walk) {
         self.summary.customer_reads += jobs.iter().filter(|j| j.details).count() as u64;
+        let client = self.client.clone();
+        let permits = self.permits.clone();
         // Each fetch is its own task, so parsing responses spreads over the runtime's
-        // threads instead of queueing behind this one.
-        let results: Vec<(String, Result<Fetched, ApiError>)> = futures::stream::iter(jobs)
-            .map(|job| {
+        // threads; the semaphore keeps `api.concurrency` over all pages in flight, and
+        // being fair, serves older pages first. Dropping the set aborts what is left.
+        let fetches = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            for job in jobs {
                 let client = client.clone();
-                tokio::spawn(async move {
+                let permits = permits.clone();
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
                     let id = job.id.clone();
                     (id, fetch(&client, job).await)
-                })
-            })
-            .buffer_unordered(self.opts.concurrency)
-            .map(|joined| joined.expect("a fetch task panicked"))
-            .collect()
-            .await;
+                });
+            }
+            let mut results = Vec::with_capacity(set.len());
+            while let Some(joined) = set.join_next().await {
+                results.push(joined.expect("a fetch task panicked"));
+            }
+            results
+        });
+        self.in_flight.push_back(PageInFlight {
+            fetches,
+            segment,
+            pages,
+            checkpoint,
+        });
+    }
+
+    /// Waits for the oldest page in flight and submits its batch.
+    async fn finish_oldest(&mut self) -> Result<(), SyncError> {
+        let Some(page) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let results = match page.fetches.await {
+            Ok(results) => results,
+            Err(e) if e.is_cancelled() => return Err(SyncError::Interrupted),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let mut batch = Batch {
             run_id: self.run_id,
-            pages,
+            pages: page.pages,
             initial_load: self.initial_load,
-            checkpoint: Some(checkpoint),
+            checkpoint: Some(page.checkpoint),
             ..Batch::default()
         };
         for (id, r) in results {
@@ -610,7 +658,7 @@ impl<'a> Engine<'a> {
                 Err(e) => return Err(e.into()),
             };
             self.seen.insert(id.clone());
-            batch.seen.push((id.clone(), segment));
+            batch.seen.push((id.clone(), page.segment));
             match fetched {
                 Fetched::Gone => batch.gone.push(id),
                 Fetched::Present {
@@ -636,13 +684,23 @@ impl<'a> Engine<'a> {
         match &mut self.writer {
             Some(w) => w.submit(batch).await,
             None => {
-                self.summary.applied.pages += pages as u64;
+                self.summary.applied.pages += page.pages as u64;
                 Ok(())
             }
         }
     }
 
+    /// Submits every page in flight, in order.
+    async fn drain(&mut self) -> Result<(), SyncError> {
+        while !self.in_flight.is_empty() {
+            self.finish_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Submits the pages in flight and waits until the store has committed them.
     async fn flush(&mut self) -> Result<(), SyncError> {
+        self.drain().await?;
         match &mut self.writer {
             Some(w) => w.flush().await,
             None => Ok(()),
@@ -738,7 +796,8 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let checkpoint = self.walk.clone();
-        self.process(jobs, phase, 0, checkpoint).await?;
+        self.start(jobs, phase, 0, checkpoint);
+        self.drain().await?;
         self.report(phase);
         Ok(())
     }
@@ -750,6 +809,16 @@ impl<'a> Engine<'a> {
             customers_total: self.segment_totals.values().sum(),
             requests: self.client.counters().requests.load(Ordering::Relaxed),
         });
+    }
+}
+
+impl Drop for Engine<'_> {
+    /// A run that stops early leaves no requests behind: aborting a page's task drops
+    /// its `JoinSet`, which aborts the fetches.
+    fn drop(&mut self) {
+        for page in &self.in_flight {
+            page.fetches.abort();
+        }
     }
 }
 
