@@ -5,11 +5,19 @@
 /// Digits after the decimal point of a currency's minor unit (ISO 4217).
 /// Unknown currencies are assumed to have cents, the common case.
 pub fn minor_unit_exponent(currency: &str) -> u32 {
-    match currency.to_ascii_uppercase().as_str() {
-        "XOF" | "XAF" | "GNF" | "RWF" | "UGX" | "JPY" | "KRW" | "CLP" | "VND" | "BIF" | "DJF"
-        | "KMF" | "PYG" | "VUV" | "XPF" => 0,
-        "BHD" | "KWD" | "OMR" | "TND" | "JOD" | "IQD" | "LYD" => 3,
-        _ => 2,
+    const NONE: [&str; 15] = [
+        "XOF", "XAF", "GNF", "RWF", "UGX", "JPY", "KRW", "CLP", "VND", "BIF", "DJF", "KMF", "PYG",
+        "VUV", "XPF",
+    ];
+    const THOUSANDTHS: [&str; 7] = ["BHD", "KWD", "OMR", "TND", "JOD", "IQD", "LYD"];
+    // Called for every transaction: compare in place rather than upper-case a copy.
+    let is = |codes: &[&str]| codes.iter().any(|c| c.eq_ignore_ascii_case(currency));
+    if is(&NONE) {
+        0
+    } else if is(&THOUSANDTHS) {
+        3
+    } else {
+        2
     }
 }
 

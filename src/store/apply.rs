@@ -276,6 +276,20 @@ fn apply_transactions(
             stored.insert(id, v);
         }
     }
+    // Looked up once per customer, not per row: the cache hashes the statement's text.
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
+             currency_code, status, payment_method_code, provider_code, metadata, created_at,
+             first_seen_at, synced_at, deleted_at, raw, customer_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14)
+         ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
+             description = excluded.description, gross_amount = excluded.gross_amount,
+             amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
+             status = excluded.status, payment_method_code = excluded.payment_method_code,
+             provider_code = excluded.provider_code, metadata = excluded.metadata,
+             created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
+             raw = excluded.raw",
+    )?;
     for t in list {
         let change = match stored.remove(&t.transaction_id) {
             None => Change::Created,
@@ -290,20 +304,7 @@ fn apply_transactions(
                 }
             }
         };
-        tx.prepare_cached(
-            "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
-                 currency_code, status, payment_method_code, provider_code, metadata, created_at,
-                 first_seen_at, synced_at, deleted_at, raw, customer_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14)
-             ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
-                 description = excluded.description, gross_amount = excluded.gross_amount,
-                 amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
-                 status = excluded.status, payment_method_code = excluded.payment_method_code,
-                 provider_code = excluded.provider_code, metadata = excluded.metadata,
-                 created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
-                 raw = excluded.raw",
-        )?
-        .execute(params![
+        insert.execute(params![
             t.transaction_id,
             customer_id,
             t.description,
