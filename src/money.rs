@@ -128,6 +128,9 @@ mod tests {
         assert_eq!(minor("10000", "XOF"), Some(10000));
         assert_eq!(minor("10000.00", "XOF"), Some(10000));
         assert_eq!(minor("10000.5", "XOF"), None);
+        // Currency codes are matched whatever their case.
+        assert_eq!(minor("10000", "xof"), Some(10000));
+        assert_eq!(minor_unit_exponent("Kwd"), 3);
     }
 
     #[test]
