@@ -116,11 +116,18 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
             pages: b.pages as u64,
             ..Applied::default()
         };
+        // Customers this batch inserted, by rowid: they have no stored transactions,
+        // so theirs are inserted without looking anything up (a backfill's every row).
+        let mut created: HashMap<&str, i64> = HashMap::new();
         for o in &b.customers {
-            apply_customer(tx, b, &at, o, &mut n)?;
+            if let Some(seq) = apply_customer(tx, b, &at, o, &mut n)? {
+                created.insert(&o.customer.id, seq);
+            }
         }
         for (customer_id, list) in &b.transactions {
-            apply_transactions(tx, b, &at, customer_id, list, &mut n)?;
+            // Taken, not read: a second list for the same customer must see the first.
+            let seq = created.remove(customer_id.as_str());
+            apply_transactions(tx, b, &at, customer_id, seq, list, &mut n)?;
         }
         for id in &b.gone {
             let changed = tx
@@ -169,13 +176,14 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
     }
 }
 
+/// Returns the rowid of a customer it inserted (not of one it updated).
 fn apply_customer(
     tx: &Connection,
     b: &Batch,
     at: &str,
     o: &Observed,
     n: &mut Applied,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let id = &o.customer.id;
     let stored: Option<(String, Option<String>)> = tx
         .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
@@ -186,7 +194,7 @@ fn apply_customer(
         None => (Change::Created, None),
         Some((old_text, deleted_at)) => {
             if deleted_at.is_none() && old_text == o.customer.raw {
-                return Ok(());
+                return Ok(None);
             }
             let old = object(&old_text);
             let incoming = object(&o.customer.raw);
@@ -205,7 +213,7 @@ fn apply_customer(
             match (deleted_at, fields) {
                 (Some(_), fields) => (Change::Restored(fields), row),
                 (None, Some(fields)) => (Change::Updated(fields), row),
-                (None, None) => return Ok(()),
+                (None, None) => return Ok(None),
             }
         }
     };
@@ -241,13 +249,15 @@ fn apply_customer(
         at,
         c.raw
     ])?;
+    let inserted = matches!(change, Change::Created).then(|| tx.last_insert_rowid());
     match &change {
         Change::Created => n.customers_inserted += 1,
         Change::Updated(_) => n.customers_updated += 1,
         Change::Restored(_) => n.customers_restored += 1,
         Change::Deleted => n.customers_deleted += 1,
     }
-    record(tx, b, at, "customer", id, id, change)
+    record(tx, b, at, "customer", id, id, change)?;
+    Ok(inserted)
 }
 
 fn apply_transactions(
@@ -255,16 +265,21 @@ fn apply_transactions(
     b: &Batch,
     at: &str,
     customer_id: &str,
+    inserted_seq: Option<i64>,
     list: &[Transaction],
     n: &mut Applied,
 ) -> Result<(), StoreError> {
     // Transactions are keyed by the customer's rowid (see the schema); the customer is
     // always stored before its transactions, by this batch or an earlier one.
-    let seq: i64 = tx
-        .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
-        .query_row(params![customer_id], |r| r.get(0))?;
+    let seq: i64 = match inserted_seq {
+        Some(seq) => seq,
+        None => tx
+            .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
+            .query_row(params![customer_id], |r| r.get(0))?,
+    };
     let mut stored: HashMap<String, (String, bool)> = HashMap::new();
-    {
+    // A customer inserted by this batch has a new rowid: nothing is stored under it.
+    if inserted_seq.is_none() {
         let mut stmt = tx.prepare_cached(
             "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
         )?;
@@ -345,9 +360,9 @@ fn apply_transactions(
     vanished.sort();
     for id in vanished {
         tx.prepare_cached(
-            "UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1",
+            "UPDATE transactions SET deleted_at = ?3, synced_at = ?3 WHERE customer_seq = ?1 AND transaction_id = ?2",
         )?
-        .execute(params![id, at])?;
+        .execute(params![seq, id, at])?;
         n.transactions_deleted += 1;
         record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
     }
