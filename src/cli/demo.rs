@@ -93,19 +93,14 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     let opts = super::sync_options(&settings);
     let _lock = WriterLock::acquire(db, "demo", false)?;
 
-    let step = |kind: RunKind| RunRequest {
-        kind,
-        restart: false,
+    let run = async |kind: RunKind| {
+        let req = RunRequest {
+            kind,
+            restart: false,
+        };
+        sync::run(&client, db, &opts, req, &cancel, &NoProgress).await
     };
-    let backfill = sync::run(
-        &client,
-        db,
-        &opts,
-        step(RunKind::Backfill),
-        &cancel,
-        &NoProgress,
-    )
-    .await?;
+    let backfill = run(RunKind::Backfill).await?;
     println!(
         "1. backfill into {}\n   {}\n",
         db.display(),
@@ -139,15 +134,7 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     );
 
     let live = sim.truth()["customers"].as_array().map_or(0, Vec::len);
-    let incremental = sync::run(
-        &client,
-        db,
-        &opts,
-        step(RunKind::Sync),
-        &cancel,
-        &NoProgress,
-    )
-    .await?;
+    let incremental = run(RunKind::Sync).await?;
     println!("3. incremental sync\n   {}", summary_line(&incremental));
     println!(
         "   {} requests, where re-reading every customer would take {} (1 + N)",
@@ -165,15 +152,7 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
         tx_diffs.len()
     );
 
-    let full = sync::run(
-        &client,
-        db,
-        &opts,
-        step(RunKind::Full),
-        &cancel,
-        &NoProgress,
-    )
-    .await?;
+    let full = run(RunKind::Full).await?;
     println!(
         "4. full reconciliation (what `lomi-sync sync --full` does)\n   {}",
         summary_line(&full)
