@@ -759,23 +759,32 @@ impl<'a> Engine<'a> {
             refreshing = want,
             "rolling refresh of transactions"
         );
-        let mut left = want;
-        while left > 0 {
+        // One ordered read of every candidate, then pages of them in flight like list
+        // pages: asking the mirror for the next page each time meant a scan and sort
+        // of every customer per page, behind a commit (45 s instead of 16 s for 59k
+        // customers at 100k). A resumed run re-reads none of these twice: each one
+        // re-read has its `tx_checked_at` past the walk's start.
+        let ids = reader.rolling_candidates(&self.walk.started_at, want as usize)?;
+        self.spend(ids.len() as u64);
+        let mut ids = ids.into_iter();
+        loop {
             self.check_cancel()?;
-            self.flush().await?;
-            let take = left.min(self.walk.page_size as u64) as usize;
-            let ids = self
-                .reader
-                .as_ref()
-                .expect("reader")
-                .rolling_candidates(&self.walk.started_at, take)?;
-            if ids.is_empty() {
+            let page: Vec<String> = ids.by_ref().take(self.walk.page_size as usize).collect();
+            if page.is_empty() {
                 break;
             }
-            left -= ids.len() as u64;
-            self.spend(ids.len() as u64);
-            self.process_ids(ids, "rolling", false).await?;
+            self.start(
+                transaction_jobs(page, false),
+                "rolling",
+                0,
+                self.walk.clone(),
+            );
+            while self.in_flight.len() >= PAGES_IN_FLIGHT {
+                self.finish_oldest().await?;
+            }
         }
+        self.drain().await?;
+        self.report("rolling");
         Ok(())
     }
 
@@ -786,17 +795,8 @@ impl<'a> Engine<'a> {
         phase: &'static str,
         details: bool,
     ) -> Result<(), SyncError> {
-        let jobs = ids
-            .into_iter()
-            .map(|id| Job {
-                id,
-                customer: None,
-                details,
-                transactions: true,
-            })
-            .collect();
         let checkpoint = self.walk.clone();
-        self.start(jobs, phase, 0, checkpoint);
+        self.start(transaction_jobs(ids, details), phase, 0, checkpoint);
         self.drain().await?;
         self.report(phase);
         Ok(())
@@ -820,6 +820,18 @@ impl Drop for Engine<'_> {
             page.fetches.abort();
         }
     }
+}
+
+/// Jobs that re-read the transactions (and with `details`, the record) of known ids.
+fn transaction_jobs(ids: Vec<String>, details: bool) -> Vec<Job> {
+    ids.into_iter()
+        .map(|id| Job {
+            id,
+            customer: None,
+            details,
+            transactions: true,
+        })
+        .collect()
 }
 
 /// Fetches what one job needs. A 404 on any read means the customer is gone.

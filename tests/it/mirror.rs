@@ -169,6 +169,42 @@ async fn incremental_sync_spends_few_requests_and_catches_every_customer_change(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_run_caps_the_optional_re_reads_and_later_runs_catch_up() {
+    let sim = spawn_sim(small_sim_options(300, 12)).await;
+    let mut m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    sim.sim.mutate(&Mutation {
+        update: 5,
+        add_tx: 20,
+        settle: 5,
+        ..Mutation::default()
+    });
+    // Every paying customer is overdue for its rolling re-read: far more than 40.
+    m.settings.sync.full_every = Duration::from_millis(1).into();
+    m.settings.sync.max_requests_per_run = 40;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let capped = m.run(RunKind::Sync).await.unwrap();
+    // Changed customers are re-read whatever the cap: at most 5 beyond it.
+    assert!(
+        capped.transaction_refreshes <= 40 + 5,
+        "{} transaction re-reads under a cap of 40",
+        capped.transaction_refreshes
+    );
+    assert!(capped.transaction_refreshes >= 40, "the cap was not spent");
+    let diffs = m.differences(&sim);
+    assert!(
+        diffs.iter().all(|d| d.starts_with("transaction")),
+        "customer changes missed: {diffs:?}"
+    );
+    // Without the cap, the next run past the bound reaches the exact truth.
+    m.settings.sync.max_requests_per_run = 0;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let uncapped = m.run(RunKind::Sync).await.unwrap();
+    assert!(uncapped.transaction_refreshes > capped.transaction_refreshes);
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_drift_never_deletes_a_live_customer() {
     let mut opts = small_sim_options(300, 7);
     opts.drift = Drift {
