@@ -6,9 +6,12 @@
 //! BENCH_CUSTOMERS=10000 cargo bench --bench mirror
 //! ```
 //!
-//! For each step (dry run, backfill, sync with no change, sync after ~1% activity) it
-//! prints wall time, customers/s, transactions/s, requests, rows written and the
-//! mirror process's peak RSS (from `wait4`'s rusage).
+//! For each step (dry run, backfill, sync with no change, sync after ~1% activity, and
+//! a sync once `sync.full_every` has passed) it prints wall time, customers/s,
+//! transactions/s, requests, rows written and the mirror process's peak RSS (from
+//! `wait4`'s rusage). It then checks the mirror against the simulator's ground truth:
+//! every customer change must be caught by the activity sync, and the mirror must be
+//! exact once the staleness bound has passed; otherwise it panics.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -37,12 +40,18 @@ struct Step {
 /// Runs the binary to completion and returns (stdout, wall time, peak RSS in KiB).
 // The child is reaped with wait4 (for its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn run_measured(bin: &Path, config: &Path, args: &[&str]) -> (String, Duration, i64) {
+fn run_measured(
+    bin: &Path,
+    config: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (String, Duration, i64) {
     let started = Instant::now();
     let child = Command::new(bin)
         .arg("--config")
         .arg(config)
         .args(args)
+        .envs(envs.iter().copied())
         .env("LOMI_API_KEY", KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -81,16 +90,18 @@ fn run_row(db: &Path) -> (u64, u64, u64) {
 }
 
 /// Runs one mirror command and reads its counts from the run it recorded.
+#[allow(clippy::too_many_arguments)]
 fn mirror_step(
     bin: &Path,
     config: &Path,
     db: &Path,
     command: &str,
+    envs: &[(&str, &str)],
     name: &'static str,
     customers: u64,
     transactions: u64,
 ) -> Step {
-    let (_, wall, peak_rss_kb) = run_measured(bin, config, &[command]);
+    let (_, wall, peak_rss_kb) = run_measured(bin, config, &[command], envs);
     let (requests, rows, _) = run_row(db);
     Step {
         name,
@@ -120,6 +131,31 @@ fn post(url: &str, body: &str) {
         .status()
         .expect("curl");
     assert!(status.success(), "POST {url}");
+}
+
+/// Copies a mirror no process has open (its WAL too, if one was left).
+fn snapshot(db: &Path, to: &Path) {
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            std::fs::copy(&from, format!("{}{suffix}", to.display())).expect("copy the mirror");
+        }
+    }
+}
+
+/// The mirror against the simulator's ground truth: (customer differences,
+/// transaction differences), from the one definition the tests use.
+fn differences(base_url: &str, db: &Path) -> (usize, usize) {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{base_url}/_sim/truth")])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET /_sim/truth");
+    let truth: serde_json::Value = serde_json::from_slice(&out.stdout).expect("truth JSON");
+    let conn = rusqlite::Connection::open(db).expect("open mirror");
+    let diffs = lomi_sync::verify::differences(&conn, &truth, usize::MAX).expect("compare");
+    let customers = diffs.iter().filter(|d| d.starts_with("customer")).count();
+    (customers, diffs.len() - customers)
 }
 
 fn main() {
@@ -167,7 +203,7 @@ fn main() {
     .expect("write config");
 
     let mut steps = Vec::new();
-    let (out, wall, rss) = run_measured(&bin, &config, &["backfill", "--dry-run"]);
+    let (out, wall, rss) = run_measured(&bin, &config, &["backfill", "--dry-run"], &[]);
     // "dry run: C customers, T transactions, R requests (...)"
     let nums: Vec<u64> = out
         .split(|c: char| !c.is_ascii_digit())
@@ -186,7 +222,14 @@ fn main() {
     });
 
     steps.push(mirror_step(
-        &bin, &config, &db, "backfill", "backfill", nums[0], nums[1],
+        &bin,
+        &config,
+        &db,
+        "backfill",
+        &[],
+        "backfill",
+        nums[0],
+        nums[1],
     ));
 
     steps.push(mirror_step(
@@ -194,6 +237,7 @@ fn main() {
         &config,
         &db,
         "sync",
+        &[],
         "sync, no change",
         nums[0],
         0,
@@ -216,10 +260,33 @@ fn main() {
         &config,
         &db,
         "sync",
+        &[],
         "sync after ~1% activity",
         nums[0],
         0,
     ));
+    // Compared with the truth after the last measured step: a child spawned by a
+    // process that has parsed the truth reports the parent's peak RSS as its own
+    // (vfork, then exec), so the bench stays small while it measures.
+    let after_activity_db = dir.path().join("after-activity.db");
+    snapshot(&db, &after_activity_db);
+
+    // The staleness bound: once `sync.full_every` has passed since every customer's
+    // last re-read, an ordinary sync's rolling phase re-reads them all. A 2 s bound
+    // stands in for the default day.
+    std::thread::sleep(Duration::from_secs(2));
+    steps.push(mirror_step(
+        &bin,
+        &config,
+        &db,
+        "sync",
+        &[("LOMI_SYNC__SYNC__FULL_EVERY", "2s")],
+        "sync past sync.full_every",
+        nums[0],
+        0,
+    ));
+    let after_activity = differences(&base_url, &after_activity_db);
+    let after_bound = differences(&base_url, &db);
 
     let _ = sim.kill();
     let _ = sim.wait();
@@ -260,5 +327,23 @@ fn main() {
         steps[3].requests,
         100.0 * steps[3].requests as f64 / (1 + customers) as f64,
         1 + customers
+    );
+    println!(
+        "after the activity sync: {} customer differences, {} transaction differences \
+         (on customers left to the rolling schedule)",
+        after_activity.0, after_activity.1
+    );
+    println!(
+        "after the sync past sync.full_every: {} customer differences, {} transaction differences",
+        after_bound.0, after_bound.1
+    );
+    assert_eq!(
+        after_activity.0, 0,
+        "the activity sync missed a customer change"
+    );
+    assert_eq!(
+        after_bound,
+        (0, 0),
+        "the mirror is not exact within sync.full_every"
     );
 }
