@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Drift, Faults, IdField, RateLimit, SimOptions};
+use super::{Drift, Faults, IdField, IdFormat, RateLimit, SimOptions};
 
 /// Run a local simulator of the lomi. Customers API (for tests, demos and trying the
 /// mirror without an API key).
@@ -38,6 +38,9 @@ pub struct SimArgs {
     /// JSON key of customer ids: `id` (as documented) or `customer_id` (as live).
     #[arg(long, value_enum, default_value_t = IdField::Id)]
     pub id_field: IdField,
+    /// Form of customer ids: `prefixed` (`cus_...`, as documented) or `uuid` (as live).
+    #[arg(long, value_enum, default_value_t = IdFormat::Prefixed)]
+    pub id_format: IdFormat,
     /// Behave like the live service where it differs from the docs: list items carry
     /// `metadata: null` and no `environment`.
     #[arg(long)]
@@ -93,6 +96,7 @@ impl SimArgs {
             tx_per_customer: self.tx_per_customer,
             max_page_size: self.max_page_size as usize,
             id_field: self.id_field,
+            id_format: self.id_format,
             live_quirks: self.live_quirks,
             faults: Faults {
                 p500: self.p500,
@@ -158,6 +162,7 @@ mod tests {
         assert_eq!(opts.tx_per_customer, expected.tx_per_customer);
         assert_eq!(opts.max_page_size, expected.max_page_size);
         assert_eq!(opts.id_field, expected.id_field);
+        assert_eq!(opts.id_format, expected.id_format);
         assert_eq!(opts.faults, expected.faults);
         assert_eq!(opts.drift, expected.drift);
         assert_eq!(opts.rate_limit, None);
@@ -169,6 +174,7 @@ mod tests {
             "sim",
             "--port=0",
             "--id-field=customer_id",
+            "--id-format=uuid",
             "--live-quirks",
             "--p503=0.25",
             "--drift-insert=2",
@@ -178,6 +184,7 @@ mod tests {
         .expect("flags parse");
         let opts = cli.sim.options();
         assert_eq!(opts.id_field, IdField::CustomerId);
+        assert_eq!(opts.id_format, IdFormat::Uuid);
         assert!(opts.live_quirks);
         assert_eq!(opts.faults.p503, 0.25);
         assert_eq!(opts.drift.insert_per_page, 2);

@@ -70,6 +70,18 @@ impl IdField {
     }
 }
 
+/// How customer ids look. Clients must treat ids as opaque strings; the two forms let
+/// tests prove they do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// `cus_` and 16 hex digits, as the vendor docs show them.
+    #[default]
+    Prefixed,
+    /// A UUID (`8-4-4-4-12` hex digits), as the live service may send them.
+    Uuid,
+}
+
 /// Fault probabilities, applied to each public API request independently.
 ///
 /// `p_slow` is drawn on its own (a slow request then answers normally or with another
@@ -184,6 +196,7 @@ pub struct SimOptions {
     /// Larger `pageSize` values are capped to this.
     pub max_page_size: usize,
     pub id_field: IdField,
+    pub id_format: IdFormat,
     /// List items carry `metadata: null` and no `environment`, as on the live service.
     pub live_quirks: bool,
     pub faults: Faults,
@@ -200,6 +213,7 @@ impl Default for SimOptions {
             tx_per_customer: 10.0,
             max_page_size: 200,
             id_field: IdField::Id,
+            id_format: IdFormat::Prefixed,
             live_quirks: false,
             faults: Faults::default(),
             drift: Drift::default(),

@@ -10,6 +10,9 @@ use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::IdFormat;
+use super::rng::mix64;
+
 /// What the `environment` field says: the simulator plays a sandbox (test keys).
 pub(super) const ENVIRONMENT: &str = "test";
 
@@ -147,6 +150,7 @@ pub(super) struct Customer {
 #[derive(Debug)]
 pub(super) struct Render {
     pub(super) id_key: &'static str,
+    pub(super) id_format: IdFormat,
     pub(super) organization_id: String,
     pub(super) live_quirks: bool,
 }
@@ -231,7 +235,7 @@ impl Serialize for CustomerView<'_> {
         let c = self.customer;
         let p = &c.profile;
         let mut m = serializer.serialize_map(None)?;
-        m.serialize_entry(self.render.id_key, &CustomerId(c.id))?;
+        m.serialize_entry(self.render.id_key, &CustomerId(c.id, self.render.id_format))?;
         m.serialize_entry("organization_id", &self.render.organization_id)?;
         m.serialize_entry("name", &p.name)?;
         m.serialize_entry("email", &p.email)?;
@@ -314,13 +318,31 @@ pub(super) fn amount_text(minor: i64, digits: u32) -> String {
     format!("{sign}{whole}.{frac:0width$}")
 }
 
-/// A customer id: `cus_` and 16 lowercase hex digits. Fixed width, so comparing the
-/// numbers orders the ids exactly as comparing the strings would.
-pub(super) struct CustomerId(pub(super) u64);
+/// A customer id: `cus_` and 16 lowercase hex digits, or a UUID that starts with the
+/// same 16 digits (the rest derived from them). Fixed width and the number first, so
+/// comparing the numbers orders the ids exactly as comparing the strings would.
+pub(super) struct CustomerId(pub(super) u64, pub(super) IdFormat);
 
 impl fmt::Display for CustomerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cus_{:016x}", self.0)
+        let n = self.0;
+        match self.1 {
+            IdFormat::Prefixed => write!(f, "cus_{n:016x}"),
+            // Version 4 and variant bits where a UUID has them, so it looks the part.
+            IdFormat::Uuid => {
+                let m = mix64(n);
+                write!(
+                    f,
+                    "{:08x}-{:04x}-4{:03x}-8{:x}{:02x}-{:012x}",
+                    n >> 32,
+                    (n >> 16) & 0xffff,
+                    (n >> 4) & 0xfff,
+                    n & 0xf,
+                    m >> 56,
+                    m & 0xffff_ffff_ffff
+                )
+            }
+        }
     }
 }
 
@@ -330,15 +352,21 @@ impl Serialize for CustomerId {
     }
 }
 
-/// Parses a customer id as rendered by [`CustomerId`]; anything else cannot exist.
-pub(super) fn parse_customer_id(s: &str) -> Option<u64> {
-    let hex = s.strip_prefix("cus_")?;
-    let canonical = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if canonical {
-        u64::from_str_radix(hex, 16).ok()
-    } else {
-        None
-    }
+/// Parses a customer id as [`CustomerId`] renders it in `format`; anything else
+/// cannot exist.
+pub(super) fn parse_customer_id(s: &str, format: IdFormat) -> Option<u64> {
+    let hex = match format {
+        IdFormat::Prefixed => s.strip_prefix("cus_")?.to_owned(),
+        // The number's digits are in the first three groups and after the variant digit.
+        IdFormat::Uuid if s.len() == 36 && s.is_ascii() => {
+            [&s[0..8], &s[9..13], &s[15..18], &s[20..21]].concat()
+        }
+        IdFormat::Uuid => return None,
+    };
+    let digits = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let n = u64::from_str_radix(&hex, 16).ok().filter(|_| digits)?;
+    // Only the one rendering of that number is its id.
+    (CustomerId(n, format).to_string() == s).then_some(n)
 }
 
 pub(super) struct TxId(pub(super) u64);
@@ -432,9 +460,13 @@ mod tests {
 
     #[test]
     fn customer_ids_round_trip_and_reject_lookalikes() {
-        let id = CustomerId(0x00ab_cdef_0123_4567).to_string();
+        let id = CustomerId(0x00ab_cdef_0123_4567, IdFormat::Prefixed).to_string();
         assert_eq!(id, "cus_00abcdef01234567");
-        assert_eq!(parse_customer_id(&id), Some(0x00ab_cdef_0123_4567));
+        assert_eq!(
+            parse_customer_id(&id, IdFormat::Prefixed),
+            Some(0x00ab_cdef_0123_4567)
+        );
+        assert_eq!(parse_customer_id(&id, IdFormat::Uuid), None);
         for bad in [
             "cus_00ABCDEF01234567",
             "cus_+0abcdef01234567",
@@ -442,7 +474,33 @@ mod tests {
             "00abcdef01234567",
             "cus_00abcdef012345678",
         ] {
-            assert_eq!(parse_customer_id(bad), None, "{bad}");
+            assert_eq!(parse_customer_id(bad, IdFormat::Prefixed), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn uuid_ids_round_trip_keep_numeric_order_and_reject_lookalikes() {
+        let n = 0x00ab_cdef_0123_4567;
+        let id = CustomerId(n, IdFormat::Uuid).to_string();
+        assert_eq!(id.len(), 36);
+        assert!(id.starts_with("00abcdef-0123-4456-87"), "{id}");
+        assert_eq!(parse_customer_id(&id, IdFormat::Uuid), Some(n));
+        assert_eq!(parse_customer_id(&id, IdFormat::Prefixed), None);
+        // Numeric order is string order, as for prefixed ids.
+        let ids: Vec<u64> = vec![0, 1, 0xf, 0x10, 0xffff, 1 << 32, u64::MAX - 1, u64::MAX];
+        for pair in ids.windows(2) {
+            let (a, b) = (
+                CustomerId(pair[0], IdFormat::Uuid).to_string(),
+                CustomerId(pair[1], IdFormat::Uuid).to_string(),
+            );
+            assert!(a < b, "{a} vs {b}");
+            assert_eq!(parse_customer_id(&a, IdFormat::Uuid), Some(pair[0]));
+        }
+        // The same number with another tail, upper case, or a wrong length is no id.
+        let other_tail = format!("{}000000000000", &id[..24]);
+        let upper = id.to_uppercase();
+        for bad in [other_tail.as_str(), upper.as_str(), &id[1..], "not-a-uuid"] {
+            assert_eq!(parse_customer_id(bad, IdFormat::Uuid), None, "{bad}");
         }
     }
 }

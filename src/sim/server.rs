@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::faults::{self, Outcome, Plan};
-use super::model::{CustomerId, TxList};
+use super::model::TxList;
 use super::rng::mix64;
 use super::state::{ListQuery, ProfilePatch, StatusFilter, TypeFilter};
 use super::{Drift, Faults, Inner, Mutation, RateLimit, Sim, Stats, lock, now_ms, read};
@@ -530,10 +530,7 @@ async fn delete_customer(
             .ok_or_else(|| ApiError::customer_not_found(&id))?;
         let mut body = Map::new();
         body.insert("deleted".into(), true.into());
-        body.insert(
-            state.id_key().into(),
-            CustomerId(deleted).to_string().into(),
-        );
+        body.insert(state.id_key().into(), state.id_text(deleted).into());
         Reply::json(&body)
     })
     .await

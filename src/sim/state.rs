@@ -153,6 +153,7 @@ impl State {
         let tx_salt = mix64(seed ^ 0x7478_5f69_6473_2121);
         let render = Render {
             id_key: opts.id_field.key(),
+            id_format: opts.id_format,
             organization_id: format!("org_{:016x}", mix64(seed ^ 0x6f72_675f_6964_2121)),
             live_quirks: opts.live_quirks,
         };
@@ -235,6 +236,11 @@ impl State {
         self.render.id_key
     }
 
+    /// A customer's id as this simulator renders it.
+    pub(super) fn id_text(&self, id: u64) -> String {
+        CustomerId(id, self.render.id_format).to_string()
+    }
+
     fn customer(&self, slot: u32) -> &Customer {
         &self.customers[slot as usize]
     }
@@ -244,7 +250,9 @@ impl State {
     }
 
     fn slot_of(&self, id: &str) -> Option<u32> {
-        let slot = *self.index.get(&parse_customer_id(id)?)?;
+        let slot = *self
+            .index
+            .get(&parse_customer_id(id, self.render.id_format)?)?;
         (!self.customer(slot).deleted).then_some(slot)
     }
 
@@ -339,7 +347,7 @@ impl State {
                 out.push(b',');
             }
             let c = self.customer(slot);
-            let _ = write!(out, "\"{}\":", CustomerId(c.id));
+            let _ = write!(out, "\"{}\":", CustomerId(c.id, self.render.id_format));
             serde_json::to_writer(&mut out, &TxList(&c.txs))
                 .expect("transactions serialize to JSON");
         }
@@ -348,7 +356,7 @@ impl State {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, "\"{}\"", CustomerId(self.customer(slot).id));
+            let _ = write!(out, "\"{}\"", self.id_text(self.customer(slot).id));
         }
         out.extend_from_slice(b"]}");
         String::from_utf8(out).expect("only UTF-8 was written")
@@ -466,7 +474,8 @@ impl State {
         let mut report = MutationReport::default();
         let existing = self.live.clone();
         let previously_deleted = self.deleted.clone();
-        let id = |c: &Customer| CustomerId(c.id).to_string();
+        let format = self.render.id_format;
+        let id = |c: &Customer| CustomerId(c.id, format).to_string();
 
         for _ in 0..m.create {
             let slot = self.insert_random(now_ms);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lomi_sync::sim::{Drift, Faults, IdField, Mutation};
+use lomi_sync::sim::{Drift, Faults, IdField, IdFormat, Mutation};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 
@@ -250,9 +250,11 @@ async fn page_drift_never_deletes_a_live_customer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn customer_id_variant_with_live_list_quirks_is_mirrored_whole() {
+async fn live_variant_with_uuid_ids_and_list_quirks_is_mirrored_whole() {
+    // As the live service: `customer_id` keys, UUID ids, list items hiding metadata.
     let mut opts = small_sim_options(120, 8);
     opts.id_field = IdField::CustomerId;
+    opts.id_format = IdFormat::Uuid;
     opts.live_quirks = true;
     let sim = spawn_sim(opts).await;
     let m = Mirror::new(&sim);
@@ -269,6 +271,35 @@ async fn customer_id_variant_with_live_list_quirks_is_mirrored_whole() {
     assert_eq!(
         s.customer_reads, 0,
         "unchanged customers need no detail reads"
+    );
+    m.assert_equals_truth(&sim);
+    assert_eq!(
+        m.count("SELECT count(*) FROM customers WHERE length(id) <> 36"),
+        0
+    );
+    // Deletions (404 on a UUID path), restores and payments reach the mirror too.
+    sim.sim.mutate(&Mutation {
+        create: 5,
+        update: 5,
+        delete: 5,
+        add_tx: 10,
+        settle: 3,
+        delete_tx: 2,
+        ..Mutation::default()
+    });
+    sim.sim.mutate(&Mutation {
+        restore: 2,
+        ..Mutation::default()
+    });
+    let mut m = m;
+    m.settings.sync.full_every = Duration::from_millis(1).into();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let s = m.run(RunKind::Sync).await.unwrap();
+    // Five deleted; a restore may bring back two of them before the mirror looks.
+    assert!(
+        (3..=5).contains(&s.applied.customers_deleted),
+        "{} deletions",
+        s.applied.customers_deleted
     );
     m.assert_equals_truth(&sim);
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use lomi_sync::sim::{Drift, Faults, IdField, Mutation, RateLimit, SimOptions};
+use lomi_sync::sim::{Drift, Faults, IdField, IdFormat, Mutation, RateLimit, SimOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -825,6 +825,67 @@ async fn id_field_customer_id_names_the_key_as_the_live_service_does() {
     assert_eq!(
         deleted,
         serde_json::json!({ "deleted": true, "customer_id": id })
+    );
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| {
+            g.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+}
+
+#[tokio::test]
+async fn id_format_uuid_serves_uuid_ids_on_every_endpoint() {
+    let sim = spawn_sim(SimOptions {
+        id_format: IdFormat::Uuid,
+        ..small_sim_options(20, 17)
+    })
+    .await;
+    let list = sim.get_json("/customers").await;
+    let ids: Vec<String> = customers(&list)
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(ids.iter().all(|id| is_uuid(id)), "{ids:?}");
+    let id = &ids[0];
+    assert_eq!(sim.get_json(&format!("/customers/{id}")).await["id"], *id);
+    let res = sim
+        .send(Method::GET, &format!("/customers/{id}/transactions"), None)
+        .await;
+    expect_json(res, StatusCode::OK).await;
+    // A documented-form id names no customer of this simulator.
+    let res = sim
+        .send(Method::GET, "/customers/cus_0000000000000001", None)
+        .await;
+    expect_json(res, StatusCode::NOT_FOUND).await;
+    let truth = sim.sim.truth();
+    assert!(
+        truth_customers(&sim)
+            .iter()
+            .all(|c| is_uuid(c["id"].as_str().unwrap()))
+    );
+    assert!(
+        truth["transactions"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| is_uuid(k))
+    );
+    let res = sim
+        .send(Method::DELETE, &format!("/customers/{id}"), None)
+        .await;
+    let deleted = expect_json(res, StatusCode::OK).await;
+    assert_eq!(deleted, serde_json::json!({ "deleted": true, "id": id }));
+    let res = sim
+        .send(Method::GET, &format!("/customers/{id}"), None)
+        .await;
+    expect_json(res, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        sim.sim.truth()["deleted_customer_ids"],
+        serde_json::json!([id])
     );
 }
 
