@@ -355,18 +355,28 @@ impl Serialize for CustomerId {
 /// Parses a customer id as [`CustomerId`] renders it in `format`; anything else
 /// cannot exist.
 pub(super) fn parse_customer_id(s: &str, format: IdFormat) -> Option<u64> {
-    let hex = match format {
-        IdFormat::Prefixed => s.strip_prefix("cus_")?.to_owned(),
-        // The number's digits are in the first three groups and after the variant digit.
-        IdFormat::Uuid if s.len() == 36 && s.is_ascii() => {
-            [&s[0..8], &s[9..13], &s[15..18], &s[20..21]].concat()
+    match format {
+        IdFormat::Prefixed => parse_hex16(s.strip_prefix("cus_")?),
+        // The number's digits are the first three groups and the one after the variant
+        // digit; the rest must be what rendering that number gives.
+        IdFormat::Uuid => {
+            if s.len() != 36 || !s.is_ascii() {
+                return None;
+            }
+            let n = parse_hex16(&[&s[0..8], &s[9..13], &s[15..18], &s[20..21]].concat())?;
+            (CustomerId(n, format).to_string() == s).then_some(n)
         }
-        IdFormat::Uuid => return None,
-    };
-    let digits = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let n = u64::from_str_radix(&hex, 16).ok().filter(|_| digits)?;
-    // Only the one rendering of that number is its id.
-    (CustomerId(n, format).to_string() == s).then_some(n)
+    }
+}
+
+/// Exactly 16 lowercase hex digits, as ids are rendered.
+fn parse_hex16(hex: &str) -> Option<u64> {
+    let canonical = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if canonical {
+        u64::from_str_radix(hex, 16).ok()
+    } else {
+        None
+    }
 }
 
 pub(super) struct TxId(pub(super) u64);

@@ -356,7 +356,8 @@ impl State {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, "\"{}\"", self.id_text(self.customer(slot).id));
+            let id = self.customer(slot).id;
+            let _ = write!(out, "\"{}\"", CustomerId(id, self.render.id_format));
         }
         out.extend_from_slice(b"]}");
         String::from_utf8(out).expect("only UTF-8 was written")
