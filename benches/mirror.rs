@@ -89,28 +89,34 @@ fn run_row(db: &Path) -> (u64, u64, u64) {
     .expect("last run")
 }
 
-/// Runs one mirror command and reads its counts from the run it recorded.
-#[allow(clippy::too_many_arguments)]
-fn mirror_step(
-    bin: &Path,
-    config: &Path,
-    db: &Path,
-    command: &str,
-    envs: &[(&str, &str)],
-    name: &'static str,
-    customers: u64,
-    transactions: u64,
-) -> Step {
-    let (_, wall, peak_rss_kb) = run_measured(bin, config, &[command], envs);
-    let (requests, rows, _) = run_row(db);
-    Step {
-        name,
-        wall,
-        customers,
-        transactions,
-        requests,
-        rows,
-        peak_rss_kb,
+/// The binary, its config and the mirror it writes: what every measured step shares.
+struct Mirror<'a> {
+    bin: &'a Path,
+    config: &'a Path,
+    db: &'a Path,
+}
+
+impl Mirror<'_> {
+    /// Runs one mirror command and reads its counts from the run it recorded.
+    fn step(
+        &self,
+        command: &str,
+        envs: &[(&str, &str)],
+        name: &'static str,
+        customers: u64,
+        transactions: u64,
+    ) -> Step {
+        let (_, wall, peak_rss_kb) = run_measured(self.bin, self.config, &[command], envs);
+        let (requests, rows, _) = run_row(self.db);
+        Step {
+            name,
+            wall,
+            customers,
+            transactions,
+            requests,
+            rows,
+            peak_rss_kb,
+        }
     }
 }
 
@@ -202,6 +208,11 @@ fn main() {
     )
     .expect("write config");
 
+    let mirror = Mirror {
+        bin: &bin,
+        config: &config,
+        db: &db,
+    };
     let mut steps = Vec::new();
     let (out, wall, rss) = run_measured(&bin, &config, &["backfill", "--dry-run"], &[]);
     // "dry run: C customers, T transactions, R requests (...)"
@@ -221,27 +232,9 @@ fn main() {
         peak_rss_kb: rss,
     });
 
-    steps.push(mirror_step(
-        &bin,
-        &config,
-        &db,
-        "backfill",
-        &[],
-        "backfill",
-        nums[0],
-        nums[1],
-    ));
+    steps.push(mirror.step("backfill", &[], "backfill", nums[0], nums[1]));
 
-    steps.push(mirror_step(
-        &bin,
-        &config,
-        &db,
-        "sync",
-        &[],
-        "sync, no change",
-        nums[0],
-        0,
-    ));
+    steps.push(mirror.step("sync", &[], "sync, no change", nums[0], 0));
 
     // About 1% of customers touched: profile edits, sign-ups, deletions, payments, settlements.
     let n = customers.max(100);
@@ -255,16 +248,7 @@ fn main() {
         n / 5000
     );
     post(&format!("{base_url}/_sim/mutate"), &activity);
-    steps.push(mirror_step(
-        &bin,
-        &config,
-        &db,
-        "sync",
-        &[],
-        "sync after ~1% activity",
-        nums[0],
-        0,
-    ));
+    steps.push(mirror.step("sync", &[], "sync after ~1% activity", nums[0], 0));
     // Compared with the truth after the last measured step: a child spawned by a
     // process that has parsed the truth reports the parent's peak RSS as its own
     // (vfork, then exec), so the bench stays small while it measures.
@@ -275,10 +259,7 @@ fn main() {
     // last re-read, an ordinary sync's rolling phase re-reads them all. A 2 s bound
     // stands in for the default day.
     std::thread::sleep(Duration::from_secs(2));
-    steps.push(mirror_step(
-        &bin,
-        &config,
-        &db,
+    steps.push(mirror.step(
         "sync",
         &[("LOMI_SYNC__SYNC__FULL_EVERY", "2s")],
         "sync past sync.full_every",

@@ -257,7 +257,7 @@ async fn live_variant_with_uuid_ids_and_list_quirks_is_mirrored_whole() {
     opts.id_format = IdFormat::Uuid;
     opts.live_quirks = true;
     let sim = spawn_sim(opts).await;
-    let m = Mirror::new(&sim);
+    let mut m = Mirror::new(&sim);
     m.run(RunKind::Backfill).await.unwrap();
     m.assert_equals_truth(&sim);
     // Metadata and environment come from GET /customers/{id}; later list items that
@@ -291,7 +291,6 @@ async fn live_variant_with_uuid_ids_and_list_quirks_is_mirrored_whole() {
         restore: 2,
         ..Mutation::default()
     });
-    let mut m = m;
     m.settings.sync.full_every = Duration::from_millis(1).into();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let s = m.run(RunKind::Sync).await.unwrap();
