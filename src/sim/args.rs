@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Drift, Faults, IdField, IdFormat, RateLimit, SimOptions};
+use super::{Drift, Faults, IdField, IdFormat, Paging, RateLimit, SimOptions};
 
 /// Run a local simulator of the lomi. Customers API (for tests, demos and trying the
 /// mirror without an API key).
@@ -45,6 +45,24 @@ pub struct SimArgs {
     /// `metadata: null` and no `environment`.
     #[arg(long)]
     pub live_quirks: bool,
+    /// Share of generated customers that share the `created_at` of the one before them
+    /// (bulk imports); 1 gives them all one `created_at`.
+    #[arg(long, default_value_t = 0.01, value_parser = probability)]
+    pub bulk_import_share: f64,
+    /// Return customers sharing a `created_at` in a new order on every list request (no
+    /// tie-breaker in the sort, as the live service may do).
+    #[arg(long)]
+    pub shuffle_ties: bool,
+    /// Add this to every list page's `totalCount` (negative: under-report).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub total_count_delta: i64,
+    /// Add this to every list page's `totalPages`, so it disagrees with `totalCount`.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub total_pages_delta: i64,
+    /// Serve at most this many rows per list page while offsetting by the requested
+    /// `pageSize` (a silent cap); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub row_cap: u32,
     /// Probability of a 500 `internal_error`.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub p500: f64,
@@ -98,6 +116,7 @@ impl SimArgs {
             id_field: self.id_field,
             id_format: self.id_format,
             live_quirks: self.live_quirks,
+            bulk_import_share: self.bulk_import_share,
             faults: Faults {
                 p500: self.p500,
                 p502_html: self.p502_html,
@@ -112,6 +131,12 @@ impl SimArgs {
             drift: Drift {
                 insert_per_page: self.drift_insert,
                 delete_per_page: self.drift_delete,
+            },
+            paging: Paging {
+                shuffle_ties: self.shuffle_ties,
+                total_count_delta: self.total_count_delta,
+                total_pages_delta: self.total_pages_delta,
+                row_cap: self.row_cap,
             },
             rate_limit: self.rate_limit.map(|requests| RateLimit {
                 requests,
@@ -165,6 +190,8 @@ mod tests {
         assert_eq!(opts.id_format, expected.id_format);
         assert_eq!(opts.faults, expected.faults);
         assert_eq!(opts.drift, expected.drift);
+        assert_eq!(opts.paging, expected.paging);
+        assert_eq!(opts.bulk_import_share, expected.bulk_import_share);
         assert_eq!(opts.rate_limit, None);
     }
 
@@ -180,6 +207,9 @@ mod tests {
             "--drift-insert=2",
             "--rate-limit=10",
             "--rate-window-secs=60",
+            "--shuffle-ties",
+            "--total-count-delta=-5",
+            "--row-cap=200",
         ])
         .expect("flags parse");
         let opts = cli.sim.options();
@@ -188,6 +218,9 @@ mod tests {
         assert!(opts.live_quirks);
         assert_eq!(opts.faults.p503, 0.25);
         assert_eq!(opts.drift.insert_per_page, 2);
+        assert!(opts.paging.shuffle_ties);
+        assert_eq!(opts.paging.total_count_delta, -5);
+        assert_eq!(opts.paging.row_cap, 200);
         assert_eq!(
             opts.rate_limit,
             Some(RateLimit {

@@ -22,6 +22,7 @@
 //! # Control surface (no key, never subject to faults, drift or rate limits)
 //! - `POST /_sim/mutate` ([`Mutation`] -> [`MutationReport`]), `GET /_sim/truth`,
 //! - `GET|POST /_sim/faults` ([`Faults`]), `GET|POST /_sim/drift` ([`Drift`]),
+//!   `GET|POST /_sim/paging` ([`Paging`]),
 //! - `GET /_sim/stats` ([`Stats`]), `POST /_sim/stats/reset` (returns the counts it cleared).
 
 mod args;
@@ -179,6 +180,26 @@ pub struct Drift {
     pub delete_per_page: u32,
 }
 
+/// Ways the list's paging can misbehave, as real services' paging does (see NOTES.md:
+/// no tie-breaker on `created_at`, totals read from one row, a silent row cap). All off by
+/// default; each models one family of bug reports from other sync tools.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Paging {
+    /// Customers sharing a `created_at` come back in a different order on every request,
+    /// as from an `ORDER BY created_at` with no tie-breaker: an offset walk over them can
+    /// skip some and repeat others.
+    pub shuffle_ties: bool,
+    /// Added to every page's `totalCount` (a negative value under-reports).
+    pub total_count_delta: i64,
+    /// Added to every page's `totalPages` after it is computed from the (lied) count, so
+    /// the two can disagree.
+    pub total_pages_delta: i64,
+    /// At most this many rows per page (0: no cap), while the offset still uses the
+    /// requested `pageSize`: the rows between are never served on that page size.
+    pub row_cap: u32,
+}
+
 /// A fixed-window rate limit like the live service's (5,000 requests per 15 minutes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimit {
@@ -197,10 +218,15 @@ pub struct SimOptions {
     pub max_page_size: usize,
     pub id_field: IdField,
     pub id_format: IdFormat,
-    /// List items carry `metadata: null` and no `environment`, as on the live service.
+    /// List items carry `metadata: null` and no `environment`, and a page past the end
+    /// reports `totalCount: 0`, as on the live service.
     pub live_quirks: bool,
+    /// Share of the generated customers that share the `created_at` of the one before
+    /// them (a bulk import); 1.0 gives every customer the same `created_at`.
+    pub bulk_import_share: f64,
     pub faults: Faults,
     pub drift: Drift,
+    pub paging: Paging,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -215,8 +241,10 @@ impl Default for SimOptions {
             id_field: IdField::Id,
             id_format: IdFormat::Prefixed,
             live_quirks: false,
+            bulk_import_share: 0.01,
             faults: Faults::default(),
             drift: Drift::default(),
+            paging: Paging::default(),
             rate_limit: None,
         }
     }
@@ -292,6 +320,11 @@ struct Inner {
     state: RwLock<State>,
     faults: FaultInjector,
     drift: RwLock<Drift>,
+    paging: RwLock<Paging>,
+    /// Draws of [`Paging::shuffle_ties`]: one per list request, so each request sees
+    /// another order while the whole run stays deterministic from the seed.
+    shuffles: std::sync::atomic::AtomicU64,
+    seed: u64,
     limiter: Option<RateLimiter>,
     counters: Counters,
     request_ids: RequestIds,
@@ -310,6 +343,9 @@ impl Sim {
                 state: RwLock::new(state),
                 faults: FaultInjector::new(opts.faults.clamped(), seed),
                 drift: RwLock::new(opts.drift),
+                paging: RwLock::new(opts.paging),
+                shuffles: std::sync::atomic::AtomicU64::new(0),
+                seed,
                 limiter: opts.rate_limit.map(RateLimiter::new),
                 counters: Counters::default(),
                 request_ids: RequestIds::new(seed),
@@ -356,6 +392,14 @@ impl Sim {
 
     pub fn drift(&self) -> Drift {
         read(&self.inner.drift).clone()
+    }
+
+    pub fn set_paging(&self, p: Paging) {
+        *write(&self.inner.paging) = p;
+    }
+
+    pub fn paging(&self) -> Paging {
+        read(&self.inner.paging).clone()
     }
 
     pub fn stats(&self) -> Stats {

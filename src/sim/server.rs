@@ -76,6 +76,10 @@ pub(super) fn router(sim: Sim) -> Router {
             "/_sim/drift",
             get(control_get_drift).post(control_set_drift),
         )
+        .route(
+            "/_sim/paging",
+            get(control_get_paging).post(control_set_paging),
+        )
         .route("/_sim/stats", get(control_stats))
         .route("/_sim/stats/reset", post(control_reset_stats))
         .fallback(unknown_route)
@@ -445,7 +449,10 @@ async fn list_customers(
         if drift != Drift::default() {
             inner.write_state().drift(&drift, now_ms());
         }
-        Ok(Reply::ok(inner.read_state().list_page(&q)))
+        let paging = read(&inner.paging).clone();
+        let draw = inner.shuffles.fetch_add(1, Ordering::Relaxed);
+        let seed = mix64(inner.seed ^ draw);
+        Ok(Reply::ok(inner.read_state().list_page(&q, &paging, seed)))
     })
     .await
 }
@@ -729,6 +736,20 @@ async fn control_set_faults(
         }
         sim.set_faults(faults);
         Reply::json(&sim.faults())
+    })
+}
+
+async fn control_get_paging(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.paging()))
+}
+
+async fn control_set_paging(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        sim.set_paging(control_body(body)?);
+        Reply::json(&sim.paging())
     })
 }
 

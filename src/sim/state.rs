@@ -17,11 +17,7 @@ use super::model::{
 };
 use super::rng::{Rng, mix64};
 use super::search::SearchIndex;
-use super::{Drift, Mutation, MutationReport, SimOptions};
-
-/// Share of the initial customers that came in a bulk import and so share the
-/// `created_at` of the customer before them: the list's tie-break on id gets exercised.
-const BULK_IMPORT_SHARE: f64 = 0.01;
+use super::{Drift, Mutation, MutationReport, Paging, SimOptions};
 
 pub(super) struct State {
     customers: Vec<Customer>,
@@ -166,7 +162,10 @@ impl State {
             .collect();
         created.sort_unstable();
         for i in 1..n {
-            if rng.chance(BULK_IMPORT_SHARE) {
+            // A bulk import shares the `created_at` of the customer before it: the
+            // list's tie-break on id (or its absence, see `Paging::shuffle_ties`) gets
+            // exercised.
+            if rng.chance(opts.bulk_import_share) {
                 created[i] = created[i - 1];
             }
         }
@@ -280,48 +279,47 @@ impl State {
         }
     }
 
-    /// The JSON body of a list page.
-    pub(super) fn list_page(&self, q: &ListQuery) -> Vec<u8> {
+    /// The JSON body of a list page, misbehaving as `paging` says; `shuffle_seed` orders
+    /// tied rows when [`Paging::shuffle_ties`] is on.
+    pub(super) fn list_page(&self, q: &ListQuery, paging: &Paging, shuffle_seed: u64) -> Vec<u8> {
         let offset =
             usize::try_from((q.page - 1).saturating_mul(q.page_size as u64)).unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        let total = if q.is_unfiltered() {
+        let (mut rows, total) = if paging.shuffle_ties {
+            self.shuffled_window(q, offset, shuffle_seed)
+        } else if q.is_unfiltered() {
             let start = offset.min(self.live.len());
             let end = start.saturating_add(q.page_size).min(self.live.len());
-            let page = &self.live[start..end];
-            let size: usize = page
-                .iter()
-                .map(|&s| self.customer(s).list_json().len() + 1)
-                .sum();
-            out.reserve_exact(size + 128);
-            out.extend_from_slice(b"{\"customers\":[");
-            for (i, &slot) in page.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(self.customer(slot).list_json().as_bytes());
-            }
-            self.live.len()
+            (self.live[start..end].to_vec(), self.live.len())
         } else {
-            out.extend_from_slice(b"{\"customers\":[");
+            let mut rows = Vec::new();
             let mut matched = 0usize;
-            let mut shown = 0usize;
             for &slot in &self.live {
                 if !q.matches(slot, self.flags[slot as usize], &self.search) {
                     continue;
                 }
-                if matched >= offset && shown < q.page_size {
-                    if shown > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(self.customer(slot).list_json().as_bytes());
-                    shown += 1;
+                if matched >= offset && rows.len() < q.page_size {
+                    rows.push(slot);
                 }
                 matched += 1;
             }
-            matched
+            (rows, matched)
         };
-        let pages = total.div_ceil(q.page_size);
+        if paging.row_cap > 0 {
+            rows.truncate(paging.row_cap as usize);
+        }
+        let size: usize = rows
+            .iter()
+            .map(|&s| self.customer(s).list_json().len() + 1)
+            .sum();
+        let mut out = Vec::with_capacity(size + 128);
+        out.extend_from_slice(b"{\"customers\":[");
+        for (i, &slot) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.customer(slot).list_json().as_bytes());
+        }
+        let (total, pages) = reported_totals(total, q.page_size, rows.is_empty(), paging, self.render.live_quirks);
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
@@ -329,6 +327,36 @@ impl State {
             q.page, q.page_size
         );
         out
+    }
+
+    /// The rows of one page when tied rows have no stable order: every matching
+    /// customer in list order, each run of equal `created_at` shuffled anew.
+    fn shuffled_window(&self, q: &ListQuery, offset: usize, seed: u64) -> (Vec<u32>, usize) {
+        let mut all: Vec<u32> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&s| q.matches(s, self.flags[s as usize], &self.search))
+            .collect();
+        let mut rng = Rng::new(seed);
+        let mut start = 0;
+        while start < all.len() {
+            let created = self.customer(all[start]).created_ms;
+            let end = start
+                + all[start..]
+                    .iter()
+                    .take_while(|&&s| self.customer(s).created_ms == created)
+                    .count();
+            let run = &mut all[start..end];
+            for i in (1..run.len()).rev() {
+                run.swap(i, rng.index(i + 1));
+            }
+            start = end;
+        }
+        let total = all.len();
+        let from = offset.min(total);
+        let to = from.saturating_add(q.page_size).min(total);
+        (all[from..to].to_vec(), total)
     }
 
     /// `{"customers":[...],"transactions":{"<id>":[...]},"deleted_customer_ids":[...]}`.
@@ -640,4 +668,21 @@ mod flag_tests {
             check(&state);
         }
     }
+}
+
+/// `totalCount` and `totalPages` as a page reports them. The live service reads the count
+/// from the page's first row, so a page past the end says 0 (NOTES.md); `paging` may lie.
+fn reported_totals(
+    total: usize,
+    page_size: usize,
+    empty: bool,
+    paging: &Paging,
+    live_quirks: bool,
+) -> (i64, i64) {
+    if empty && live_quirks {
+        return (0, 0);
+    }
+    let count = (total as i64 + paging.total_count_delta).max(0);
+    let pages = count.div_euclid(page_size as i64) + i64::from(count % page_size as i64 != 0);
+    (count, (pages + paging.total_pages_delta).max(0))
 }

@@ -148,9 +148,19 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         }
         if let Some(w) = &b.checkpoint {
             tx.prepare_cached(
-                "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4 WHERE id = 1",
+                "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4, page_size = ?5,
+                                 pass = ?6, page_cap = ?7
+                 WHERE id = 1",
             )?
-            .execute(params![w.phase.as_str(), w.segment, w.next_page as i64, w.last_total.map(|t| t as i64)])?;
+            .execute(params![
+                w.phase.as_str(),
+                w.segment,
+                w.next_page as i64,
+                w.last_total.map(|t| t as i64),
+                w.page_size,
+                w.pass,
+                w.page_cap
+            ])?;
         }
         tx.prepare_cached(
             "UPDATE sync_runs SET pages = pages + ?2,

@@ -115,6 +115,11 @@ pub struct Walk {
     pub next_page: u64,
     pub page_size: u32,
     pub last_total: Option<u64>,
+    /// Sweeps made so far: full re-reads of a segment whose listing came up short.
+    pub pass: u32,
+    /// The largest page the server proved it serves: a short page was followed by rows
+    /// not seen before, so the page was cut, not the list's end (NOTES.md: silent cap).
+    pub page_cap: Option<u32>,
     /// The first load into an empty mirror: no `created` change rows, and the deferred
     /// indexes are built once at the end.
     pub initial: bool,
@@ -127,6 +132,9 @@ pub enum Phase {
     List,
     /// Re-reading the top of each segment for customers created during the walk.
     Topup,
+    /// A full re-read of one segment, with larger pages, when the list showed fewer
+    /// customers than it counts.
+    Sweep,
     /// `GET /customers/{id}` for mirrored customers the walk did not see.
     Confirm,
     /// Re-reading the transactions of customers due on the rolling schedule.
@@ -138,6 +146,7 @@ impl Phase {
         match self {
             Phase::List => "list",
             Phase::Topup => "topup",
+            Phase::Sweep => "sweep",
             Phase::Confirm => "confirm",
             Phase::Rolling => "rolling",
         }
@@ -146,6 +155,7 @@ impl Phase {
         match s {
             "list" => Some(Phase::List),
             "topup" => Some(Phase::Topup),
+            "sweep" => Some(Phase::Sweep),
             "confirm" => Some(Phase::Confirm),
             "rolling" => Some(Phase::Rolling),
             _ => None,
@@ -215,6 +225,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_views.sql")),
+        M::up(include_str!("migrations/005_list_sweeps.sql")),
     ])
 }
 
@@ -355,7 +366,10 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE outcome = 'succeeded' AND kind IN ('backfill', 'full'))",
+                // A walk that completed without listing everyone still loaded the
+                // mirror: the next run lists again, incrementally.
+                "SELECT EXISTS (SELECT 1 FROM sync_runs
+                                WHERE (outcome = 'succeeded' OR missing_customers > 0) AND kind IN ('backfill', 'full'))",
                 [],
                 |r| r.get(0),
             )?)
@@ -384,7 +398,8 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial
+                "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
+                        pass, page_cap
                  FROM walk WHERE id = 1",
                 [],
                 |r| {
@@ -398,6 +413,8 @@ impl Store {
                         r.get::<_, i64>(6)?,
                         r.get::<_, Option<i64>>(7)?,
                         r.get::<_, bool>(8)?,
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
                     ))
                 },
             )
@@ -413,6 +430,8 @@ impl Store {
                 page_size,
                 last_total,
                 initial,
+                pass,
+                page_cap,
             )| {
                 Some(Walk {
                     run_id,
@@ -423,6 +442,8 @@ impl Store {
                     next_page: next_page.max(1) as u64,
                     page_size: page_size as u32,
                     last_total: last_total.map(|t| t as u64),
+                    pass: pass as u32,
+                    page_cap: page_cap.map(|c| c as u32),
                     initial,
                 })
             },
@@ -441,8 +462,9 @@ impl Store {
             )?;
         }
         tx.execute(
-            "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
+                               pass, page_cap)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 w.run_id,
                 w.kind.as_str(),
@@ -452,7 +474,9 @@ impl Store {
                 w.next_page as i64,
                 w.page_size,
                 w.last_total.map(|t| t as i64),
-                w.initial
+                w.initial,
+                w.pass,
+                w.page_cap
             ],
         )?;
         tx.commit()?;
@@ -505,11 +529,15 @@ impl Store {
 
     /// Ends the walk and marks the run succeeded, atomically: a crash between the two
     /// would otherwise leave a finished walk that the next run would resume.
+    ///
+    /// `missing` customers counted by the list could not be read: the run then ends
+    /// `failed` with `error`, never `succeeded`, though its walk is over.
     pub fn complete_walk(
         &mut self,
         run_id: i64,
         requests: u64,
         retries: u64,
+        missing: Option<(u64, &str)>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM walk", [])?;
@@ -517,10 +545,15 @@ impl Store {
         tx.pragma_update(None, "cache_size", INDEX_BUILD_CACHE_KIB)?;
         tx.execute_batch(DEFERRED_INDEXES)?;
         tx.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        let (outcome, count, error) = match missing {
+            None => (Outcome::Succeeded, 0, None),
+            Some((n, e)) => (Outcome::Failed, n, Some(e)),
+        };
         tx.execute(
-            "UPDATE sync_runs SET outcome = 'succeeded', finished_at = ?2, error = NULL, requests = ?3, retries = ?4
+            "UPDATE sync_runs SET outcome = ?5, finished_at = ?2, error = ?6, requests = ?3, retries = ?4,
+                                  missing_customers = ?7
              WHERE id = ?1",
-            params![run_id, now(), requests as i64, retries as i64],
+            params![run_id, now(), requests as i64, retries as i64, outcome.as_str(), error, count as i64],
         )?;
         tx.commit()?;
         Ok(())
@@ -560,11 +593,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Customers the unfinished walk had seen before this process took it over.
-    pub fn walk_seen(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT customer_id FROM walk_seen")?;
+    /// Customers the unfinished walk had seen before this process took it over, with
+    /// where: a list segment (`active`, `inactive`, `all`) or a later phase.
+    pub fn walk_seen(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT customer_id, segment FROM walk_seen")?;
         let ids = stmt
-            .query_map([], |r| r.get(0))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         Ok(ids)
     }

@@ -5,7 +5,9 @@
 //! 1. **list**: page through `GET /customers`, by default twice (`status=active`, then
 //!    `status=inactive`), re-reading the transactions of the customers worth it;
 //! 2. **topup**: re-read the top of each list for customers created during the walk
-//!    (the list is newest first, so they land above pages already read);
+//!    (the list is newest first, so they land above pages already read); then count the
+//!    customers listed against what the list counts and **sweep** a segment that came up
+//!    short again with larger pages (see [`listing`]);
 //! 3. **confirm**: `GET /customers/{id}` for every mirrored customer the walk missed:
 //!    404 marks it deleted, 200 means page drift hid it, and it is kept;
 //! 4. **rolling** (incremental runs): re-read the transactions of the customers longest
@@ -13,9 +15,10 @@
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
+pub mod listing;
 mod writer;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,6 +47,13 @@ pub enum SyncError {
     Interrupted,
     #[error("the database writer thread stopped unexpectedly")]
     WriterGone,
+    #[error(
+        "{missing} customers that the list counts could not be listed after {sweeps} sweeps over it \
+         (its order or its paging is unstable: customers sharing a created_at, or pages cut short); \
+         the mirror keeps everything read, and the next run lists again",
+        sweeps = listing::MAX_SWEEPS
+    )]
+    Incomplete { missing: u64 },
 }
 
 impl From<ApiError> for SyncError {
@@ -152,6 +162,9 @@ struct PageInFlight {
     segment: &'static str,
     pages: u32,
     checkpoint: Walk,
+    /// Customers this page lists for the first time in its segment but that were read
+    /// already (listed in another segment): recorded as seen here too, nothing fetched.
+    also_seen: Vec<String>,
 }
 
 /// The engine state of one run.
@@ -166,10 +179,23 @@ struct Engine<'a> {
     walk: Walk,
     run_id: i64,
     initial_load: bool,
-    /// Ids seen by this process during the walk (the store has those of earlier ones).
-    seen: HashSet<String>,
+    /// Ids seen by this walk, each with where ([`seen_bit`] bits); a resumed walk
+    /// starts from the store's record of them.
+    seen: HashMap<String, u8>,
+    /// Customers listed in each segment (indexed by [`segment_index`]), and in any.
+    listed: [u64; 3],
+    listed_distinct: u64,
+    /// The latest `totalCount` of each segment, from a page with rows (a page past the
+    /// end says nothing, NOTES.md).
+    segment_totals: HashMap<StatusFilter, u64>,
+    /// `totalCount` at the first page of each segment's latest top-up or sweep: what the
+    /// customers listed are checked against.
+    pass_totals: HashMap<StatusFilter, u64>,
+    /// The page just read came back short: if the next one shows new rows, it was a cap.
+    probing: bool,
+    /// Customers the list counts that the walk could not list, once it gave up sweeping.
+    missing: Option<u64>,
     summary: RunSummary,
-    segment_totals: HashMap<String, u64>,
     /// Optional requests left in this run's budget (`sync.max_requests_per_run`).
     budget: Option<u64>,
     /// What the mirror knew of each customer when the run started.
@@ -230,6 +256,8 @@ pub async fn run(
                 next_page: 1,
                 page_size: opts.page_size,
                 last_total: None,
+                pass: 0,
+                page_cap: None,
                 initial,
             };
             store.begin_walk(&w)?;
@@ -255,7 +283,9 @@ pub async fn run(
             let pending = ago(opts.settings.pending_window.0);
             engine.snapshot = r.plan_snapshot(&hot, &pending)?;
         }
-        engine.seen.extend(r.walk_seen()?);
+        for (id, segment) in r.walk_seen()? {
+            engine.mark_seen(id, seen_bit(&segment));
+        }
     }
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
@@ -274,9 +304,20 @@ pub async fn run(
     let result = result.and(flushed);
     match result {
         Ok(()) => {
+            // A walk that could not list everyone is over, but the run did not succeed.
+            let incomplete = engine
+                .missing
+                .map(|missing| (missing, SyncError::Incomplete { missing }.to_string()));
+            let error = incomplete.clone();
             writer
-                .call(move |s| s.complete_walk(run_id, requests, retries))
+                .call(move |s| {
+                    let missing = error.as_ref().map(|(n, e)| (*n, e.as_str()));
+                    s.complete_walk(run_id, requests, retries, missing)
+                })
                 .await?;
+            if let Some((missing, _)) = incomplete {
+                return Err(SyncError::Incomplete { missing });
+            }
             // The run's time includes building deferred indexes at the end of a backfill.
             engine.summary.duration_secs = started.elapsed().as_secs_f64();
             Ok(std::mem::take(&mut engine.summary))
@@ -315,10 +356,15 @@ pub async fn dry_run(
         next_page: 1,
         page_size: opts.page_size,
         last_total: None,
+        pass: 0,
+        page_cap: None,
         initial: true,
     };
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
+    if let Some(missing) = engine.missing {
+        return Err(SyncError::Incomplete { missing });
+    }
     engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
     engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
@@ -332,6 +378,30 @@ fn segments(s: &SyncSettings) -> Vec<StatusFilter> {
         vec![StatusFilter::All]
     }
 }
+
+/// The segments a customer can be listed in, in [`segment_index`] order.
+const SEGMENTS: [StatusFilter; 3] = [StatusFilter::All, StatusFilter::Active, StatusFilter::Inactive];
+
+fn segment_index(s: StatusFilter) -> usize {
+    match s {
+        StatusFilter::All => 0,
+        StatusFilter::Active => 1,
+        StatusFilter::Inactive => 2,
+    }
+}
+
+/// Where a walk saw a customer, as bits: listed in a segment, or read by a later phase.
+fn seen_bit(segment: &str) -> u8 {
+    match StatusFilter::parse(segment) {
+        Some(s) => 1 << segment_index(s),
+        None => SEEN_READ,
+    }
+}
+
+/// Bits of [`seen_bit`] that are list segments.
+const SEEN_LISTED: u8 = 0b111;
+/// Read by the confirm or rolling phase, not listed.
+const SEEN_READ: u8 = 0b1000;
 
 fn ago(d: Duration) -> String {
     let t = chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
@@ -366,8 +436,13 @@ impl<'a> Engine<'a> {
             walk,
             run_id: 0,
             initial_load: false,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            listed: [0; 3],
+            listed_distinct: 0,
             segment_totals: HashMap::new(),
+            pass_totals: HashMap::new(),
+            probing: false,
+            missing: None,
             budget,
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -387,10 +462,9 @@ impl<'a> Engine<'a> {
         loop {
             tracing::debug!(phase = self.walk.phase.as_str(), segment = %self.walk.segment, page = self.walk.next_page, "walk step");
             match self.walk.phase {
-                Phase::List | Phase::Topup => {
+                Phase::List | Phase::Topup | Phase::Sweep => {
                     let seg = StatusFilter::parse(&self.walk.segment).unwrap_or(StatusFilter::All);
-                    self.list_segment(seg, self.walk.phase == Phase::Topup)
-                        .await?;
+                    self.list_segment(seg).await?;
                 }
                 Phase::Confirm => {
                     if self.writer.is_none() {
@@ -409,127 +483,156 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The walk's state once the current list segment is done: the next segment, or
-    /// the next phase.
-    fn advanced(&self) -> Walk {
+    /// The walk's state once a pass over the current segment is done: the next
+    /// segment, a sweep, or the next phase.
+    fn advanced(&mut self) -> Walk {
         let segs = segments(&self.opts.settings);
+        let i = segs
+            .iter()
+            .position(|s| s.as_str() == self.walk.segment)
+            .unwrap_or(0);
         let mut w = self.walk.clone();
         w.next_page = 1;
         w.last_total = None;
-        match segs.iter().position(|s| s.as_str() == w.segment) {
-            Some(i) if i + 1 < segs.len() => w.segment = segs[i + 1].as_str().into(),
-            _ => {
-                w.phase = if w.phase == Phase::List {
-                    Phase::Topup
-                } else {
-                    Phase::Confirm
-                };
-                w.segment = if w.phase == Phase::Topup {
-                    segs[0].as_str().into()
-                } else {
-                    "all".into()
-                };
+        w.page_size = listing::base_page_size(self.opts.page_size, w.page_cap);
+        self.probing = false;
+        match (w.phase, segs.get(i + 1)) {
+            (Phase::List | Phase::Topup, Some(next)) => w.segment = next.as_str().into(),
+            (Phase::List, None) => {
+                w.phase = Phase::Topup;
+                w.segment = segs[0].as_str().into();
             }
+            _ => self.after_listing(&mut w, &segs),
         }
         w
     }
 
-    /// Pages through one segment of the list. In `topup` mode it stops at the first
-    /// page with nothing new: what was created during the walk sits at the top.
-    async fn list_segment(&mut self, seg: StatusFilter, topup: bool) -> Result<(), SyncError> {
+    /// After the top-ups, and after each sweep: counts the customers listed against
+    /// what the list counts, and sweeps the segment furthest short, or gives up after
+    /// [`listing::MAX_SWEEPS`] and goes on (the run will then not succeed).
+    fn after_listing(&mut self, w: &mut Walk, segs: &[StatusFilter]) {
+        let counts: Vec<(Option<u64>, u64)> = segs
+            .iter()
+            .map(|s| {
+                let total = self.pass_totals.get(s).or(self.segment_totals.get(s));
+                (total.copied(), self.listed[segment_index(*s)])
+            })
+            .collect();
+        let missing = listing::shortfall(&counts, self.listed_distinct);
+        match listing::segment_to_sweep(&counts) {
+            Some(t) if missing > 0 && w.pass < listing::MAX_SWEEPS => {
+                w.pass += 1;
+                w.phase = Phase::Sweep;
+                w.segment = segs[t].as_str().into();
+                w.page_size = listing::sweep_page_size(w.page_size, w.pass, w.page_cap);
+                tracing::warn!(
+                    segment = segs[t].as_str(),
+                    missing,
+                    sweep = w.pass,
+                    page_size = w.page_size,
+                    "the list showed fewer customers than it counts (ties in created_at or \
+                     pages cut short): reading it again with larger pages"
+                );
+            }
+            _ => {
+                if missing > 0 {
+                    tracing::error!(
+                        missing,
+                        "customers the list counts could not be listed; this run will not \
+                         succeed and the next one lists again"
+                    );
+                    self.missing = Some(missing);
+                }
+                w.phase = Phase::Confirm;
+                w.segment = StatusFilter::All.as_str().into();
+            }
+        }
+    }
+
+    /// Pages through one segment of the list (a list pass, a top-up or a sweep).
+    async fn list_segment(&mut self, seg: StatusFilter) -> Result<(), SyncError> {
         // The next page is requested while this one is processed: an incremental run is
         // otherwise a chain of sequential round trips.
-        let mut prefetch: Option<(u64, JoinHandle<Result<CustomerPage, ApiError>>)> = None;
+        type Prefetch = (u64, u32, JoinHandle<Result<CustomerPage, ApiError>>);
+        let mut prefetch: Option<Prefetch> = None;
         let result = loop {
             if let Err(e) = self.check_cancel() {
                 break Err(e);
             }
-            let page_no = self.walk.next_page;
+            let (page_no, size) = (self.walk.next_page, self.walk.page_size);
             let fetched = match prefetch.take() {
-                Some((p, handle)) if p == page_no => handle.await.expect("a list task panicked"),
+                Some((p, s, handle)) if p == page_no && s == size => {
+                    handle.await.expect("a list task panicked")
+                }
                 stale => {
-                    if let Some((_, handle)) = stale {
+                    if let Some((_, _, handle)) = stale {
                         handle.abort();
                     }
-                    self.client
-                        .list_customers(page_no, self.walk.page_size, seg)
-                        .await
+                    self.client.list_customers(page_no, size, seg).await
                 }
             };
             let page = match fetched {
                 Ok(p) => p,
                 Err(e) => break Err(e.into()),
             };
-            if !topup && !page.customers.is_empty() && page_no < page.total_pages {
+            // A full page is followed by another (only an empty page ends a pass).
+            if self.walk.phase != Phase::Topup && page.customers.len() == size as usize {
                 let client = self.client.clone();
-                let size = self.walk.page_size;
-                let next =
-                    tokio::spawn(
-                        async move { client.list_customers(page_no + 1, size, seg).await },
-                    );
-                prefetch = Some((page_no + 1, next));
+                let next = tokio::spawn(async move {
+                    client.list_customers(page_no + 1, size, seg).await
+                });
+                prefetch = Some((page_no + 1, size, next));
             }
-            match self.list_page(seg, topup, page_no, page).await {
+            match self.list_page(seg, page_no, page).await {
                 Ok(true) => break Ok(()),
                 Ok(false) => {}
                 Err(e) => break Err(e),
             }
         };
-        if let Some((_, handle)) = prefetch {
+        if let Some((_, _, handle)) = prefetch {
             handle.abort();
         }
         result
     }
 
-    /// Processes one list page; `Ok(true)` when the segment is done.
+    /// Processes one list page; `Ok(true)` when the pass over the segment is done.
     async fn list_page(
         &mut self,
         seg: StatusFilter,
-        topup: bool,
         page_no: u64,
         page: CustomerPage,
     ) -> Result<bool, SyncError> {
-        if !topup {
-            self.segment_totals
-                .insert(seg.as_str().into(), page.total_count);
-        }
-        let mut customers = page.customers.clone();
-        // Customers deleted above our position since the previous page shift the
-        // rest up, so the start of this page slid onto the previous one: read it
-        // again to catch them (only the unseen ones cost anything).
-        if let Some(last) = self.walk.last_total
-            && page.total_count < last
-            && page_no > 1
-            && !topup
-        {
-            let back = (last - page.total_count)
-                .div_ceil(self.walk.page_size as u64)
-                .min(3);
-            for p in page_no.saturating_sub(back).max(1)..page_no {
-                let again = self
-                    .client
-                    .list_customers(p, self.walk.page_size, seg)
-                    .await?;
-                customers.extend(again.customers);
-            }
-        }
-        if topup {
+        let phase = self.walk.phase;
+        let size = self.walk.page_size;
+        let rows = page.customers.len();
+        let total = page.total_count;
+        self.note_total(seg, page_no, rows, total);
+        let mut customers = page.customers;
+        if phase == Phase::Topup {
             self.flush().await?;
-        }
-        let fresh = self.unseen(customers);
-        let done =
-            page.customers.is_empty() || page_no >= page.total_pages || (topup && fresh.is_empty());
-        // The checkpoint committed with this page is where a resumed run starts.
-        let next = if done {
-            self.advanced()
         } else {
-            let mut w = self.walk.clone();
-            w.next_page = page_no + 1;
-            w.last_total = Some(page.total_count);
-            w
+            customers.extend(self.reread_shifted(seg, page_no, rows, total).await?);
+        }
+        let (fresh, also_seen) = self.unseen(customers, seg);
+        if self.probing && !fresh.is_empty() && phase != Phase::Topup {
+            self.learn_cap(size);
+        }
+        let step = listing::next_step(phase, page_no, size, rows, fresh.len());
+        // The checkpoint committed with this page is where a resumed run starts.
+        let next = match step {
+            listing::ListStep::Done => self.advanced(),
+            listing::ListStep::Next { page, size, probe } => {
+                self.probing = probe;
+                let mut w = self.walk.clone();
+                w.next_page = page;
+                w.page_size = size;
+                w.last_total = (rows > 0).then_some(total);
+                w
+            }
         };
+        let done = step == listing::ListStep::Done;
         let jobs = self.plan(fresh, seg)?;
-        self.start(jobs, seg.as_str(), 1, next.clone());
+        self.start(jobs, seg.as_str(), 1, next.clone(), also_seen);
         if done {
             self.drain().await?;
         } else {
@@ -538,20 +641,102 @@ impl<'a> Engine<'a> {
             }
         }
         self.walk = next;
-        self.report("list");
+        self.report(phase.as_str());
         Ok(done)
     }
 
-    /// The customers not yet seen by this walk, deduplicated; they count as seen from
-    /// now on, so a customer the list shifts onto the next page (which may be planned
-    /// before this one's fetches finish) is not read twice.
-    fn unseen(&mut self, customers: Vec<Customer>) -> Vec<Customer> {
-        let out: Vec<Customer> = customers
-            .into_iter()
-            .filter(|c| self.seen.insert(c.id.clone()))
-            .collect();
-        self.summary.customers_seen += out.len() as u64;
-        out
+    /// Records what a page says the segment holds. A page past the end reports 0 on
+    /// the live service (NOTES.md), so only a page with rows, or the first page, counts.
+    fn note_total(&mut self, seg: StatusFilter, page_no: u64, rows: usize, total: u64) {
+        if rows == 0 && page_no > 1 {
+            return;
+        }
+        self.segment_totals.insert(seg, total);
+        if page_no == 1 && self.walk.phase != Phase::List {
+            self.pass_totals.insert(seg, total);
+        }
+    }
+
+    /// Customers deleted above our position since the previous page shift the rest
+    /// up, so the start of this page slid onto the previous one: reads those again to
+    /// catch them (only the unseen ones cost anything beyond the request).
+    async fn reread_shifted(
+        &mut self,
+        seg: StatusFilter,
+        page_no: u64,
+        rows: usize,
+        total: u64,
+    ) -> Result<Vec<Customer>, SyncError> {
+        let size = self.walk.page_size;
+        let fell = match self.walk.last_total {
+            Some(last) if page_no > 1 && rows > 0 && total < last => last - total,
+            _ => return Ok(Vec::new()),
+        };
+        let back = fell.div_ceil(u64::from(size)).min(3);
+        let mut again = Vec::new();
+        for p in page_no.saturating_sub(back).max(1)..page_no {
+            again.extend(self.client.list_customers(p, size, seg).await?.customers);
+        }
+        Ok(again)
+    }
+
+    /// A short page was followed by rows not seen before: the server cuts pages at
+    /// `size` rows (silently, NOTES.md), so larger pages would skip rows.
+    fn learn_cap(&mut self, size: u32) {
+        if self.walk.page_cap.is_none_or(|cap| size < cap) {
+            tracing::warn!(
+                rows = size,
+                configured = self.opts.page_size,
+                "the server cut a list page short while more customers followed: it caps \
+                 pages at {size} rows, so the rest of the walk uses pages of {size} \
+                 (lower api.page_size to {size} to skip this check)"
+            );
+            self.walk.page_cap = Some(size);
+        }
+    }
+
+    /// The customers of a page not yet read by this walk, deduplicated, and the ids
+    /// listed in this segment for the first time but read already (listed in another
+    /// segment). Both count as seen from now on, so a customer the list shifts onto the
+    /// next page (which may be planned before this one's fetches finish) is not read
+    /// twice.
+    fn unseen(&mut self, customers: Vec<Customer>, seg: StatusFilter) -> (Vec<Customer>, Vec<String>) {
+        let bit = seen_bit(seg.as_str());
+        let mut fresh = Vec::with_capacity(customers.len());
+        let mut also = Vec::new();
+        for c in customers {
+            match self.seen.get(c.id.as_str()).copied() {
+                Some(mask) if mask & bit != 0 => {}
+                Some(_) => {
+                    self.mark_seen(c.id.clone(), bit);
+                    also.push(c.id);
+                }
+                None => {
+                    self.mark_seen(c.id.clone(), bit);
+                    fresh.push(c);
+                }
+            }
+        }
+        self.summary.customers_seen += fresh.len() as u64;
+        (fresh, also)
+    }
+
+    /// Records that this walk saw `id` where `bit` says, keeping the listed counts.
+    fn mark_seen(&mut self, id: String, bit: u8) {
+        let mask = self.seen.entry(id).or_insert(0);
+        let before = *mask;
+        *mask |= bit;
+        if before & bit != 0 || bit & SEEN_LISTED == 0 {
+            return;
+        }
+        if before & SEEN_LISTED == 0 {
+            self.listed_distinct += 1;
+        }
+        for (i, s) in SEGMENTS.iter().enumerate() {
+            if bit & seen_bit(s.as_str()) != 0 {
+                self.listed[i] += 1;
+            }
+        }
     }
 
     /// Decides, per customer, whether to read its details and its transactions.
@@ -602,7 +787,14 @@ impl<'a> Engine<'a> {
     }
 
     /// Starts fetching what the jobs need, as a page in flight.
-    fn start(&mut self, jobs: Vec<Job>, segment: &'static str, pages: u32, checkpoint: Walk) {
+    fn start(
+        &mut self,
+        jobs: Vec<Job>,
+        segment: &'static str,
+        pages: u32,
+        checkpoint: Walk,
+        also_seen: Vec<String>,
+    ) {
         self.summary.customer_reads += jobs.iter().filter(|j| j.details).count() as u64;
         let client = self.client.clone();
         let permits = self.permits.clone();
@@ -631,6 +823,7 @@ impl<'a> Engine<'a> {
             segment,
             pages,
             checkpoint,
+            also_seen,
         });
     }
 
@@ -657,7 +850,7 @@ impl<'a> Engine<'a> {
                 Err(e) if e.is_cancelled() => return Err(SyncError::Interrupted),
                 Err(e) => return Err(e.into()),
             };
-            self.seen.insert(id.clone());
+            self.mark_seen(id.clone(), seen_bit(page.segment));
             batch.seen.push((id.clone(), page.segment));
             match fetched {
                 Fetched::Gone => batch.gone.push(id),
@@ -675,6 +868,9 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
+        }
+        for id in page.also_seen {
+            batch.seen.push((id, page.segment));
         }
         // Keep page order stable so change rows come out in a predictable order.
         batch
@@ -724,7 +920,13 @@ impl<'a> Engine<'a> {
                 "confirming customers the walk did not see"
             );
             let checkpoint = self.walk.clone();
-            self.start(transaction_jobs(ids, true), "confirm", 0, checkpoint);
+            self.start(
+                transaction_jobs(ids, true),
+                "confirm",
+                0,
+                checkpoint,
+                Vec::new(),
+            );
             self.drain().await?;
             self.report("confirm");
         }
@@ -781,6 +983,7 @@ impl<'a> Engine<'a> {
                 "rolling",
                 0,
                 self.walk.clone(),
+                Vec::new(),
             );
             while self.in_flight.len() >= PAGES_IN_FLIGHT {
                 self.finish_oldest().await?;
