@@ -472,9 +472,8 @@ impl CustomerPage {
         // Neither `totalPages` nor a row count that disagrees with `pageSize` is trusted
         // or refused: the walk ends only at an empty page (NOTES.md), so totals that lie
         // cost nothing but a warning's worth of doubt.
-        let total_pages = number("totalPages").unwrap_or_else(|_| {
-            total_count.div_ceil(page_size.max(1))
-        });
+        let total_pages =
+            number("totalPages").unwrap_or_else(|_| total_count.div_ceil(page_size.max(1)));
         let customers = items
             .into_iter()
             .map(customer)
@@ -815,7 +814,8 @@ mod tests {
         // Totals are not trusted, so totals that disagree are no reason to refuse a page.
         let odd = json!({"customers": [{"id": "a"}], "pagination": {"page": 1, "pageSize": 2, "totalCount": 3, "totalPages": 7}});
         assert_eq!(CustomerPage::from_value(odd).unwrap().total_pages, 7);
-        let no_pages = json!({"customers": [], "pagination": {"page": 1, "pageSize": 2, "totalCount": 3}});
+        let no_pages =
+            json!({"customers": [], "pagination": {"page": 1, "pageSize": 2, "totalCount": 3}});
         assert_eq!(CustomerPage::from_value(no_pages).unwrap().total_pages, 2);
         assert!(CustomerPage::from_value(json!([1])).is_err());
     }

@@ -319,7 +319,13 @@ impl State {
             }
             out.extend_from_slice(self.customer(slot).list_json().as_bytes());
         }
-        let (total, pages) = reported_totals(total, q.page_size, rows.is_empty(), paging, self.render.live_quirks);
+        let (total, pages) = reported_totals(
+            total,
+            q.page_size,
+            rows.is_empty(),
+            paging,
+            self.render.live_quirks,
+        );
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
@@ -635,6 +641,23 @@ impl State {
     }
 }
 
+/// `totalCount` and `totalPages` as a page reports them. The live service reads the count
+/// from the page's first row, so a page past the end says 0 (NOTES.md); `paging` may lie.
+fn reported_totals(
+    total: usize,
+    page_size: usize,
+    empty: bool,
+    paging: &Paging,
+    live_quirks: bool,
+) -> (i64, i64) {
+    if empty && live_quirks {
+        return (0, 0);
+    }
+    let count = (total as i64 + paging.total_count_delta).max(0);
+    let pages = count.div_euclid(page_size as i64) + i64::from(count % page_size as i64 != 0);
+    (count, (pages + paging.total_pages_delta).max(0))
+}
+
 #[cfg(test)]
 mod flag_tests {
     use super::*;
@@ -668,21 +691,4 @@ mod flag_tests {
             check(&state);
         }
     }
-}
-
-/// `totalCount` and `totalPages` as a page reports them. The live service reads the count
-/// from the page's first row, so a page past the end says 0 (NOTES.md); `paging` may lie.
-fn reported_totals(
-    total: usize,
-    page_size: usize,
-    empty: bool,
-    paging: &Paging,
-    live_quirks: bool,
-) -> (i64, i64) {
-    if empty && live_quirks {
-        return (0, 0);
-    }
-    let count = (total as i64 + paging.total_count_delta).max(0);
-    let pages = count.div_euclid(page_size as i64) + i64::from(count % page_size as i64 != 0);
-    (count, (pages + paging.total_pages_delta).max(0))
 }

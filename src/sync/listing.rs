@@ -10,8 +10,9 @@
 //!   the end, and if that read shows rows not seen before, the short page was a cap and
 //!   the page size drops to it;
 //! - after the top-up, the customers listed are counted against what the list counts;
-//!   a shortfall means rows were skipped, and the segment is **swept** again with larger
-//!   pages (a tie group inside one page cannot be cut by a page boundary), up to
+//!   a shortfall means rows were skipped, and the segment is **swept** again in the
+//!   largest pages the server serves (a tie group inside one page cannot be cut by a
+//!   page boundary, and each request draws a new order of the ties), up to
 //!   [`MAX_SWEEPS`] times. A shortfall left after that fails the run.
 
 use crate::store::Phase;
@@ -28,46 +29,67 @@ pub const MAX_SWEEP_PAGE: u32 = 1000;
 pub enum ListStep {
     /// The pass over the segment is over.
     Done,
-    /// Read page `page` of `size` rows next. `probe`: the page just read came back
-    /// short, so this read tells the list's end from a cap.
-    Next { page: u64, size: u32, probe: bool },
+    /// Read page `page` of `size` rows next; the rows from offset `from` on are unread.
+    /// `probe`: the page just read came back short, so this read tells the list's end
+    /// from a cap.
+    Next {
+        page: u64,
+        size: u32,
+        from: u64,
+        probe: bool,
+    },
 }
 
 /// The next read after page `page` of `size` came back with `rows` rows, `fresh` of
-/// them not seen before in this walk.
+/// them not seen before in this walk, when the rows from offset `from` on were unread.
 ///
-/// Only an empty page ends a list or sweep pass; a top-up also ends at a page with
-/// nothing new (what was created during the walk sits at the top). A short page asks
-/// for the rows right after it, in pages of its own length: offsets are
-/// `(page - 1) * size`, so the next page may start a little before them (rows seen
-/// twice are harmless, rows skipped are not).
-pub fn next_step(phase: Phase, page: u64, size: u32, rows: usize, fresh: usize) -> ListStep {
-    if rows == 0 || (phase == Phase::Topup && fresh == 0) {
+/// A pass ends only when a page holds nothing past `from` (an empty page, or a probe
+/// whose rows all lie before it); a top-up also ends at a page with nothing new (what
+/// was created during the walk sits at the top). A short page asks for the rows right
+/// after it, in pages of its own length: offsets are `(page - 1) * size`, so the next
+/// page may start a little before them (rows seen twice are harmless, rows skipped are
+/// not, and with ties shuffled the overlap may even show new ones).
+pub fn next_step(
+    phase: Phase,
+    page: u64,
+    size: u32,
+    rows: usize,
+    fresh: usize,
+    from: u64,
+) -> ListStep {
+    let size = size.max(1);
+    let end = (page - 1) * u64::from(size) + rows as u64;
+    if end <= from || rows == 0 || (phase == Phase::Topup && fresh == 0) {
         return ListStep::Done;
     }
-    let size = size.max(1);
     if rows < size as usize {
-        let next_offset = (page - 1) * u64::from(size) + rows as u64;
         let short = rows as u32;
         return ListStep::Next {
-            page: next_offset / u64::from(short) + 1,
+            page: end / u64::from(short) + 1,
             size: short,
+            from: end,
             probe: true,
         };
     }
     ListStep::Next {
         page: page + 1,
         size,
+        from: end,
         probe: false,
     }
 }
 
-/// The page size of sweep number `pass` (1-based): the base size doubled each pass, so
-/// a group of tied rows soon fits in one page, but never past what the server serves.
-pub fn sweep_page_size(base: u32, pass: u32, cap: Option<u32>) -> u32 {
-    let grown = base.saturating_mul(1u32 << pass.min(16));
-    let limit = cap.unwrap_or(MAX_SWEEP_PAGE.max(base));
-    grown.min(limit).max(1)
+/// The first offset of page `page` of `size`.
+pub fn page_start(page: u64, size: u32) -> u64 {
+    (page - 1) * u64::from(size.max(1))
+}
+
+/// The page size of a sweep: the largest page the server is believed to serve. Large
+/// pages cost the fewest requests, and a group of tied rows inside one page cannot be
+/// cut by a page boundary; a server that serves less is caught by the short-page check
+/// and its cap learned.
+pub fn sweep_page_size(cap: Option<u32>) -> u32 {
+    cap.unwrap_or(MAX_SWEEP_PAGE).max(1)
 }
 
 /// The page size a new pass starts with: the configured one, unless the server proved
@@ -105,37 +127,54 @@ pub fn segment_to_sweep(segments: &[(Option<u64>, u64)]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn next(page: u64, size: u32, probe: bool) -> ListStep {
-        ListStep::Next { page, size, probe }
+    fn next(page: u64, size: u32, from: u64, probe: bool) -> ListStep {
+        ListStep::Next {
+            page,
+            size,
+            from,
+            probe,
+        }
     }
 
     #[test]
-    fn only_an_empty_page_ends_a_pass() {
+    fn only_a_page_with_nothing_past_the_unread_rows_ends_a_pass() {
         let cases = [
-            // (phase, page, size, rows, fresh) -> step
-            ((Phase::List, 1, 10, 10, 10), next(2, 10, false)),
+            // (phase, page, size, rows, fresh, from) -> step
+            ((Phase::List, 1, 10, 10, 10, 0), next(2, 10, 10, false)),
             // A full page that the totals call the last one is not the end.
-            ((Phase::List, 2, 10, 10, 10), next(3, 10, false)),
+            ((Phase::List, 2, 10, 10, 10, 10), next(3, 10, 20, false)),
             // A short page asks for the rows right after it, in pages of its length.
-            ((Phase::List, 3, 10, 5, 5), next(6, 5, true)),
-            ((Phase::List, 6, 5, 0, 0), ListStep::Done),
-            // A cap of 200 rows under pages of 300: the next read starts at row 200.
-            ((Phase::List, 1, 300, 200, 200), next(2, 200, true)),
-            // ... and at row 500 (page 3 of 200 starts at 400: a 100-row overlap).
-            ((Phase::List, 2, 300, 200, 200), next(3, 200, true)),
-            ((Phase::Sweep, 1, 8, 6, 2), next(2, 6, true)),
-            ((Phase::Sweep, 1, 8, 8, 0), next(2, 8, false)),
+            ((Phase::List, 3, 10, 5, 5, 20), next(6, 5, 25, true)),
+            ((Phase::List, 6, 5, 0, 0, 25), ListStep::Done),
+            // 39 rows in pages of 5: the probe for row 39 starts at 36 and its rows all
+            // lie before 39 (new ones, if ties shuffle): the end, not a cap.
+            ((Phase::List, 8, 5, 4, 4, 35), next(10, 4, 39, true)),
+            ((Phase::List, 10, 4, 3, 3, 39), ListStep::Done),
+            // A cap of 200 rows under pages of 300: the next read starts at row 200...
+            ((Phase::List, 1, 300, 200, 200, 0), next(2, 200, 200, true)),
+            // ... and after page 2 of 300 (rows 300..500), at row 500: page 3 of 200
+            // starts at 400, and rows past 500 prove the cap.
+            (
+                (Phase::List, 2, 300, 200, 200, 300),
+                next(3, 200, 500, true),
+            ),
+            (
+                (Phase::List, 3, 200, 200, 100, 500),
+                next(4, 200, 600, false),
+            ),
+            ((Phase::Sweep, 1, 8, 6, 2, 0), next(2, 6, 6, true)),
+            ((Phase::Sweep, 1, 8, 8, 0, 0), next(2, 8, 8, false)),
             // A top-up stops at the first page with nothing new...
-            ((Phase::Topup, 1, 10, 10, 0), ListStep::Done),
-            ((Phase::Topup, 1, 10, 10, 3), next(2, 10, false)),
+            ((Phase::Topup, 1, 10, 10, 0, 0), ListStep::Done),
+            ((Phase::Topup, 1, 10, 10, 3, 0), next(2, 10, 10, false)),
             // ... or at the end.
-            ((Phase::Topup, 2, 10, 0, 0), ListStep::Done),
+            ((Phase::Topup, 2, 10, 0, 0, 10), ListStep::Done),
         ];
-        for ((phase, page, size, rows, fresh), want) in cases {
+        for ((phase, page, size, rows, fresh, from), want) in cases {
             assert_eq!(
-                next_step(phase, page, size, rows, fresh),
+                next_step(phase, page, size, rows, fresh, from),
                 want,
-                "{phase:?} page {page} of {size}: {rows} rows, {fresh} fresh"
+                "{phase:?} page {page} of {size} from {from}: {rows} rows, {fresh} fresh"
             );
         }
     }
@@ -146,28 +185,28 @@ mod tests {
         for size in 1..40u32 {
             for page in 1..6u64 {
                 for rows in 1..size as usize {
-                    let ListStep::Next { page: p, size: s, .. } =
-                        next_step(Phase::List, page, size, rows, rows)
+                    let start = page_start(page, size);
+                    let ListStep::Next {
+                        page: p,
+                        size: s,
+                        from,
+                        ..
+                    } = next_step(Phase::List, page, size, rows, rows, start)
                     else {
                         panic!("a page with rows is not the end");
                     };
-                    let unread = (page - 1) * u64::from(size) + rows as u64;
-                    let start = (p - 1) * u64::from(s);
-                    assert!(start <= unread && unread < start + u64::from(s));
+                    assert_eq!(from, start + rows as u64);
+                    let next = page_start(p, s);
+                    assert!(next <= from && from < next + u64::from(s));
                 }
             }
         }
     }
 
     #[test]
-    fn sweeps_grow_the_page_up_to_what_the_server_serves() {
-        assert_eq!(sweep_page_size(2, 1, None), 4);
-        assert_eq!(sweep_page_size(2, 2, None), 8);
-        assert_eq!(sweep_page_size(200, 1, None), 400);
-        assert_eq!(sweep_page_size(200, 3, None), 1000);
-        assert_eq!(sweep_page_size(200, 3, Some(300)), 300);
-        assert_eq!(sweep_page_size(1500, 1, None), 1500);
-        assert_eq!(sweep_page_size(200, 40, None), 1000);
+    fn sweeps_use_the_largest_page_the_server_serves() {
+        assert_eq!(sweep_page_size(None), MAX_SWEEP_PAGE);
+        assert_eq!(sweep_page_size(Some(300)), 300);
         assert_eq!(base_page_size(200, None), 200);
         assert_eq!(base_page_size(300, Some(200)), 200);
         assert_eq!(base_page_size(100, Some(200)), 100);

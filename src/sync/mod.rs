@@ -128,6 +128,9 @@ pub struct RunSummary {
     pub transaction_refreshes: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
+    /// The largest list page the server proved it serves, when it cut pages shorter
+    /// than `api.page_size` asked (a silent cap).
+    pub list_page_cap: Option<u32>,
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
@@ -191,7 +194,11 @@ struct Engine<'a> {
     /// `totalCount` at the first page of each segment's latest top-up or sweep: what the
     /// customers listed are checked against.
     pass_totals: HashMap<StatusFilter, u64>,
-    /// The page just read came back short: if the next one shows new rows, it was a cap.
+    /// The first offset of the current pass not read yet; `None` after a resume (the
+    /// next page's start, then).
+    read_to: Option<u64>,
+    /// The page just read came back short: if the next one shows rows past it, it was
+    /// a cap.
     probing: bool,
     /// Customers the list counts that the walk could not list, once it gave up sweeping.
     missing: Option<u64>,
@@ -290,6 +297,7 @@ pub async fn run(
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
+    engine.summary.list_page_cap = engine.walk.page_cap;
     let requests = client.counters().requests.load(Ordering::Relaxed) - base_requests;
     let retries = client.counters().retries.load(Ordering::Relaxed) - base_retries;
     let mut writer = engine.writer.take().expect("a writer for a real run");
@@ -362,6 +370,7 @@ pub async fn dry_run(
     };
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
+    engine.summary.list_page_cap = engine.walk.page_cap;
     if let Some(missing) = engine.missing {
         return Err(SyncError::Incomplete { missing });
     }
@@ -380,7 +389,11 @@ fn segments(s: &SyncSettings) -> Vec<StatusFilter> {
 }
 
 /// The segments a customer can be listed in, in [`segment_index`] order.
-const SEGMENTS: [StatusFilter; 3] = [StatusFilter::All, StatusFilter::Active, StatusFilter::Inactive];
+const SEGMENTS: [StatusFilter; 3] = [
+    StatusFilter::All,
+    StatusFilter::Active,
+    StatusFilter::Inactive,
+];
 
 fn segment_index(s: StatusFilter) -> usize {
     match s {
@@ -441,6 +454,7 @@ impl<'a> Engine<'a> {
             listed_distinct: 0,
             segment_totals: HashMap::new(),
             pass_totals: HashMap::new(),
+            read_to: None,
             probing: false,
             missing: None,
             budget,
@@ -496,6 +510,7 @@ impl<'a> Engine<'a> {
         w.last_total = None;
         w.page_size = listing::base_page_size(self.opts.page_size, w.page_cap);
         self.probing = false;
+        self.read_to = None;
         match (w.phase, segs.get(i + 1)) {
             (Phase::List | Phase::Topup, Some(next)) => w.segment = next.as_str().into(),
             (Phase::List, None) => {
@@ -524,14 +539,14 @@ impl<'a> Engine<'a> {
                 w.pass += 1;
                 w.phase = Phase::Sweep;
                 w.segment = segs[t].as_str().into();
-                w.page_size = listing::sweep_page_size(w.page_size, w.pass, w.page_cap);
+                w.page_size = listing::sweep_page_size(w.page_cap);
                 tracing::warn!(
                     segment = segs[t].as_str(),
                     missing,
                     sweep = w.pass,
                     page_size = w.page_size,
                     "the list showed fewer customers than it counts (ties in created_at or \
-                     pages cut short): reading it again with larger pages"
+                     pages cut short): reading it again in the largest pages it serves"
                 );
             }
             _ => {
@@ -578,9 +593,10 @@ impl<'a> Engine<'a> {
             // A full page is followed by another (only an empty page ends a pass).
             if self.walk.phase != Phase::Topup && page.customers.len() == size as usize {
                 let client = self.client.clone();
-                let next = tokio::spawn(async move {
-                    client.list_customers(page_no + 1, size, seg).await
-                });
+                let next =
+                    tokio::spawn(
+                        async move { client.list_customers(page_no + 1, size, seg).await },
+                    );
                 prefetch = Some((page_no + 1, size, next));
             }
             match self.list_page(seg, page_no, page).await {
@@ -614,15 +630,23 @@ impl<'a> Engine<'a> {
             customers.extend(self.reread_shifted(seg, page_no, rows, total).await?);
         }
         let (fresh, also_seen) = self.unseen(customers, seg);
-        if self.probing && !fresh.is_empty() && phase != Phase::Topup {
+        let start = listing::page_start(page_no, size);
+        let from = self.read_to.unwrap_or(start).max(start);
+        if self.probing && start + rows as u64 > from {
             self.learn_cap(size);
         }
-        let step = listing::next_step(phase, page_no, size, rows, fresh.len());
+        let step = listing::next_step(phase, page_no, size, rows, fresh.len(), from);
         // The checkpoint committed with this page is where a resumed run starts.
         let next = match step {
             listing::ListStep::Done => self.advanced(),
-            listing::ListStep::Next { page, size, probe } => {
+            listing::ListStep::Next {
+                page,
+                size,
+                from,
+                probe,
+            } => {
                 self.probing = probe;
+                self.read_to = Some(from);
                 let mut w = self.walk.clone();
                 w.next_page = page;
                 w.page_size = size;
@@ -700,7 +724,11 @@ impl<'a> Engine<'a> {
     /// segment). Both count as seen from now on, so a customer the list shifts onto the
     /// next page (which may be planned before this one's fetches finish) is not read
     /// twice.
-    fn unseen(&mut self, customers: Vec<Customer>, seg: StatusFilter) -> (Vec<Customer>, Vec<String>) {
+    fn unseen(
+        &mut self,
+        customers: Vec<Customer>,
+        seg: StatusFilter,
+    ) -> (Vec<Customer>, Vec<String>) {
         let bit = seen_bit(seg.as_str());
         let mut fresh = Vec::with_capacity(customers.len());
         let mut also = Vec::new();

@@ -1502,3 +1502,114 @@ async fn concurrent_readers_and_writers_are_served() {
     }
     assert_eq!(truth_customers(&sim).len(), 310);
 }
+
+#[tokio::test]
+async fn paging_switch_shuffles_tied_rows_on_every_request_and_keeps_the_set() {
+    let sim = spawn_sim(SimOptions {
+        bulk_import_share: 1.0,
+        ..small_sim_options(30, 31)
+    })
+    .await;
+    let all = ids(&truth_customers(&sim));
+    // One created_at for every customer: ordered by id, stable, before the switch.
+    let first = ids(customers(&sim.get_json("/customers?pageSize=30").await));
+    assert_eq!(first, all);
+    let on = sim
+        .control("/_sim/paging", r#"{"shuffle_ties":true}"#)
+        .await;
+    assert_eq!(on["shuffle_ties"], true);
+    let mut orders = HashSet::new();
+    for _ in 0..5 {
+        let page = sim.get_json("/customers?pageSize=30").await;
+        assert_eq!(pagination(&page), (1, 30, 30, 1));
+        let order = ids(customers(&page));
+        let mut sorted = order.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(sorted, all, "the same customers, in another order");
+        orders.insert(order);
+    }
+    assert!(
+        orders.len() >= 4,
+        "a new order on each request: {}",
+        orders.len()
+    );
+    // Pages of an offset walk can now skip some customers and repeat others.
+    let mut walked = HashSet::new();
+    for page in 1..=3 {
+        let v = sim
+            .get_json(&format!("/customers?page={page}&pageSize=10"))
+            .await;
+        walked.extend(ids(customers(&v)));
+    }
+    assert!(walked.len() <= 30);
+    sim.control("/_sim/paging", "{}").await;
+    assert_eq!(
+        ids(customers(&sim.get_json("/customers?pageSize=30").await)),
+        all
+    );
+}
+
+#[tokio::test]
+async fn paging_switch_lies_about_totals_and_caps_rows_silently() {
+    let sim = spawn_sim(SimOptions {
+        max_page_size: 1000,
+        ..small_sim_options(25, 32)
+    })
+    .await;
+    let all = ids(&truth_customers(&sim));
+    sim.control("/_sim/paging", r#"{"total_count_delta":-5}"#)
+        .await;
+    // 25 customers reported as 20 in 2 pages, while page 3 still has 5.
+    let p2 = sim.get_json("/customers?page=2&pageSize=10").await;
+    assert_eq!(pagination(&p2), (2, 10, 20, 2));
+    assert_eq!(customers(&p2).len(), 10);
+    let p3 = sim.get_json("/customers?page=3&pageSize=10").await;
+    assert_eq!(ids(customers(&p3)), all[20..]);
+    sim.control("/_sim/paging", r#"{"total_pages_delta":4}"#)
+        .await;
+    assert_eq!(
+        pagination(&sim.get_json("/customers?pageSize=10").await),
+        (1, 10, 25, 7)
+    );
+    // A cap of 4 rows while offsets use the requested 10: rows 4..10 are never served
+    // on pages of 10.
+    sim.control("/_sim/paging", r#"{"row_cap":4}"#).await;
+    let p1 = sim.get_json("/customers?page=1&pageSize=10").await;
+    let p2 = sim.get_json("/customers?page=2&pageSize=10").await;
+    assert_eq!(pagination(&p1), (1, 10, 25, 3));
+    assert_eq!(ids(customers(&p1)), all[..4]);
+    assert_eq!(ids(customers(&p2)), all[10..14]);
+    for bad in [r#"{"row_cap":-1}"#, r#"{"shuffle":true}"#] {
+        let res = sim
+            .client
+            .post(sim.url("/_sim/paging"))
+            .body(bad)
+            .send()
+            .await
+            .expect("request");
+        expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+}
+
+#[tokio::test]
+async fn live_quirks_report_no_totals_on_a_page_past_the_end() {
+    // NOTES.md: the count is read from the page's first row, so an empty page says 0.
+    let live = spawn_sim(SimOptions {
+        live_quirks: true,
+        ..small_sim_options(30, 33)
+    })
+    .await;
+    let past = live.get_json("/customers?page=9&pageSize=10").await;
+    assert!(customers(&past).is_empty());
+    assert_eq!(pagination(&past), (9, 10, 0, 0));
+    assert_eq!(
+        pagination(&live.get_json("/customers?page=3&pageSize=10").await),
+        (3, 10, 30, 3)
+    );
+    // As documented (no quirks), the totals stay.
+    let docs = spawn_sim(small_sim_options(30, 33)).await;
+    assert_eq!(
+        pagination(&docs.get_json("/customers?page=9&pageSize=10").await),
+        (9, 10, 30, 3)
+    );
+}
