@@ -217,6 +217,13 @@ impl ApiClient {
         &self.inner.counters
     }
 
+    /// The average rate requests are paced at (`api.requests_per_second`); `None`
+    /// when unlimited.
+    pub fn requests_per_second(&self) -> Option<f64> {
+        let rate = self.inner.opts.limits.requests_per_second;
+        (rate > 0.0).then_some(rate)
+    }
+
     /// `GET /customers?page=..&pageSize=..[&status=..]`.
     pub async fn list_customers(
         &self,

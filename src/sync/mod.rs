@@ -159,6 +159,13 @@ enum Fetched {
 /// stragglers.
 const PAGES_IN_FLIGHT: usize = 4;
 
+/// Seconds of requests, at the configured rate, that one committed unit of work holds:
+/// what an interruption can lose. A page of 200 customers at 4 requests a second is
+/// about 50 s of reads, so a page is cut into chunks, each committed with a checkpoint
+/// that still points at its page (a resumed run reads the page again and skips the
+/// customers the walk has seen).
+const CHUNK_SECS: f64 = 1.0;
+
 /// One page's fetches, running, and what to commit with their results.
 struct PageInFlight {
     fetches: JoinHandle<Vec<(String, Result<Fetched, ApiError>)>>,
@@ -297,6 +304,9 @@ pub async fn run(
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
+    if result.is_err() {
+        engine.salvage().await;
+    }
     engine.summary.list_page_cap = engine.walk.page_cap;
     let requests = client.counters().requests.load(Ordering::Relaxed) - base_requests;
     let retries = client.counters().retries.load(Ordering::Relaxed) - base_retries;
@@ -656,13 +666,10 @@ impl<'a> Engine<'a> {
         };
         let done = step == listing::ListStep::Done;
         let jobs = self.plan(fresh, seg)?;
-        self.start(jobs, seg.as_str(), 1, next.clone(), also_seen);
+        self.start_chunked(jobs, seg.as_str(), next.clone(), also_seen)
+            .await?;
         if done {
             self.drain().await?;
-        } else {
-            while self.in_flight.len() >= PAGES_IN_FLIGHT {
-                self.finish_oldest().await?;
-            }
         }
         self.walk = next;
         self.report(phase.as_str());
@@ -814,6 +821,52 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Starts one page's jobs as chunks of at most [`CHUNK_SECS`] of requests: every
+    /// chunk but the last commits with the walk where it is (this page is read again on
+    /// resume), the last with `checkpoint`. Waits while [`PAGES_IN_FLIGHT`] are in flight.
+    async fn start_chunked(
+        &mut self,
+        jobs: Vec<Job>,
+        segment: &'static str,
+        checkpoint: Walk,
+        also_seen: Vec<String>,
+    ) -> Result<(), SyncError> {
+        let budget = self
+            .client
+            .requests_per_second()
+            .map_or(u64::MAX, |rate| ((rate * CHUNK_SECS) as u64).max(1));
+        let mut chunks = chunk_jobs(jobs, budget);
+        let last = chunks.pop().unwrap_or_default();
+        for chunk in chunks {
+            let here = self.walk.clone();
+            self.start(chunk, segment, 0, here, Vec::new());
+            self.limit_in_flight().await?;
+        }
+        self.start(last, segment, 1, checkpoint, also_seen);
+        self.limit_in_flight().await
+    }
+
+    async fn limit_in_flight(&mut self) -> Result<(), SyncError> {
+        while self.in_flight.len() >= PAGES_IN_FLIGHT {
+            self.finish_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// After an error or an interruption: commits the oldest pages in flight whose
+    /// fetches all finished, so that the requests they spent are not spent again.
+    async fn salvage(&mut self) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|p| p.fetches.is_finished())
+        {
+            if self.finish_oldest().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Starts fetching what the jobs need, as a page in flight.
     fn start(
         &mut self,
@@ -948,13 +1001,13 @@ impl<'a> Engine<'a> {
                 "confirming customers the walk did not see"
             );
             let checkpoint = self.walk.clone();
-            self.start(
+            self.start_chunked(
                 transaction_jobs(ids, true),
                 "confirm",
-                0,
                 checkpoint,
                 Vec::new(),
-            );
+            )
+            .await?;
             self.drain().await?;
             self.report("confirm");
         }
@@ -1006,16 +1059,14 @@ impl<'a> Engine<'a> {
             if page.is_empty() {
                 break;
             }
-            self.start(
+            let checkpoint = self.walk.clone();
+            self.start_chunked(
                 transaction_jobs(page, false),
                 "rolling",
-                0,
-                self.walk.clone(),
+                checkpoint,
                 Vec::new(),
-            );
-            while self.in_flight.len() >= PAGES_IN_FLIGHT {
-                self.finish_oldest().await?;
-            }
+            )
+            .await?;
         }
         self.drain().await?;
         self.report("rolling");
@@ -1040,6 +1091,24 @@ impl Drop for Engine<'_> {
             page.fetches.abort();
         }
     }
+}
+
+/// Cuts `jobs` into chunks of about `budget` requests each (a job costs one request per
+/// read it makes; an unchanged customer costs none and rides along). Always at least
+/// one chunk, possibly empty.
+fn chunk_jobs(jobs: Vec<Job>, budget: u64) -> Vec<Vec<Job>> {
+    let mut chunks = vec![Vec::new()];
+    let mut spent = 0u64;
+    for job in jobs {
+        let cost = u64::from(job.details) + u64::from(job.transactions);
+        if spent > 0 && spent + cost > budget {
+            chunks.push(Vec::new());
+            spent = 0;
+        }
+        spent += cost;
+        chunks.last_mut().expect("never empty").push(job);
+    }
+    chunks
 }
 
 /// Jobs that re-read the transactions (and with `details`, the record) of known ids.
@@ -1092,5 +1161,42 @@ async fn preflight(client: &ApiClient) -> Result<(), SyncError> {
         Ok(_) => Ok(()),
         Err(e) if e.is_cancelled() => Err(SyncError::Interrupted),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: usize, details: bool, transactions: bool) -> Job {
+        Job {
+            customer: None,
+            id: id.to_string(),
+            details,
+            transactions,
+        }
+    }
+
+    fn sizes(chunks: &[Vec<Job>]) -> Vec<usize> {
+        chunks.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn chunks_hold_about_the_request_budget() {
+        // 10 jobs of one request each, 4 requests a chunk.
+        let jobs = (0..10).map(|i| job(i, false, true)).collect();
+        assert_eq!(sizes(&chunk_jobs(jobs, 4)), [4, 4, 2]);
+        // Two reads a job: 2 jobs a chunk; a job over budget goes alone.
+        let jobs = (0..5).map(|i| job(i, true, true)).collect();
+        assert_eq!(sizes(&chunk_jobs(jobs, 4)), [2, 2, 1]);
+        let jobs = (0..3).map(|i| job(i, true, true)).collect();
+        assert_eq!(sizes(&chunk_jobs(jobs, 1)), [1, 1, 1]);
+        // Jobs that read nothing ride along with the others.
+        let jobs = (0..6).map(|i| job(i, false, i % 3 == 0)).collect();
+        assert_eq!(sizes(&chunk_jobs(jobs, 1)), [3, 3]);
+        // Unlimited: one chunk; and never no chunk at all.
+        let jobs = (0..500).map(|i| job(i, true, true)).collect();
+        assert_eq!(sizes(&chunk_jobs(jobs, u64::MAX)), [500]);
+        assert_eq!(sizes(&chunk_jobs(Vec::new(), 4)), [0]);
     }
 }

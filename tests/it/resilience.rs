@@ -253,3 +253,62 @@ async fn readers_never_fail_nor_see_half_a_page_during_a_backfill() {
         "the reader ran throughout ({snapshots} snapshots)"
     );
 }
+
+/// A paced backfill of `opts`, interrupted after `after` when given; returns the mirror
+/// and the requests the simulator served.
+async fn paced_backfill(
+    sim: &TestSim,
+    rate: f64,
+    after: Option<Duration>,
+) -> (Mirror, Result<(), lomi_sync::sync::SyncError>) {
+    let mut m = Mirror::new(sim);
+    m.settings.api.requests_per_second = rate;
+    m.settings.api.page_size = 1000;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    if let Some(after) = after {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cancel.cancel();
+        });
+    }
+    let r = m.run_with(RunKind::Backfill, false, &cancel).await;
+    (m, r.map(|_| ()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_paced_backfill_resumes_without_spending_its_requests_again() {
+    // At 200 requests a second, the first page (every paying customer, in one page of
+    // 1,000) is over 3 s of transaction reads: an interruption at 2 s used to lose all
+    // of them.
+    const RATE: f64 = 200.0;
+    let opts = lomi_sync::sim::SimOptions {
+        max_page_size: 1000,
+        ..small_sim_options(1500, 41)
+    };
+    let whole = spawn_sim(opts.clone()).await;
+    paced_backfill(&whole, RATE, None).await.1.unwrap();
+    let needed = whole.sim.stats().requests;
+
+    let sim = spawn_sim(opts).await;
+    let (m, r) = paced_backfill(&sim, RATE, Some(Duration::from_secs(2))).await;
+    assert!(
+        matches!(r, Err(lomi_sync::sync::SyncError::Interrupted)),
+        "{r:?}"
+    );
+    let spent = sim.sim.stats().requests;
+    assert!(spent < needed, "interrupted mid-way: {spent} of {needed}");
+    assert!(
+        m.count("SELECT count(*) FROM customers") > 0,
+        "work done before the interruption is committed"
+    );
+    m.run(RunKind::Backfill).await.unwrap();
+    m.assert_equals_truth(&sim);
+    let wasted = sim.sim.stats().requests - needed;
+    // At most a chunk (1 s of requests), a few started ahead of it and the page read
+    // again, not the 2 s spent.
+    assert!(
+        wasted <= RATE as u64 + 15,
+        "{wasted} requests spent again (interrupted after {spent} of {needed})"
+    );
+}
