@@ -4,6 +4,8 @@
 //! checkpoint) commits in one SQLite transaction, so a crash never leaves half a page.
 
 mod apply;
+#[cfg(test)]
+mod layout_tests;
 pub mod lock;
 mod status;
 
@@ -215,7 +217,26 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_views.sql")),
+        M::up_with_hook(
+            include_str!("migrations/003_transactions_key_first.sql"),
+            rebuild_deferred_indexes,
+        ),
     ])
+}
+
+/// After migration 3 rebuilt `transactions`: its deferred indexes went with the old
+/// table. They are built again now, unless a first backfill is in progress (it dropped
+/// them on purpose, and [`Store::complete_walk`] builds them at its end).
+fn rebuild_deferred_indexes(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    let initial_walk: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM walk WHERE initial = 1)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !initial_walk {
+        tx.execute_batch(DEFERRED_INDEXES)?;
+    }
+    Ok(())
 }
 
 /// Now, in the mirror's timestamp format.
