@@ -7,6 +7,8 @@ mod apply;
 #[cfg(test)]
 mod layout_tests;
 pub mod lock;
+#[cfg(test)]
+mod record_tests;
 mod status;
 
 use std::collections::HashMap;
@@ -237,6 +239,75 @@ fn rebuild_deferred_indexes(tx: &rusqlite::Transaction) -> rusqlite_migration::H
         tx.execute_batch(DEFERRED_INDEXES)?;
     }
     Ok(())
+}
+
+/// A run that did not succeed, as [`record_unsuccessful_run`] writes it.
+#[derive(Clone, Debug)]
+pub struct RunFailure {
+    /// The run's `sync_runs` row, if [`Store::start_run`] wrote one; else one is inserted.
+    pub run_id: Option<i64>,
+    pub kind: RunKind,
+    /// When the run began (for an inserted row).
+    pub started_at: String,
+    /// `Failed` or `Interrupted`.
+    pub outcome: Outcome,
+    pub error: String,
+    pub requests: u64,
+    pub retries: u64,
+}
+
+/// How many busy timeouts [`record_unsuccessful_run`] waits for the database: the
+/// failure it records is often a database busy for a whole timeout already, and a
+/// write held by another program usually ends soon after.
+pub const RECORD_PATIENCE: u32 = 3;
+
+/// Records a run that did not succeed, from a connection of its own, so that it works
+/// whatever state the run's connections were left in, and when the run failed before
+/// its row was written or before the schema was migrated (only `sync_runs` as version 1
+/// created it is needed). Updates the run's row, or inserts one if it has none. Waits
+/// up to [`RECORD_PATIENCE`] busy timeouts for a database another program is writing.
+/// Never creates a file: the caller checks the mirror exists.
+pub fn record_unsuccessful_run(
+    path: &Path,
+    busy_timeout: Duration,
+    f: &RunFailure,
+) -> Result<i64, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_err)?;
+    conn.busy_timeout(busy_timeout.saturating_mul(RECORD_PATIENCE))
+        .map_err(open_err)?;
+    let (requests, retries) = (f.requests as i64, f.retries as i64);
+    if let Some(id) = f.run_id {
+        let updated = conn.execute(
+            "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6
+             WHERE id = ?1",
+            params![id, f.outcome.as_str(), now(), f.error, requests, retries],
+        )?;
+        if updated == 1 {
+            return Ok(id);
+        }
+    }
+    conn.execute(
+        "INSERT INTO sync_runs (kind, started_at, finished_at, outcome, error, requests, retries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            f.kind.as_str(),
+            f.started_at,
+            now(),
+            f.outcome.as_str(),
+            f.error,
+            requests,
+            retries
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Now, in the mirror's timestamp format.

@@ -9,4 +9,5 @@ mod harness;
 mod mirror;
 mod resilience;
 mod sim_contract;
+mod store;
 mod support;
