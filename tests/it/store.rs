@@ -1,8 +1,10 @@
-//! The mirror file itself (issue 12, item 8): every run that opened the mirror is
+//! The mirror file itself (issue 12, items 8 and 9): every run that opened the mirror is
 //! recorded, even one that failed before its row was written, or the run says it could
-//! not be.
+//! not be; and the file checks and reads clean in the system `sqlite3` (Debian 12's
+//! 3.40.1 misread the layout before migration 3), freshly backfilled or migrated.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use lomi_sync::store::{RunKind, Store};
@@ -140,4 +142,180 @@ async fn a_run_whose_migration_fails_is_recorded_and_status_shows_why() {
         .unwrap();
     m.run(RunKind::Sync).await.unwrap();
     m.assert_equals_truth(&sim);
+}
+
+/// The system `sqlite3` (what users and their scripts open the mirror with).
+fn sqlite3(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the system sqlite3 runs (apt-get install -y sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sqlite3_version() -> String {
+    let out = Command::new("sqlite3").arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `sql` through the bundled library, printed as `sqlite3` prints it (`|` between
+/// columns, a line per row, NULL as nothing).
+fn bundled(db: &Path, sql: &str) -> String {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    let rows: Vec<String> = stmt
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                        rusqlite::types::Value::Null => String::new(),
+                        rusqlite::types::Value::Integer(v) => v.to_string(),
+                        rusqlite::types::Value::Real(v) => v.to_string(),
+                        rusqlite::types::Value::Text(v) => v,
+                        rusqlite::types::Value::Blob(_) => "<blob>".into(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("|"))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.join("\n").trim().to_string()
+}
+
+/// Reads that touch every column of `transactions` (through the table, its indexes and
+/// the views) and must give the same answer in both SQLite builds.
+const READS: [&str; 4] = [
+    "SELECT count(*), count(customer_id), count(first_seen_at), count(synced_at), count(raw), sum(amount_minor) FROM transactions",
+    "SELECT customer_id, currency_code, transactions, completed_minor, completed_total FROM customer_revenue ORDER BY customer_id, currency_code",
+    "SELECT transaction_id, customer_id, created_at, length(raw) FROM transactions INDEXED BY transactions_id ORDER BY transaction_id",
+    "SELECT live_customers, live_transactions, pending_transactions FROM freshness",
+];
+
+/// The mirror checks clean and reads the same in the system `sqlite3` (and in the
+/// system's Python, which links the same library on Debian) as in the bundled library.
+fn assert_clean_in_the_system_sqlite(db: &Path) {
+    assert_eq!(
+        sqlite3(db, "PRAGMA integrity_check"),
+        "ok",
+        "{}",
+        sqlite3_version()
+    );
+    assert_eq!(bundled(db, "PRAGMA integrity_check"), "ok");
+    for sql in READS {
+        let system = sqlite3(db, sql);
+        assert!(!system.is_empty(), "{sql}");
+        assert_eq!(system, bundled(db, sql), "{sql}");
+    }
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             print(c.execute('PRAGMA integrity_check').fetchone()[0])\n\
+             print(c.execute('SELECT count(*) FROM transactions WHERE customer_id IS NOT NULL').fetchone()[0])",
+        )
+        .arg(db)
+        .output();
+    // Optional: only where Python is installed.
+    if let Ok(out) = python {
+        let want = format!("ok\n{}", bundled(db, "SELECT count(*) FROM transactions"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfilled_mirror_checks_and_reads_clean_in_the_system_sqlite3() {
+    let sim = spawn_sim(small_sim_options(80, 124)).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    assert!(m.count("SELECT count(*) FROM transactions") > 20);
+    assert_clean_in_the_system_sqlite(&m.db);
+}
+
+/// Builds at `to` a mirror as versions up to 2 laid it out, holding the rows of the
+/// mirror at `from`, with the indexes a completed backfill leaves.
+fn old_layout_copy(from: &Path, to: &Path) {
+    let conn = Connection::open(to).unwrap();
+    conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;")
+        .unwrap();
+    conn.execute_batch(include_str!("../../src/store/migrations/001_initial.sql"))
+        .unwrap();
+    conn.execute_batch(include_str!("../../src/store/migrations/002_views.sql"))
+        .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute("ATTACH DATABASE ?1 AS a", [from.to_str().unwrap()])
+        .unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'currencies'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for t in tables {
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .unwrap()
+            .query_map([&t], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // customer_seq is the customer's rowid: keep it.
+        let rowid = if t == "customers" { "rowid, " } else { "" };
+        let cols = cols.join(", ");
+        conn.execute_batch(&format!(
+            "INSERT INTO main.{t} ({rowid}{cols}) SELECT {rowid}{cols} FROM a.{t}"
+        ))
+        .unwrap();
+    }
+    conn.execute_batch(
+        "CREATE INDEX transactions_id ON transactions (transaction_id);
+         CREATE INDEX transactions_customer ON transactions (customer_id, created_at);
+         CREATE INDEX transactions_created_at ON transactions (created_at);
+         DETACH DATABASE a;",
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_in_the_old_layout_is_migrated_and_then_checks_clean_in_the_system_sqlite3() {
+    let sim = spawn_sim(small_sim_options(80, 125)).await;
+    let source = Mirror::new(&sim);
+    source.run(RunKind::Backfill).await.unwrap();
+    let m = Mirror::new(&sim);
+    old_layout_copy(&source.db, &m.db);
+    let transactions = m.count("SELECT count(*) FROM transactions");
+    assert!(transactions > 20);
+    let version = sqlite3_version();
+    if version.starts_with("3.40.") {
+        // The bug this layout works around, seen through the user's sqlite3.
+        let report = sqlite3(&m.db, "PRAGMA integrity_check");
+        assert!(
+            report.contains("NULL value in transactions.customer_id"),
+            "{version}: {report}"
+        );
+    }
+    // The next run migrates the file, and finds nothing to change.
+    let s = m.run(RunKind::Sync).await.unwrap();
+    assert_eq!(s.applied.transactions_inserted, 0);
+    assert!(m.count("PRAGMA user_version") >= 3);
+    assert_eq!(m.count("SELECT count(*) FROM transactions"), transactions);
+    m.assert_equals_truth(&sim);
+    assert_eq!(
+        sqlite3(
+            &m.db,
+            "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'transactions' ORDER BY name)"
+        ),
+        "transactions_created_at,transactions_customer,transactions_id,transactions_pending"
+    );
+    assert_clean_in_the_system_sqlite(&m.db);
 }
