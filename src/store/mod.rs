@@ -188,6 +188,33 @@ pub fn text_hash(s: &str) -> u64 {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Opened by [`Store::open`]: folds the WAL back as it closes (see `Drop`).
+    writable: bool,
+}
+
+impl Drop for Store {
+    /// A writer closing folds the WAL back into the main file (a truncating checkpoint),
+    /// so a stopped mirror is whole in `mirror.db` alone and a copy of that file has
+    /// every run. SQLite does this itself only when the last connection to close can
+    /// write, and a run's read-only planner connection often closes last. Best effort:
+    /// another program reading or writing the file may keep the WAL for now (waiting at
+    /// most the busy timeout); the next writer's checkpoints fold it.
+    fn drop(&mut self) {
+        if !self.writable || std::thread::panicking() {
+            return;
+        }
+        match self.checkpoint() {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                path = %self.path.display(),
+                "another connection kept part of the WAL from being folded into the mirror file"
+            ),
+            Err(e) => tracing::info!(
+                path = %self.path.display(),
+                "the WAL was not folded into the mirror file: {e}"
+            ),
+        }
+    }
 }
 
 /// The customers the rolling schedule covers: live ones the walk in progress did not
@@ -367,6 +394,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            writable: true,
         })
     }
 
@@ -394,6 +422,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            writable: false,
         })
     }
 
@@ -587,12 +616,14 @@ impl Store {
         }
     }
 
-    /// Copies the WAL into the database and truncates it, so a finished run leaves a
-    /// small WAL behind (readers and backups then see one compact file).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+    /// Copies the WAL into the database and truncates it, so a finished run leaves no
+    /// WAL behind (readers, copies and backups then see one whole file). False if
+    /// another connection's read or write kept it from completing.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Ends the walk and marks the run succeeded, atomically: a crash between the two

@@ -319,3 +319,73 @@ async fn a_mirror_in_the_old_layout_is_migrated_and_then_checks_clean_in_the_sys
     );
     assert_clean_in_the_system_sqlite(&m.db);
 }
+
+/// Bytes in the mirror's WAL (0 when it is absent or truncated).
+fn wal_len(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).map_or(0, |m| m.len())
+}
+
+/// `(runs, succeeded runs, integrity)` of a copied file, opened alone.
+fn copy_report(copy: &Path) -> (i64, i64, String) {
+    let c = Connection::open(copy).unwrap();
+    c.query_row(
+        "SELECT count(*), sum(outcome = 'succeeded'), (SELECT integrity_check FROM pragma_integrity_check) FROM sync_runs",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_clean_stop_a_copy_of_the_main_file_alone_has_every_run() {
+    let sim = spawn_sim(small_sim_options(60, 126)).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    sim.sim.mutate(&lomi_sync::sim::Mutation {
+        create: 3,
+        update: 3,
+        add_tx: 5,
+        ..Default::default()
+    });
+    m.run(RunKind::Sync).await.unwrap();
+    m.run(RunKind::Full).await.unwrap();
+    // Copied before anything else opens the mirror: the last connection to close a
+    // file folds its WAL itself, which would hide what the runs left behind.
+    assert_eq!(wal_len(&m.db), 0, "the WAL is folded back");
+    let copy = m.dir.path().join("copy.db");
+    std::fs::copy(&m.db, &copy).unwrap();
+    assert_eq!(copy_report(&copy), (3, 3, "ok".to_string()));
+    let truth = sim.sim.truth();
+    let d = lomi_sync::verify::differences(&Connection::open(&copy).unwrap(), &truth, 10).unwrap();
+    assert!(d.is_empty(), "the copy differs from the source: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_leaves_a_whole_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let out = run_bin(
+        None,
+        None,
+        &[
+            "demo",
+            "--customers",
+            "120",
+            "--seed",
+            "9",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(wal_len(&db), 0, "the WAL is folded back");
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let (runs, succeeded, integrity) = copy_report(&copy);
+    assert_eq!(integrity, "ok");
+    assert!(runs >= 3, "backfill, sync and full: {runs}");
+    assert_eq!(copy_report(&db), (runs, succeeded, integrity));
+}
