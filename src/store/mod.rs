@@ -4,6 +4,7 @@
 //! checkpoint) commits in one SQLite transaction, so a crash never leaves half a page.
 
 mod apply;
+mod backup;
 #[cfg(test)]
 mod layout_tests;
 pub mod lock;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 pub use apply::{Applied, Batch, Observed};
+pub use backup::{BackupReport, backup};
 pub use lock::WriterLock;
 pub use status::{RunRow, StatusReport, Totals};
 
@@ -55,6 +57,18 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("not written: a batch committed with this one failed")]
     RolledBack,
+    #[error(
+        "{path} already exists{}; choose another path{}",
+        if *mirror { " and is the mirror itself" } else { "" },
+        if *mirror { "" } else { ", or pass --force to replace it" }
+    )]
+    BackupExists { path: PathBuf, mirror: bool },
+    #[error("the directory {path} for the backup does not exist; create it or choose another path")]
+    NoBackupDirectory { path: PathBuf },
+    #[error(
+        "the copy {path} failed its check ({check}); the mirror is unchanged and no backup was written"
+    )]
+    BackupCheck { path: PathBuf, check: String },
 }
 
 /// Which kind of walk a run makes.

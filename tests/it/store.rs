@@ -389,3 +389,91 @@ async fn the_demo_leaves_a_whole_main_file() {
     assert!(runs >= 3, "backfill, sync and full: {runs}");
     assert_eq!(copy_report(&db), (runs, succeeded, integrity));
 }
+
+/// (customers, transactions, runs) of a mirror file.
+fn counts(db: &Path) -> (i64, i64, i64) {
+    Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM transactions), (SELECT count(*) FROM sync_runs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_stopped_mirror_whole_and_checked_and_refuses_to_overwrite() {
+    let sim = spawn_sim(small_sim_options(60, 127)).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    m.run(RunKind::Sync).await.unwrap();
+    let config = m.config_file("");
+    let copy = m.dir.path().join("backup.db");
+    let arg = copy.to_str().unwrap();
+    let out = run_bin(Some(&config), None, &["backup", arg]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("quick_check ok"), "{stdout}");
+    assert_eq!(counts(&copy), counts(&m.db));
+    assert_eq!(counts(&copy).2, 2);
+    assert_eq!(copy_report(&copy).2, "ok");
+    let truth = sim.sim.truth();
+    let d = lomi_sync::verify::differences(&Connection::open(&copy).unwrap(), &truth, 10).unwrap();
+    assert!(d.is_empty(), "the copy differs from the source: {d:?}");
+    // An existing file is kept unless --force.
+    sim.sim.mutate(&lomi_sync::sim::Mutation {
+        create: 2,
+        ..Default::default()
+    });
+    m.run(RunKind::Sync).await.unwrap();
+    let out = run_bin(Some(&config), None, &["backup", arg]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(counts(&copy).2, 2, "the old copy is untouched");
+    let out = run_bin(Some(&config), None, &["backup", "--force", arg]).await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(counts(&copy), counts(&m.db));
+    assert_eq!(counts(&copy).2, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_a_backfill_writes_is_a_consistent_snapshot() {
+    let sim = spawn_sim(crate::harness::slow_sim_options(300, 128, 15)).await;
+    let m = Mirror::new(&sim);
+    let config = m.config_file("");
+    let copy = m.dir.path().join("during.db");
+    let backup = async {
+        let started =
+            crate::harness::wait_for(60, || crate::harness::runs_sum(&m.db, "sum(pages)") >= 2)
+                .await;
+        assert!(started, "the backfill committed pages");
+        run_bin(Some(&config), None, &["backup", copy.to_str().unwrap()]).await
+    };
+    let (run, out) = tokio::join!(m.run(RunKind::Backfill), backup);
+    run.unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let c = Connection::open(&copy).unwrap();
+    let (integrity, outcome, customers, inserted, walks): (String, String, i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT integrity_check FROM pragma_integrity_check),
+                    (SELECT outcome FROM sync_runs),
+                    (SELECT count(*) FROM customers),
+                    (SELECT sum(customers_inserted) FROM sync_runs),
+                    (SELECT count(*) FROM walk)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    // A snapshot between two commits: the run in flight, its rows and its checkpoint.
+    assert_eq!(outcome, "running");
+    assert_eq!(walks, 1);
+    assert!(customers > 0 && customers < 300, "{customers}");
+    assert_eq!(customers, inserted, "rows and counters of the same commits");
+    m.assert_equals_truth(&sim);
+}
