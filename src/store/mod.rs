@@ -206,17 +206,23 @@ pub struct Store {
     writable: bool,
 }
 
+/// How long a closing writer waits for other connections to fold the WAL back: not the
+/// whole busy timeout, since a run that failed on a busy database would wait once more
+/// before it can record its failure, and an analyst's long read would hold it anyway.
+const FOLD_WAIT: Duration = Duration::from_secs(1);
+
 impl Drop for Store {
     /// A writer closing folds the WAL back into the main file (a truncating checkpoint),
     /// so a stopped mirror is whole in `mirror.db` alone and a copy of that file has
     /// every run. SQLite does this itself only when the last connection to close can
     /// write, and a run's read-only planner connection often closes last. Best effort:
-    /// another program reading or writing the file may keep the WAL for now (waiting at
-    /// most the busy timeout); the next writer's checkpoints fold it.
+    /// another program reading or writing the file may keep the WAL for now; this waits
+    /// for it at most [`FOLD_WAIT`], and the next writer's checkpoints fold the rest.
     fn drop(&mut self) {
         if !self.writable || std::thread::panicking() {
             return;
         }
+        let _ = self.conn.busy_timeout(FOLD_WAIT);
         match self.checkpoint() {
             Ok(true) => {}
             Ok(false) => tracing::info!(
