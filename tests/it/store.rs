@@ -77,6 +77,37 @@ async fn a_run_failing_on_a_database_another_program_writes_is_recorded_once_it_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_even_open_a_mirror_held_exclusively_is_recorded_once_it_frees() {
+    let sim = spawn_sim(small_sim_options(20, 129)).await;
+    let m = backfilled(&sim, Duration::from_millis(400)).await;
+    let runs_before = m.count("SELECT count(*) FROM sync_runs");
+    // `sqlite3` with `PRAGMA locking_mode = EXCLUSIVE`: not even a reader gets in.
+    let foreign = Connection::open(&m.db).unwrap();
+    foreign
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+        .unwrap();
+    let requests = sim.sim.stats().requests;
+    let release = async {
+        crate::harness::wait_for(10, || sim.sim.stats().requests > requests).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(foreign);
+    };
+    let (result, ()) = tokio::join!(m.run(RunKind::Sync), release);
+    let err = result.unwrap_err();
+    assert!(
+        !matches!(err, SyncError::Unrecorded { .. }),
+        "recorded: {err}"
+    );
+    assert!(err.to_string().contains("cannot open the mirror"), "{err}");
+    assert_eq!(m.count("SELECT count(*) FROM sync_runs"), runs_before + 1);
+    let (kind, outcome, error) = last_run(&m);
+    assert_eq!((kind.as_str(), outcome.as_str()), ("sync", "failed"));
+    assert!(error.unwrap().contains("locked"));
+    m.run(RunKind::Sync).await.unwrap();
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_cannot_record_its_failure_says_so() {
     let sim = spawn_sim(small_sim_options(20, 121)).await;
     let m = backfilled(&sim, Duration::from_millis(150)).await;
