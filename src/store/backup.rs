@@ -98,13 +98,19 @@ fn check_target(mirror: &Path, target: &Path, overwrite: bool) -> Result<(), Sto
         });
     }
     if target.exists() {
-        let same = std::fs::canonicalize(target).ok() == std::fs::canonicalize(mirror).ok();
-        if same || !overwrite || target.is_dir() {
-            return Err(StoreError::BackupExists {
-                path: target.to_owned(),
-                mirror: same,
-            });
-        }
+        let why = if std::fs::canonicalize(target).ok() == std::fs::canonicalize(mirror).ok() {
+            " and is the mirror itself; choose another path"
+        } else if target.is_dir() {
+            " and is a directory; name the backup file, e.g. DIR/mirror-backup.db"
+        } else if !overwrite {
+            "; choose another path, or pass --force to replace it"
+        } else {
+            return Ok(());
+        };
+        return Err(StoreError::BackupExists {
+            path: target.to_owned(),
+            why,
+        });
     }
     Ok(())
 }
@@ -197,6 +203,8 @@ mod tests {
         let m = mirror(dir.path());
         let err = backup(&m, &m, true, Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("is the mirror itself"), "{err}");
+        let err = backup(&m, dir.path(), true, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
         let err = backup(
             &m,
             &dir.path().join("no/such/dir/b.db"),

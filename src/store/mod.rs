@@ -57,12 +57,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("not written: a batch committed with this one failed")]
     RolledBack,
-    #[error(
-        "{path} already exists{}; choose another path{}",
-        if *mirror { " and is the mirror itself" } else { "" },
-        if *mirror { "" } else { ", or pass --force to replace it" }
-    )]
-    BackupExists { path: PathBuf, mirror: bool },
+    /// `why`: what to do about it (the target may be the mirror itself, or a directory).
+    #[error("{path} already exists{why}")]
+    BackupExists { path: PathBuf, why: &'static str },
     #[error("the directory {path} for the backup does not exist; create it or choose another path")]
     NoBackupDirectory { path: PathBuf },
     #[error(
