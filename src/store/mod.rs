@@ -4,7 +4,12 @@
 //! checkpoint) commits in one SQLite transaction, so a crash never leaves half a page.
 
 mod apply;
+mod backup;
+#[cfg(test)]
+mod layout_tests;
 pub mod lock;
+#[cfg(test)]
+mod record_tests;
 mod status;
 
 use std::collections::HashMap;
@@ -15,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 pub use apply::{Applied, Batch, Observed};
+pub use backup::{BackupReport, backup};
 pub use lock::WriterLock;
 pub use status::{RunRow, StatusReport, Totals};
 
@@ -51,6 +57,15 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("not written: a batch committed with this one failed")]
     RolledBack,
+    /// `why`: what to do about it (the target may be the mirror itself, or a directory).
+    #[error("{path} already exists{why}")]
+    BackupExists { path: PathBuf, why: &'static str },
+    #[error("the directory {path} for the backup does not exist; create it or choose another path")]
+    NoBackupDirectory { path: PathBuf },
+    #[error(
+        "the copy {path} failed its check ({check}); the mirror is unchanged and no backup was written"
+    )]
+    BackupCheck { path: PathBuf, check: String },
 }
 
 /// Which kind of walk a run makes.
@@ -194,6 +209,39 @@ pub fn text_hash(s: &str) -> u64 {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Opened by [`Store::open`]: folds the WAL back as it closes (see `Drop`).
+    writable: bool,
+}
+
+/// How long a closing writer waits for other connections to fold the WAL back: not the
+/// whole busy timeout, since a run that failed on a busy database would wait once more
+/// before it can record its failure, and an analyst's long read would hold it anyway.
+const FOLD_WAIT: Duration = Duration::from_secs(1);
+
+impl Drop for Store {
+    /// A writer closing folds the WAL back into the main file (a truncating checkpoint),
+    /// so a stopped mirror is whole in `mirror.db` alone and a copy of that file has
+    /// every run. SQLite does this itself only when the last connection to close can
+    /// write, and a run's read-only planner connection often closes last. Best effort:
+    /// another program reading or writing the file may keep the WAL for now; this waits
+    /// for it at most [`FOLD_WAIT`], and the next writer's checkpoints fold the rest.
+    fn drop(&mut self) {
+        if !self.writable || std::thread::panicking() {
+            return;
+        }
+        let _ = self.conn.busy_timeout(FOLD_WAIT);
+        match self.checkpoint() {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                path = %self.path.display(),
+                "another connection kept part of the WAL from being folded into the mirror file"
+            ),
+            Err(e) => tracing::info!(
+                path = %self.path.display(),
+                "the WAL was not folded into the mirror file: {e}"
+            ),
+        }
+    }
 }
 
 /// The customers the rolling schedule covers: live ones the walk in progress did not
@@ -225,8 +273,96 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_views.sql")),
+        M::up_with_hook(
+            include_str!("migrations/003_transactions_key_first.sql"),
+            rebuild_deferred_indexes,
+        ),
         M::up(include_str!("migrations/005_list_sweeps.sql")),
     ])
+}
+
+/// After migration 3 rebuilt `transactions`: its deferred indexes went with the old
+/// table. They are built again now, unless a first backfill is in progress (it dropped
+/// them on purpose, and [`Store::complete_walk`] builds them at its end).
+fn rebuild_deferred_indexes(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    let initial_walk: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM walk WHERE initial = 1)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !initial_walk {
+        tx.execute_batch(DEFERRED_INDEXES)?;
+    }
+    Ok(())
+}
+
+/// A run that did not succeed, as [`record_unsuccessful_run`] writes it.
+#[derive(Clone, Debug)]
+pub struct RunFailure {
+    /// The run's `sync_runs` row, if [`Store::start_run`] wrote one; else one is inserted.
+    pub run_id: Option<i64>,
+    pub kind: RunKind,
+    /// When the run began (for an inserted row).
+    pub started_at: String,
+    /// `Failed` or `Interrupted`.
+    pub outcome: Outcome,
+    pub error: String,
+    pub requests: u64,
+    pub retries: u64,
+}
+
+/// How many busy timeouts [`record_unsuccessful_run`] waits for the database: the
+/// failure it records is often a database busy for a whole timeout already, and a
+/// write held by another program usually ends soon after.
+pub const RECORD_PATIENCE: u32 = 3;
+
+/// Records a run that did not succeed, from a connection of its own, so that it works
+/// whatever state the run's connections were left in, and when the run failed before
+/// its row was written or before the schema was migrated (only `sync_runs` as version 1
+/// created it is needed). Updates the run's row, or inserts one if it has none. Waits
+/// up to [`RECORD_PATIENCE`] busy timeouts for a database another program is writing.
+/// Never creates a file: the caller checks the mirror exists.
+pub fn record_unsuccessful_run(
+    path: &Path,
+    busy_timeout: Duration,
+    f: &RunFailure,
+) -> Result<i64, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_err)?;
+    conn.busy_timeout(busy_timeout.saturating_mul(RECORD_PATIENCE))
+        .map_err(open_err)?;
+    let (requests, retries) = (f.requests as i64, f.retries as i64);
+    if let Some(id) = f.run_id {
+        let updated = conn.execute(
+            "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6
+             WHERE id = ?1",
+            params![id, f.outcome.as_str(), now(), f.error, requests, retries],
+        )?;
+        if updated == 1 {
+            return Ok(id);
+        }
+    }
+    conn.execute(
+        "INSERT INTO sync_runs (kind, started_at, finished_at, outcome, error, requests, retries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            f.kind.as_str(),
+            f.started_at,
+            now(),
+            f.outcome.as_str(),
+            f.error,
+            requests,
+            retries
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Now, in the mirror's timestamp format.
@@ -286,6 +422,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            writable: true,
         })
     }
 
@@ -313,6 +450,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            writable: false,
         })
     }
 
@@ -519,12 +657,14 @@ impl Store {
         }
     }
 
-    /// Copies the WAL into the database and truncates it, so a finished run leaves a
-    /// small WAL behind (readers and backups then see one compact file).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+    /// Copies the WAL into the database and truncates it, so a finished run leaves no
+    /// WAL behind (readers, copies and backups then see one whole file). False if
+    /// another connection's read or write kept it from completing.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Ends the walk and marks the run succeeded, atomically: a crash between the two

@@ -54,6 +54,15 @@ pub enum SyncError {
         sweeps = listing::MAX_SWEEPS
     )]
     Incomplete { missing: u64 },
+    /// The run failed and its failure could not be written to `sync_runs` either: said
+    /// here, because `lomi-sync status` will not show this run.
+    #[error(
+        "{error}; and this run could not be recorded in the mirror ({record}), so `lomi-sync status` does not show it"
+    )]
+    Unrecorded {
+        error: Box<SyncError>,
+        record: StoreError,
+    },
 }
 
 impl From<ApiError> for SyncError {
@@ -70,7 +79,11 @@ impl From<ApiError> for SyncError {
 impl SyncError {
     /// No later run can succeed without the user fixing something (the API key).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, SyncError::Api(e) if e.is_fatal())
+        match self {
+            SyncError::Api(e) => e.is_fatal(),
+            SyncError::Unrecorded { error, .. } => error.is_fatal(),
+            _ => false,
+        }
     }
 }
 
@@ -220,7 +233,28 @@ struct Engine<'a> {
     permits: Arc<Semaphore>,
 }
 
+/// How far a run got, for recording it if it fails (see [`run`]).
+struct RunRecord {
+    kind: RunKind,
+    started_at: String,
+    /// The preflight passed and the mirror is being opened: from here on, a failure
+    /// is recorded.
+    opened: bool,
+    /// The run's `sync_runs` row, once written.
+    run_id: Option<i64>,
+    base_requests: u64,
+    base_retries: u64,
+}
+
 /// Runs one walk against the mirror at `db` (the caller holds its writer lock).
+///
+/// Every run that gets as far as opening the mirror leaves a `sync_runs` row. A run
+/// that fails, even before its row is written (a database another program is writing,
+/// a migration that cannot run), is recorded `failed` (or `interrupted`) with its error
+/// from a connection of its own once the run's connections are closed; if even that
+/// cannot be written, the error says so ([`SyncError::Unrecorded`]). A run stopped at
+/// the preflight, before the mirror is opened, writes nothing (a rejected key creates
+/// no file).
 pub async fn run(
     client: &ApiClient,
     db: &Path,
@@ -229,11 +263,83 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
+    let mut rec = RunRecord {
+        kind: req.kind,
+        started_at: now(),
+        opened: false,
+        run_id: None,
+        base_requests: client.counters().requests.load(Ordering::Relaxed),
+        base_retries: client.counters().retries.load(Ordering::Relaxed),
+    };
+    match run_recorded(client, db, opts, req, cancel, progress, &mut rec).await {
+        Ok(summary) => Ok(summary),
+        Err(e) if !rec.opened || !db.exists() => Err(e),
+        Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+    }
+}
+
+/// Writes a failed run's row (see [`run`]) and returns the error to report: the run's
+/// own, or [`SyncError::Unrecorded`] if the row could not be written.
+async fn record_failure(
+    client: &ApiClient,
+    db: &Path,
+    busy_timeout: Duration,
+    rec: RunRecord,
+    error: SyncError,
+) -> SyncError {
+    let outcome = if matches!(error, SyncError::Interrupted) {
+        crate::store::Outcome::Interrupted
+    } else {
+        crate::store::Outcome::Failed
+    };
+    let failure = crate::store::RunFailure {
+        run_id: rec.run_id,
+        kind: rec.kind,
+        started_at: rec.started_at,
+        outcome,
+        error: error.to_string(),
+        requests: client.counters().requests.load(Ordering::Relaxed) - rec.base_requests,
+        retries: client.counters().retries.load(Ordering::Relaxed) - rec.base_retries,
+    };
+    let path = db.to_owned();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::store::record_unsuccessful_run(&path, busy_timeout, &failure)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            path: db.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    });
+    match written {
+        Ok(id) => {
+            tracing::debug!(run = id, "the failed run is recorded");
+            error
+        }
+        Err(record) => SyncError::Unrecorded {
+            error: Box::new(error),
+            record,
+        },
+    }
+}
+
+/// The walk of [`run`], which records how far it got in `rec`.
+async fn run_recorded(
+    client: &ApiClient,
+    db: &Path,
+    opts: &SyncOptions,
+    req: RunRequest,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+    rec: &mut RunRecord,
+) -> Result<RunSummary, SyncError> {
     let started = Instant::now();
     // Counters are per client and a daemon reuses its client: report this run's share.
     let base_requests = client.counters().requests.load(Ordering::Relaxed);
     let base_retries = client.counters().retries.load(Ordering::Relaxed);
     preflight(client).await?;
+    rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
     let existing = store.walk()?;
@@ -250,7 +356,9 @@ pub async fn run(
         tracing::info!("no completed backfill in this mirror yet: running a backfill");
         kind = RunKind::Backfill;
     }
+    rec.kind = kind;
     let run_id = store.start_run(kind)?;
+    rec.run_id = Some(run_id);
     let initial = kind != RunKind::Sync && !has_full_walk;
     let mut resumed_walk_of = None;
     let walk = match resume {
@@ -319,41 +427,23 @@ pub async fn run(
     engine.summary.requests = requests;
     engine.summary.retries = retries;
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
-    let result = result.and(flushed);
-    match result {
-        Ok(()) => {
-            // A walk that could not list everyone is over, but the run did not succeed.
-            let incomplete = engine
-                .missing
-                .map(|missing| (missing, SyncError::Incomplete { missing }.to_string()));
-            let error = incomplete.clone();
-            writer
-                .call(move |s| {
-                    let missing = error.as_ref().map(|(n, e)| (*n, e.as_str()));
-                    s.complete_walk(run_id, requests, retries, missing)
-                })
-                .await?;
-            if let Some((missing, _)) = incomplete {
-                return Err(SyncError::Incomplete { missing });
-            }
-            // The run's time includes building deferred indexes at the end of a backfill.
-            engine.summary.duration_secs = started.elapsed().as_secs_f64();
-            Ok(std::mem::take(&mut engine.summary))
-        }
-        Err(e) => {
-            let outcome = if matches!(e, SyncError::Interrupted) {
-                crate::store::Outcome::Interrupted
-            } else {
-                crate::store::Outcome::Failed
-            };
-            let msg = e.to_string();
-            // Best effort: the run's own error is what the caller must see.
-            let _ = writer
-                .call(move |s| s.finish_run(run_id, outcome, Some(&msg), requests, retries))
-                .await;
-            Err(e)
-        }
+    // A failure is recorded by `run`, once this writer's connection is closed.
+    result.and(flushed)?;
+    // A walk that could not list everyone is over, but the run did not succeed.
+    let missing = engine.missing;
+    let record = missing.map(|n| (n, SyncError::Incomplete { missing: n }.to_string()));
+    writer
+        .call(move |s| {
+            let missing = record.as_ref().map(|(n, e)| (*n, e.as_str()));
+            s.complete_walk(run_id, requests, retries, missing)
+        })
+        .await?;
+    if let Some(missing) = missing {
+        return Err(SyncError::Incomplete { missing });
     }
+    // The run's time includes building deferred indexes at the end of a backfill.
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut engine.summary))
 }
 
 /// Walks everything and writes nothing: how long and how many requests a backfill takes.

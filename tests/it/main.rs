@@ -10,4 +10,5 @@ mod mirror;
 mod paging;
 mod resilience;
 mod sim_contract;
+mod store;
 mod support;
