@@ -6,6 +6,7 @@
 mod apply;
 pub mod lock;
 mod status;
+mod v4;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -215,6 +216,10 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_views.sql")),
+        M::up_with_hook(
+            include_str!("migrations/004_micros_currency_skipped.sql"),
+            v4::rewrite,
+        ),
     ])
 }
 
@@ -346,6 +351,16 @@ impl Store {
         self.conn.execute(
             "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6 WHERE id = ?1",
             params![run_id, outcome.as_str(), now(), error, requests as i64, retries as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records how many records the run skipped for an unreadable id (see
+    /// `RunSummary::records_skipped`), whatever its outcome.
+    pub fn note_records_skipped(&self, run_id: i64, skipped: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_runs SET records_skipped = ?2 WHERE id = ?1",
+            params![run_id, skipped as i64],
         )?;
         Ok(())
     }

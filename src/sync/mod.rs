@@ -25,7 +25,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiClient, ApiError, Customer, CustomerPage, StatusFilter, Transaction};
+use crate::api::model::TransactionList;
+use crate::api::{ApiClient, ApiError, Customer, CustomerPage, CustomerRead, StatusFilter};
 use crate::config::SyncSettings;
 use crate::store::{
     Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
@@ -118,6 +119,8 @@ pub struct RunSummary {
     pub transaction_refreshes: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
+    /// Records skipped because their id could not be read (each time one was received).
+    pub records_skipped: u64,
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
@@ -136,7 +139,7 @@ struct Job {
 enum Fetched {
     Present {
         observed: Option<Box<Observed>>,
-        transactions: Option<Vec<Transaction>>,
+        transactions: Option<TransactionList>,
     },
     Gone,
 }
@@ -193,6 +196,7 @@ pub async fn run(
     // Counters are per client and a daemon reuses its client: report this run's share.
     let base_requests = client.counters().requests.load(Ordering::Relaxed);
     let base_retries = client.counters().retries.load(Ordering::Relaxed);
+    let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
     preflight(client).await?;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
@@ -271,7 +275,12 @@ pub async fn run(
     engine.summary.requests = requests;
     engine.summary.retries = retries;
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
-    let result = result.and(flushed);
+    let skipped = client.counters().skipped.load(Ordering::Relaxed) - base_skipped;
+    engine.summary.records_skipped = skipped;
+    let noted = writer
+        .call(move |s| s.note_records_skipped(run_id, skipped))
+        .await;
+    let result = result.and(flushed).and(noted);
     match result {
         Ok(()) => {
             writer
@@ -668,7 +677,13 @@ impl<'a> Engine<'a> {
                     if let Some(o) = observed {
                         batch.customers.push(*o);
                     }
-                    if let Some(txs) = transactions {
+                    if let Some(list) = transactions {
+                        // What an incomplete list lacks may be a skipped record: it
+                        // proves no deletion.
+                        if !list.skipped.is_empty() {
+                            batch.incomplete.push(id.clone());
+                        }
+                        let txs = list.transactions;
                         self.summary.transaction_refreshes += 1;
                         self.summary.transactions_seen += txs.len() as u64;
                         batch.transactions.push((id, txs));
@@ -831,13 +846,15 @@ async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
     });
     if job.details {
         match client.get_customer(&job.id).await? {
-            Some(c) => {
+            CustomerRead::Found(c) => {
                 observed = Some(Observed {
                     customer: c,
                     partial: false,
                 })
             }
-            None => return Ok(Fetched::Gone),
+            CustomerRead::Gone => return Ok(Fetched::Gone),
+            // Logged and counted by the client; the list item, if any, stands in.
+            CustomerRead::Unreadable => {}
         }
     }
     let transactions = if job.transactions {
