@@ -124,7 +124,7 @@ pub struct Counters {
 /// What `GET /customers/{id}` found.
 #[derive(Debug)]
 pub enum CustomerRead {
-    Found(Customer),
+    Found(Box<Customer>),
     /// 404: deleted (or never existed).
     Gone,
     /// A body whose identity could not be read: skipped (logged and counted), so the
@@ -297,7 +297,7 @@ impl ApiClient {
                         ShapeError(format!("asked for customer {id}, got {}", c.id)),
                     ));
                 }
-                Ok(CustomerRead::Found(c))
+                Ok(CustomerRead::Found(Box::new(c)))
             }
             Some((Err(e), _)) => {
                 self.skipped(&endpoint, &[format!("customer {id}: {e}")]);

@@ -45,9 +45,8 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
             .then(|| digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
     };
     let sep = |at: usize, c: u8| b.get(at) == Some(&c);
-    if !(sep(4, b'-') && sep(7, b'-') && matches!(b.get(10), Some(b'T' | b't' | b' ')))
-        || !sep(13, b':')
-    {
+    let date_time_sep = matches!(b.get(10), Some(b'T' | b't' | b' '));
+    if !(sep(4, b'-') && sep(7, b'-') && date_time_sep && sep(13, b':')) {
         return None;
     }
     let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;

@@ -848,7 +848,7 @@ async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
         match client.get_customer(&job.id).await? {
             CustomerRead::Found(c) => {
                 observed = Some(Observed {
-                    customer: c,
+                    customer: *c,
                     partial: false,
                 })
             }
