@@ -330,6 +330,7 @@ pub async fn dry_run(
     engine.walk_all().await?;
     engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
     engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
+    engine.summary.records_skipped = client.counters().skipped.load(Ordering::Relaxed);
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
 }

@@ -424,3 +424,59 @@ async fn a_lower_case_currency_counts_in_its_own_unit_in_every_view() {
         0
     );
 }
+
+/// What a user sees, through the binary: a warning naming the record and the field, one
+/// for the skipped record, the count in the summary line, and `status` showing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_warns_about_the_record_and_field_and_status_counts_skips() {
+    let sim = spawn_sim(small_sim_options(12, 1211)).await;
+    let truth = sim.sim.truth();
+    let (odd, ghost) = (
+        customer_id(&truth["customers"][0]).to_string(),
+        customer_id(&truth["customers"][3]).to_string(),
+    );
+    set(&sim, |f| {
+        f.mistyped = vec![
+            FieldOverride {
+                id: odd.clone(),
+                field: "postal_code".into(),
+                value: json!(75001),
+            },
+            FieldOverride {
+                id: ghost.clone(),
+                field: "id".into(),
+                value: Value::Null,
+            },
+        ]
+    });
+    let m = Mirror::new(&sim);
+    let config = m.config_file("");
+    let out = crate::harness::run_bin(Some(&config), Some(&m.key), &["backfill"]).await;
+    let (_, stderr) = crate::harness::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&odd) && l.contains("postal_code")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("record skipped, its identity cannot be read"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("records skipped (unreadable id"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&m.key), "the key never shows");
+    let out = crate::harness::run_bin(Some(&config), None, &["status", "--json"]).await;
+    let (stdout, stderr) = crate::harness::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        status["runs"][0]["records_skipped"].as_i64().unwrap() >= 1,
+        "{status}"
+    );
+    let out = crate::harness::run_bin(Some(&config), None, &["status"]).await;
+    assert!(crate::harness::text(&out).0.contains("skipped"));
+}
