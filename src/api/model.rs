@@ -124,12 +124,13 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn coerced(&self, key: &str, sent: &Value, kept: &str) {
+    /// Warns that `key` held `sent`, and what the column keeps (`note`).
+    fn coerced(&self, key: &str, sent: &Value, note: &str) {
         if self.warn {
             tracing::warn!(
                 record = self.what,
                 field = key,
-                "{}: field `{key}` is {}, not the expected type; {kept} (raw keeps what was sent)",
+                "{}: field `{key}` holds {}: {note} (raw keeps what was sent)",
                 self.what,
                 kind(sent)
             );
@@ -178,7 +179,7 @@ impl Fields<'_> {
             Value::String(s) => {
                 let t = normalize_timestamp(s);
                 if t.is_none() {
-                    self.coerced(key, v, "not a timestamp, stored as NULL");
+                    self.coerced(key, v, "not a readable timestamp, stored as NULL");
                 }
                 t
             }
