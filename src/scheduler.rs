@@ -210,8 +210,12 @@ impl Daemon {
 
 /// The one line logged at the end of each run.
 pub fn summary_line(s: &RunSummary) -> String {
+    let skipped = match s.records_skipped {
+        0 => String::new(),
+        n => format!(", {n} records skipped (unreadable id, see the warnings)"),
+    };
     format!(
-        "{} run {} finished in {:.1}s: {} pages, {} requests ({} retries), customers +{} ~{} -{} ↺{}, transactions +{} ~{} -{} ↺{}",
+        "{} run {} finished in {:.1}s: {} pages, {} requests ({} retries), customers +{} ~{} -{} ↺{}, transactions +{} ~{} -{} ↺{}{skipped}",
         s.kind,
         s.run_id
             .map(|i| i.to_string())

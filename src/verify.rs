@@ -1,11 +1,18 @@
 //! Compares a mirror with a source's ground truth (the simulator's `/_sim/truth`).
 //! The demo prints its verdict, and the tests and the benchmark assert it, so "the
 //! mirror equals the source" is checked by one piece of code everywhere.
+//!
+//! Records are compared as JSON with their timestamps normalised (the same instant in
+//! another style is no difference: the simulator can change styles between runs), and
+//! the typed columns the mirror derives from them are checked too: `created_at` and
+//! `updated_at` to the microsecond, and `currency_code` in upper case.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 use serde_json::Value;
+
+use crate::api::model::normalize_timestamp;
 
 fn id_of(c: &Value) -> Option<String> {
     c.get("id")
@@ -19,6 +26,44 @@ fn id_of(c: &Value) -> Option<String> {
 
 fn parse(raw: &str) -> Value {
     serde_json::from_str(raw).unwrap_or(Value::Null)
+}
+
+/// The mirror's form of a record's timestamp field: normalised, or NULL when absent or
+/// not a timestamp (as the client stores it).
+fn timestamp_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .and_then(normalize_timestamp)
+}
+
+/// A record with its timestamps in the mirror's one form.
+fn normalized(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(o) = &mut v {
+        for key in ["created_at", "updated_at"] {
+            if let Some(t) = o
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(normalize_timestamp)
+            {
+                o.insert(key.into(), Value::String(t));
+            }
+        }
+    }
+    v
+}
+
+/// What the typed columns of a record should hold, for those [`differences`] checks.
+fn columns_of(v: &Value, keys: &[&str]) -> Vec<Option<String>> {
+    keys.iter()
+        .map(|k| match *k {
+            "currency_code" => v
+                .get(k)
+                .and_then(Value::as_str)
+                .map(|c| c.trim().to_ascii_uppercase()),
+            _ => timestamp_of(v, k),
+        })
+        .collect()
 }
 
 /// Differences between the mirror and `truth`, at most `limit` of them; empty when the
@@ -35,12 +80,21 @@ pub fn differences(
             out.push(s);
         }
     };
-    let mut mirror: BTreeMap<String, Value> = BTreeMap::new();
+    const CUSTOMER_COLUMNS: [&str; 2] = ["created_at", "updated_at"];
+    let mut mirror: BTreeMap<String, (Value, Vec<Option<String>>)> = BTreeMap::new();
     {
-        let mut stmt = conn.prepare("SELECT id, raw FROM customers WHERE deleted_at IS NULL")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (id, raw) = row?;
-            mirror.insert(id, parse(&raw));
+        let mut stmt = conn.prepare(
+            "SELECT id, raw, created_at, updated_at FROM customers WHERE deleted_at IS NULL",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                vec![r.get(2)?, r.get(3)?],
+            ))
+        })? {
+            let (id, raw, columns) = row?;
+            mirror.insert(id, (parse(&raw), columns));
         }
     }
     let empty = Vec::new();
@@ -57,7 +111,13 @@ pub fn differences(
         truth_ids.insert(id.clone());
         match mirror.get(&id) {
             None => push(format!("customer {id} is missing from the mirror")),
-            Some(m) if m != c => push(format!("customer {id} differs: mirror {m} vs source {c}")),
+            Some((m, _)) if normalized(m) != normalized(c) => {
+                push(format!("customer {id} differs: mirror {m} vs source {c}"))
+            }
+            Some((_, cols)) if *cols != columns_of(c, &CUSTOMER_COLUMNS) => push(format!(
+                "customer {id}: columns {CUSTOMER_COLUMNS:?} hold {cols:?}, expected {:?}",
+                columns_of(c, &CUSTOMER_COLUMNS)
+            )),
             Some(_) => {}
         }
     }
@@ -85,7 +145,11 @@ pub fn differences(
         }
     }
     let txs = truth.get("transactions").and_then(Value::as_object);
-    let mut stmt = conn.prepare("SELECT transaction_id, raw FROM transactions WHERE customer_id = ?1 AND deleted_at IS NULL")?;
+    const TX_COLUMNS: [&str; 2] = ["created_at", "currency_code"];
+    let mut stmt = conn.prepare(
+        "SELECT transaction_id, raw, created_at, currency_code FROM transactions
+         WHERE customer_id = ?1 AND deleted_at IS NULL",
+    )?;
     for id in &truth_ids {
         let source: BTreeMap<String, &Value> = txs
             .and_then(|t| t.get(id))
@@ -98,15 +162,23 @@ pub fn differences(
             .unwrap_or_default();
         let mut seen = BTreeSet::new();
         for row in stmt.query_map([id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                vec![r.get::<_, Option<String>>(2)?, r.get(3)?],
+            ))
         })? {
-            let (tid, raw) = row?;
+            let (tid, raw, cols) = row?;
             match source.get(&tid) {
                 None => push(format!(
                     "transaction {tid} of customer {id} is live in the mirror but not at the source"
                 )),
-                Some(t) if parse(&raw) != **t => push(format!(
+                Some(t) if normalized(&parse(&raw)) != normalized(t) => push(format!(
                     "transaction {tid} differs: mirror {raw} vs source {t}"
+                )),
+                Some(t) if cols != columns_of(t, &TX_COLUMNS) => push(format!(
+                    "transaction {tid}: columns {TX_COLUMNS:?} hold {cols:?}, expected {:?}",
+                    columns_of(t, &TX_COLUMNS)
                 )),
                 Some(_) => {}
             }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::limiter::{RateLimiter, RateLimits};
-use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction};
+use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction, TransactionList};
 use crate::config::{ApiKey, ApiSettings, ConfigError};
 
 /// Everything a request can end in, other than success. Messages name the endpoint
@@ -39,6 +39,16 @@ pub enum ApiError {
         status: u16,
         request_id: Option<String>,
         reason: String,
+    },
+    #[error(
+        "{endpoint} answered HTTP {status} with an error body{rid}: {message}; its data was not used",
+        rid = fmt_rid(request_id)
+    )]
+    ErrorBody {
+        endpoint: String,
+        status: u16,
+        request_id: Option<String>,
+        message: String,
     },
     #[error("{endpoint} could not be reached: {reason}")]
     Transport { endpoint: String, reason: String },
@@ -106,6 +116,20 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Attempts that were retries.
     pub retries: AtomicU64,
+    /// Records skipped because their identity (id) could not be read, counted each
+    /// time one is received: without an id, two sightings cannot be told apart.
+    pub skipped: AtomicU64,
+}
+
+/// What `GET /customers/{id}` found.
+#[derive(Debug)]
+pub enum CustomerRead {
+    Found(Box<Customer>),
+    /// 404: deleted (or never existed).
+    Gone,
+    /// A body whose identity could not be read: skipped (logged and counted), so the
+    /// caller keeps what it knew.
+    Unreadable,
 }
 
 /// The knobs of [`ApiClient`], taken from `[api]` settings.
@@ -168,6 +192,10 @@ enum Attempt<T> {
 enum Retry {
     No,
     Backoff,
+    /// A 429 with no usable `Retry-After`: back off (never less than half the capped
+    /// exponential step, so a storm of 429s is outlasted, not hammered) and hold every
+    /// task back as long.
+    Hold,
     /// Wait as the server asked; `everyone` for a 429 (the limit is per key, so every
     /// task must hold back), not for a 503 (only this request was turned away).
     After {
@@ -242,7 +270,10 @@ impl ApiClient {
         }
         let endpoint = describe(&url);
         match self.get(url, &endpoint, CustomerPage::from_body).await? {
-            Some((page, _)) => Ok(page),
+            Some((page, _)) => {
+                self.skipped(&endpoint, &page.skipped);
+                Ok(page)
+            }
             None => Err(ApiError::Status {
                 endpoint,
                 status: 404,
@@ -252,12 +283,20 @@ impl ApiClient {
         }
     }
 
-    /// `GET /customers/{id}`; `None` when the service says 404 (deleted or unknown).
-    pub async fn get_customer(&self, id: &str) -> Result<Option<Customer>, ApiError> {
+    /// `GET /customers/{id}`: the customer, 404 (`Gone`), or a record whose id cannot
+    /// be read (`Unreadable`, logged and counted).
+    pub async fn get_customer(&self, id: &str) -> Result<CustomerRead, ApiError> {
         let url = self.url(&["customers", id]);
         let endpoint = describe(&url);
-        match self.get(url, &endpoint, Customer::from_body).await? {
-            Some((c, rid)) => {
+        // An unreadable identity is a value here, not a failed request: retrying would
+        // not change it, and failing would stop every later run on this one record.
+        let parse = |body: &[u8]| match Customer::from_body(body) {
+            Ok(c) => Ok(Ok(c)),
+            Err(BodyError::Shape(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
+        match self.get(url, &endpoint, parse).await? {
+            Some((Ok(c), rid)) => {
                 if c.id != id {
                     return Err(shape_error(
                         &endpoint,
@@ -265,9 +304,13 @@ impl ApiClient {
                         ShapeError(format!("asked for customer {id}, got {}", c.id)),
                     ));
                 }
-                Ok(Some(c))
+                Ok(CustomerRead::Found(Box::new(c)))
             }
-            None => Ok(None),
+            Some((Err(e), _)) => {
+                self.skipped(&endpoint, &[format!("customer {id}: {e}")]);
+                Ok(CustomerRead::Unreadable)
+            }
+            None => Ok(CustomerRead::Gone),
         }
     }
 
@@ -275,13 +318,31 @@ impl ApiClient {
     pub async fn customer_transactions(
         &self,
         id: &str,
-    ) -> Result<Option<Vec<Transaction>>, ApiError> {
+    ) -> Result<Option<TransactionList>, ApiError> {
         let url = self.url(&["customers", id, "transactions"]);
         let endpoint = describe(&url);
-        Ok(self
+        let list = self
             .get(url, &endpoint, Transaction::list_from_body)
             .await?
-            .map(|(list, _)| list))
+            .map(|(list, _)| list);
+        if let Some(l) = &list {
+            self.skipped(&endpoint, &l.skipped);
+        }
+        Ok(list)
+    }
+
+    /// Logs and counts records skipped for an unreadable identity.
+    fn skipped(&self, endpoint: &str, reasons: &[String]) {
+        for reason in reasons {
+            tracing::warn!(
+                endpoint,
+                "record skipped, its identity cannot be read: {reason}"
+            );
+        }
+        self.inner
+            .counters
+            .skipped
+            .fetch_add(reasons.len() as u64, Ordering::Relaxed);
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -300,7 +361,7 @@ impl ApiClient {
         &self,
         url: Url,
         endpoint: &str,
-        parse: fn(&[u8]) -> Result<T, BodyError>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError> + Copy,
     ) -> Result<Option<(T, Option<String>)>, ApiError> {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
@@ -323,6 +384,11 @@ impl ApiClient {
                 Retry::No => return Err(err),
                 _ if attempt >= opts.max_retries => return Err(err),
                 Retry::Backoff => full_jitter(opts.initial_backoff, opts.max_backoff, attempt),
+                Retry::Hold => {
+                    let d = equal_jitter(opts.initial_backoff, opts.max_backoff, attempt);
+                    self.inner.limiter.pause_until(Instant::now() + d).await;
+                    d
+                }
                 Retry::After { wait: d, everyone } => {
                     if d > opts.max_retry_after {
                         let request_id = match &err {
@@ -354,7 +420,7 @@ impl ApiClient {
         &self,
         url: &Url,
         endpoint: &str,
-        parse: fn(&[u8]) -> Result<T, BodyError>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Attempt<T> {
         let transport = |reason: String| Attempt::Fail {
             err: ApiError::Transport {
@@ -429,6 +495,17 @@ impl ApiClient {
                     err: shape_error(endpoint, header_rid, e),
                     retry: Retry::No,
                 },
+                // An error envelope is never data, whatever the status: a failed
+                // request, retried like a 5xx (a statement timeout may pass).
+                Err(BodyError::ErrorBody(e)) => Attempt::Fail {
+                    err: ApiError::ErrorBody {
+                        endpoint: endpoint.to_string(),
+                        status: status.as_u16(),
+                        message: e.describe(),
+                        request_id: header_rid.or(e.request_id),
+                    },
+                    retry: Retry::Backoff,
+                },
                 Err(BodyError::Json(e)) => Attempt::Fail {
                     err: ApiError::BadResponse {
                         endpoint: endpoint.to_string(),
@@ -469,10 +546,7 @@ impl ApiClient {
                 let everyone = s == StatusCode::TOO_MANY_REQUESTS;
                 let retry = match retry_after(&headers) {
                     Some(wait) => Retry::After { wait, everyone },
-                    None if everyone => Retry::After {
-                        wait: Duration::from_secs(1),
-                        everyone,
-                    },
+                    None if everyone => Retry::Hold,
                     None => Retry::Backoff,
                 };
                 Attempt::Fail {
@@ -577,21 +651,34 @@ fn error_envelope(v: &Value) -> (Option<String>, Option<String>, Option<String>)
     (code, message, field(Some(v), "request_id"))
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// `Retry-After` as a positive number of seconds or an HTTP date in the future: a
+/// usable hint. `0`, a negative number, a date already past or anything unparsable is
+/// no hint (`None`), and the normal capped backoff applies: taken at its word, `0` made
+/// a 429 storm burn every retry in a third of a second.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if v.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        let secs = v.parse::<u64>().ok()?;
+        return (secs > 0).then(|| Duration::from_secs(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    delta.to_std().ok().filter(|d| !d.is_zero())
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)].
 fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
     ceiling.mul_f64(fastrand::f64())
+}
+
+/// Exponential backoff with "equal" jitter: uniform in [c/2, c], c = min(cap, base *
+/// 2^attempt). For a 429 without a usable hint: the waits add up to at least half the
+/// plain exponential sum, so `api.max_retries` (8) outlasts a storm of at least 30 s
+/// with the defaults, where full jitter could burn every retry at once.
+fn equal_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    ceiling / 2 + (ceiling / 2).mul_f64(fastrand::f64())
 }
 
 #[cfg(test)]
@@ -613,8 +700,47 @@ mod tests {
             d > Duration::from_secs(110) && d <= Duration::from_secs(120),
             "{d:?}"
         );
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    /// Values that are not a positive hint mean "no hint": the caller then backs off.
+    #[test]
+    fn retry_after_that_is_not_a_positive_hint_is_no_hint() {
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc2822();
+        for v in [
+            "0",
+            "-1",
+            "-900",
+            "soon",
+            "",
+            "1.5",
+            "0x10",
+            "18446744073709551616",
+            past.as_str(),
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            assert_eq!(retry_after(&h), None, "Retry-After: {v:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(" 2 "));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn equal_jitter_waits_at_least_half_the_step() {
+        let (base, cap) = (Duration::from_millis(250), Duration::from_secs(60));
+        for attempt in 0..12 {
+            let step = base.saturating_mul(1 << attempt).min(cap);
+            for _ in 0..50 {
+                let d = equal_jitter(base, cap, attempt);
+                assert!(d >= step / 2 && d <= step, "{attempt}: {d:?}");
+            }
+        }
+        // The default 8 retries outlast a 1 s storm of 429s whatever the draws.
+        let least: Duration = (0..8).map(|a| base.saturating_mul(1 << a) / 2).sum();
+        assert!(least > Duration::from_secs(30), "{least:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod client;
 pub mod limiter;
 pub mod model;
+pub mod timestamp;
 
-pub use client::{ApiClient, ApiError, ClientOptions, Counters, StatusFilter};
+pub use client::{ApiClient, ApiError, ClientOptions, Counters, CustomerRead, StatusFilter};
 pub use model::{Customer, CustomerPage, Transaction};

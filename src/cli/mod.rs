@@ -446,7 +446,7 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
     );
     println!();
     println!(
-        "{:>5}  {:<8}  {:<24}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:<23}  {:<23}  error",
+        "{:>5}  {:<8}  {:<27}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:>7}  {:<23}  {:<23}  error",
         "run",
         "kind",
         "started",
@@ -455,12 +455,13 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         "pages",
         "requests",
         "retries",
+        "skipped",
         "customers +/~/-/↺",
         "transactions +/~/-/↺"
     );
     for run in &r.runs {
         println!(
-            "{:>5}  {:<8}  {:<24}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:<23}  {:<23}  {}",
+            "{:>5}  {:<8}  {:<27}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:>7}  {:<23}  {:<23}  {}",
             run.id,
             run.kind,
             run.started_at,
@@ -471,6 +472,7 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             run.pages,
             run.requests,
             run.retries,
+            run.records_skipped,
             format!(
                 "{}/{}/{}/{}",
                 run.customers_inserted,

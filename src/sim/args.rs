@@ -3,7 +3,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Drift, Faults, IdField, IdFormat, Paging, RateLimit, SimOptions};
+use super::{
+    Drift, Faults, FieldOverride, IdField, IdFormat, Paging, RateLimit, RetryAfterStyle,
+    SimOptions, TimestampStyle,
+};
 
 /// Run a local simulator of the lomi. Customers API (for tests, demos and trying the
 /// mirror without an API key).
@@ -90,6 +93,28 @@ pub struct SimArgs {
     /// Probability of a 200 whose JSON body is cut in half.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub p_truncate: f64,
+    /// Probability of a 200 with an error body instead of a list page.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_error_body_list: f64,
+    /// Probability of a 200 with an error body instead of a customer.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_error_body_get: f64,
+    /// Probability of a 200 `{"data":[],"error":{...}}` instead of a transactions list.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub p_error_body_transactions: f64,
+    /// How the 429 and 503 faults write `Retry-After`: `seconds` (--retry-after-secs),
+    /// or a value that is no usable hint: `zero`, `negative`, `garbage`, `past-date`.
+    #[arg(long, value_enum, default_value_t = RetryAfterStyle::Seconds)]
+    pub retry_after_style: RetryAfterStyle,
+    /// How timestamps are written: `z-millis` (as documented), `pg-micro` (as live:
+    /// `2025-06-01T10:00:00.123456+00:00`), `offset-no-colon`, `negative-offset`,
+    /// `space`, `z-nanos`.
+    #[arg(long, value_enum, default_value_t = TimestampStyle::ZMillis)]
+    pub timestamp_style: TimestampStyle,
+    /// Serve one field of one record with another value, as `ID:FIELD=JSON`
+    /// (`cus_...:postal_code=75001`); repeatable.
+    #[arg(long = "mistype", value_parser = field_override)]
+    pub mistyped: Vec<FieldOverride>,
     /// Customers inserted at the top of the list each time a list page is served.
     #[arg(long, default_value_t = 0)]
     pub drift_insert: u32,
@@ -127,6 +152,12 @@ impl SimArgs {
                 slow_ms: self.slow_ms,
                 p_close: self.p_close,
                 p_truncate: self.p_truncate,
+                p_error_body_list: self.p_error_body_list,
+                p_error_body_get: self.p_error_body_get,
+                p_error_body_transactions: self.p_error_body_transactions,
+                retry_after_style: self.retry_after_style,
+                timestamp_style: self.timestamp_style,
+                mistyped: self.mistyped.clone(),
             },
             drift: Drift {
                 insert_per_page: self.drift_insert,
@@ -153,6 +184,22 @@ fn probability(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{p} is not a probability between 0 and 1"))
     }
+}
+
+/// `ID:FIELD=JSON`, e.g. `cus_00ab:postal_code=75001` or `tx_01:gross_amount="abc"`.
+fn field_override(s: &str) -> Result<FieldOverride, String> {
+    let (target, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` should be ID:FIELD=JSON"))?;
+    let (id, field) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{target}` should be ID:FIELD"))?;
+    let value = serde_json::from_str(value).map_err(|e| format!("`{value}` is not JSON: {e}"))?;
+    Ok(FieldOverride {
+        id: id.to_string(),
+        field: field.to_string(),
+        value,
+    })
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {
@@ -210,6 +257,10 @@ mod tests {
             "--shuffle-ties",
             "--total-count-delta=-5",
             "--row-cap=200",
+            "--p-error-body-transactions=0.5",
+            "--retry-after-style=past-date",
+            "--timestamp-style=pg-micro",
+            "--mistype=cus_1:postal_code=75001",
         ])
         .expect("flags parse");
         let opts = cli.sim.options();
@@ -228,6 +279,18 @@ mod tests {
                 window: Duration::from_secs(60)
             })
         );
+        assert_eq!(opts.faults.p_error_body_transactions, 0.5);
+        assert_eq!(opts.faults.retry_after_style, RetryAfterStyle::PastDate);
+        assert_eq!(opts.faults.timestamp_style, TimestampStyle::PgMicro);
+        assert_eq!(
+            opts.faults.mistyped,
+            [FieldOverride {
+                id: "cus_1".into(),
+                field: "postal_code".into(),
+                value: serde_json::json!(75001)
+            }]
+        );
+        assert!(Cli::try_parse_from(["sim", "--mistype=cus_1:postal_code"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--p500=1.5"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--max-page-size=0"]).is_err());
     }

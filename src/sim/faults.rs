@@ -4,8 +4,9 @@
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
+use super::restyle::Restyle;
 use super::rng::{Rng, mix64};
-use super::{Faults, lock, read, write};
+use super::{Faults, RetryAfterStyle, lock, read, write};
 
 /// What a fault does to a request, beyond an optional delay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,7 @@ pub(super) struct Plan {
     pub(super) outcome: Option<Outcome>,
     /// `Retry-After` of the 429 and 503 outcomes.
     pub(super) retry_after_secs: u64,
+    pub(super) retry_after_style: RetryAfterStyle,
 }
 
 impl Plan {
@@ -84,6 +86,23 @@ impl FaultInjector {
             slow,
             outcome,
             retry_after_secs: f.retry_after_secs,
+            retry_after_style: f.retry_after_style,
+        }
+    }
+
+    /// Draws whether a request gets a 200 with an error body, with the probability
+    /// `p` picks for its route.
+    pub(super) fn error_body(&self, p: impl Fn(&Faults) -> f64) -> bool {
+        let p = p(&read(&self.config));
+        p > 0.0 && lock(&self.rng).chance(p)
+    }
+
+    /// What successful bodies (and the truth) are to look like.
+    pub(super) fn restyle(&self) -> Restyle {
+        let f = read(&self.config);
+        Restyle {
+            style: f.timestamp_style,
+            overrides: f.mistyped.clone(),
         }
     }
 }

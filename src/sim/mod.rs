@@ -29,6 +29,7 @@ mod args;
 mod data;
 mod faults;
 mod model;
+mod restyle;
 mod rng;
 mod search;
 mod server;
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 pub use args::SimArgs;
+pub use restyle::{FieldOverride, TimestampStyle};
 
 use faults::FaultInjector;
 use server::{Counters, RateLimiter, RequestIds};
@@ -111,6 +113,38 @@ pub struct Faults {
     pub p_close: f64,
     /// Send a 200 whose JSON body is cut in half (with a matching Content-Length).
     pub p_truncate: f64,
+    /// 200 with an error body instead of the list page (`{"customers":[],
+    /// "pagination":{..0..},"error":{..}}`), as a proxy or a failed query can send.
+    pub p_error_body_list: f64,
+    /// 200 `{"error":{..}}` instead of the customer.
+    pub p_error_body_get: f64,
+    /// 200 `{"data":[],"error":{"message":"statement timeout"}}` instead of the list.
+    pub p_error_body_transactions: f64,
+    /// How the `Retry-After` of the 429 and 503 faults is written.
+    pub retry_after_style: RetryAfterStyle,
+    /// How timestamps are written (the truth follows).
+    pub timestamp_style: TimestampStyle,
+    /// Fields served with another value (or type) than the data's, for the records
+    /// named (the truth follows): `[{"id": "cus_...", "field": "postal_code", "value": 75001}]`.
+    pub mistyped: Vec<FieldOverride>,
+}
+
+/// The `Retry-After` of the 429 and 503 faults: a hint, or one a client must not take
+/// at its word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryAfterStyle {
+    /// `retry_after_secs`, as a number of seconds.
+    #[default]
+    Seconds,
+    /// `0`.
+    Zero,
+    /// `-1`.
+    Negative,
+    /// `soon`: not a number nor a date.
+    Garbage,
+    /// An HTTP date an hour in the past.
+    PastDate,
 }
 
 impl Default for Faults {
@@ -125,13 +159,22 @@ impl Default for Faults {
             slow_ms: 1000,
             p_close: 0.0,
             p_truncate: 0.0,
+            p_error_body_list: 0.0,
+            p_error_body_get: 0.0,
+            p_error_body_transactions: 0.0,
+            retry_after_style: RetryAfterStyle::Seconds,
+            timestamp_style: TimestampStyle::ZMillis,
+            mistyped: Vec::new(),
         }
     }
 }
 
 impl Faults {
-    fn probabilities(&self) -> [(&'static str, f64); 7] {
+    fn probabilities(&self) -> [(&'static str, f64); 10] {
         [
+            ("p_error_body_list", self.p_error_body_list),
+            ("p_error_body_get", self.p_error_body_get),
+            ("p_error_body_transactions", self.p_error_body_transactions),
             ("p500", self.p500),
             ("p502_html", self.p502_html),
             ("p503", self.p503),
@@ -160,6 +203,9 @@ impl Faults {
             &mut self.p_slow,
             &mut self.p_close,
             &mut self.p_truncate,
+            &mut self.p_error_body_list,
+            &mut self.p_error_body_get,
+            &mut self.p_error_body_transactions,
         ] {
             *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
         }
@@ -370,7 +416,12 @@ impl Sim {
     /// The ground truth, as `GET /_sim/truth` returns it.
     pub fn truth(&self) -> serde_json::Value {
         let text = self.inner.read_state().truth_json();
-        serde_json::from_str(&text).expect("the truth is rendered as valid JSON")
+        let mut truth = serde_json::from_str(&text).expect("the truth is rendered as valid JSON");
+        let restyle = self.inner.faults.restyle();
+        if restyle.is_active() {
+            restyle.truth(&mut truth);
+        }
+        truth
     }
 
     pub fn mutate(&self, m: &Mutation) -> MutationReport {

@@ -21,7 +21,9 @@ use super::faults::{self, Outcome, Plan};
 use super::model::TxList;
 use super::rng::mix64;
 use super::state::{ListQuery, ProfilePatch, StatusFilter, TypeFilter};
-use super::{Drift, Faults, Inner, Mutation, RateLimit, Sim, Stats, lock, now_ms, read};
+use super::{
+    Drift, Faults, Inner, Mutation, RateLimit, RetryAfterStyle, Sim, Stats, lock, now_ms, read,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -304,8 +306,12 @@ impl Reply {
             .map_err(|_| ApiError::internal())
     }
 
-    fn header(mut self, name: HeaderName, value: u64) -> Reply {
-        self.headers.push((name, HeaderValue::from(value)));
+    fn header(self, name: HeaderName, value: u64) -> Reply {
+        self.header_value(name, HeaderValue::from(value))
+    }
+
+    fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.push((name, value));
         self
     }
 
@@ -328,14 +334,14 @@ impl Reply {
 }
 
 /// A 429 like the live service's.
-fn too_many_requests(retry_after_secs: u64, limit: &RateLimit, request_id: &str) -> Response {
+fn too_many_requests(retry_after: HeaderValue, limit: &RateLimit, request_id: &str) -> Response {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_exceeded",
         "Too many requests, please try again later",
     )
     .into_reply(request_id)
-    .header(header::RETRY_AFTER, retry_after_secs)
+    .header_value(header::RETRY_AFTER, retry_after)
     .header(RATE_LIMIT_LIMIT, u64::from(limit.requests))
     .header(RATE_LIMIT_WINDOW, ceil_secs(limit.window))
     .into_response(request_id)
@@ -368,7 +374,7 @@ impl Sim {
             && let Err(retry_after) = limiter.admit()
         {
             bump(&inner.counters.rate_limited);
-            return too_many_requests(retry_after, &limiter.limit, &request_id);
+            return too_many_requests(retry_after.into(), &limiter.limit, &request_id);
         }
 
         let plan = inner.faults.plan();
@@ -381,8 +387,23 @@ impl Sim {
         if let Some(res) = inner.fault_response(&plan, &request_id) {
             return res;
         }
+        if inner.faults.error_body(|f| match kind {
+            Kind::List => f.p_error_body_list,
+            Kind::Get => f.p_error_body_get,
+            Kind::Transactions => f.p_error_body_transactions,
+            Kind::Write | Kind::Other => 0.0,
+        }) {
+            bump(&inner.counters.faults_injected);
+            return error_body(kind, &request_id).into_response(&request_id);
+        }
 
         let mut reply = handle(inner).unwrap_or_else(|err| err.into_reply(&request_id));
+        if reply.status == StatusCode::OK {
+            let restyle = inner.faults.restyle();
+            if restyle.is_active() {
+                reply.body = restyle.body(std::mem::take(&mut reply.body));
+            }
+        }
         if plan.outcome == Some(Outcome::Truncate) {
             // Body cut in half, Content-Length matching what is sent: valid HTTP, broken JSON.
             reply.body.truncate(reply.body.len() / 2);
@@ -425,17 +446,49 @@ impl Inner {
                 "The service is temporarily unavailable",
             )
             .into_reply(request_id)
-            .header(header::RETRY_AFTER, plan.retry_after_secs)
+            .header_value(header::RETRY_AFTER, retry_after(plan))
             .into_response(request_id),
             Outcome::TooManyRequests => {
                 let limit = self.limiter.as_ref().map_or(&LIVE_RATE_LIMIT, |l| &l.limit);
-                too_many_requests(plan.retry_after_secs, limit, request_id)
+                too_many_requests(retry_after(plan), limit, request_id)
             }
             Outcome::Close => faults::close_connection(),
             Outcome::Truncate => return None,
         };
         Some(res)
     }
+}
+
+/// The `Retry-After` of a 429 or 503 fault, in the style the faults ask for.
+fn retry_after(plan: &Plan) -> HeaderValue {
+    match plan.retry_after_style {
+        RetryAfterStyle::Seconds => plan.retry_after_secs.into(),
+        RetryAfterStyle::Zero => HeaderValue::from_static("0"),
+        RetryAfterStyle::Negative => HeaderValue::from_static("-1"),
+        RetryAfterStyle::Garbage => HeaderValue::from_static("soon"),
+        RetryAfterStyle::PastDate => {
+            let past = chrono::Utc::now() - chrono::Duration::hours(1);
+            HeaderValue::from_str(&past.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+                .expect("an HTTP date is a valid header value")
+        }
+    }
+}
+
+/// A 200 whose body is an error (a failed query behind a proxy that kept the status):
+/// shaped like the route's data, so that only the `error` member tells it apart.
+fn error_body(kind: Kind, request_id: &str) -> Reply {
+    let error = json!({"code": "internal_error", "message": "statement timeout"});
+    let body = match kind {
+        Kind::List => json!({
+            "customers": [],
+            "pagination": {"page": 1, "pageSize": DEFAULT_PAGE_SIZE, "totalCount": 0, "totalPages": 0},
+            "error": error,
+            "request_id": request_id,
+        }),
+        Kind::Transactions => json!({"data": [], "error": {"message": "statement timeout"}}),
+        _ => json!({"error": error, "request_id": request_id}),
+    };
+    Reply::ok(body.to_string().into_bytes())
 }
 
 async fn list_customers(
@@ -713,9 +766,7 @@ async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejecti
 }
 
 async fn control_truth(State(sim): State<Sim>) -> Response {
-    control(&sim, || {
-        Ok(Reply::ok(sim.inner.read_state().truth_json().into_bytes()))
-    })
+    control(&sim, || Reply::json(&sim.truth()))
 }
 
 async fn control_get_faults(State(sim): State<Sim>) -> Response {

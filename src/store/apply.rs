@@ -27,6 +27,9 @@ pub struct Batch {
     pub customers: Vec<Observed>,
     /// Complete transaction lists, one per customer re-read.
     pub transactions: Vec<(String, Vec<Transaction>)>,
+    /// Customers whose list above had records skipped for an unreadable id: the list
+    /// is not known complete, so what it lacks is not marked deleted.
+    pub incomplete: Vec<String>,
     /// Customers the API confirmed gone (404).
     pub gone: Vec<String>,
     /// Customers the walk has now seen, with the list segment they were seen in.
@@ -127,7 +130,8 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         for (customer_id, list) in &b.transactions {
             // Taken, not read: a second list for the same customer must see the first.
             let seq = created.remove(customer_id.as_str());
-            apply_transactions(tx, b, &at, customer_id, seq, list, &mut n)?;
+            let complete = !b.incomplete.contains(customer_id);
+            apply_transactions(tx, b, &at, (customer_id, seq, complete), list, &mut n)?;
         }
         for id in &b.gone {
             let changed = tx
@@ -216,7 +220,7 @@ fn apply_customer(
             let fields = diff(&old, &merged);
             let row = if o.partial {
                 let text = Value::Object(merged.clone()).to_string();
-                Customer::from_value_and_text(Value::Object(merged), text).ok()
+                Customer::from_stored(Value::Object(merged), text).ok()
             } else {
                 None
             };
@@ -270,15 +274,17 @@ fn apply_customer(
     Ok(inserted)
 }
 
+/// `whose`: the customer's id, its rowid if this batch inserted it, and whether the
+/// list is complete (then what it lacks was deleted at the source).
 fn apply_transactions(
     tx: &Connection,
     b: &Batch,
     at: &str,
-    customer_id: &str,
-    inserted_seq: Option<i64>,
+    whose: (&str, Option<i64>, bool),
     list: &[Transaction],
     n: &mut Applied,
 ) -> Result<(), StoreError> {
+    let (customer_id, inserted_seq, complete) = whose;
     // Transactions are keyed by the customer's rowid (see the schema); the customer is
     // always stored before its transactions, by this batch or an earlier one.
     let seq: i64 = match inserted_seq {
@@ -364,7 +370,7 @@ fn apply_transactions(
     // What the list no longer holds was deleted at the source.
     let mut vanished: Vec<String> = stored
         .into_iter()
-        .filter(|(_, (_, deleted))| !deleted)
+        .filter(|(_, (_, deleted))| complete && !deleted)
         .map(|(id, _)| id)
         .collect();
     vanished.sort();

@@ -127,8 +127,10 @@ fn migration_3_keeps_every_row_index_and_view_of_a_finished_mirror() {
     let indexes_before = indexes(&old);
     drop(old);
 
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
-    let conn = store.conn();
+    // Migration 3 alone (4 goes on to rewrite timestamps from `raw`, which these rows lack).
+    let mut at_3 = Connection::open(&path).unwrap();
+    migrations().to_version(&mut at_3, 3).unwrap();
+    let conn = &at_3;
     assert_eq!(misplaced_keys(conn), Vec::<String>::new());
     assert_eq!(rows(conn, ALL_TRANSACTIONS), before);
     assert_eq!(before.len(), 4);

@@ -11,6 +11,7 @@ pub mod lock;
 #[cfg(test)]
 mod record_tests;
 mod status;
+mod v4;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -277,6 +278,10 @@ fn migrations() -> Migrations<'static> {
             include_str!("migrations/003_transactions_key_first.sql"),
             rebuild_deferred_indexes,
         ),
+        M::up_with_hook(
+            include_str!("migrations/004_micros_currency_skipped.sql"),
+            v4::rewrite,
+        ),
         M::up(include_str!("migrations/005_list_sweeps.sql")),
     ])
 }
@@ -495,6 +500,16 @@ impl Store {
         self.conn.execute(
             "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6 WHERE id = ?1",
             params![run_id, outcome.as_str(), now(), error, requests as i64, retries as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records how many records the run skipped for an unreadable id (see
+    /// `RunSummary::records_skipped`), whatever its outcome.
+    pub fn note_records_skipped(&self, run_id: i64, skipped: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_runs SET records_skipped = ?2 WHERE id = ?1",
+            params![run_id, skipped as i64],
         )?;
         Ok(())
     }

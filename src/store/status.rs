@@ -25,6 +25,8 @@ pub struct RunRow {
     pub transactions_updated: i64,
     pub transactions_deleted: i64,
     pub transactions_restored: i64,
+    /// Records skipped because their id could not be read.
+    pub records_skipped: i64,
     pub error: Option<String>,
 }
 
@@ -57,7 +59,8 @@ impl Store {
                     (julianday(finished_at) - julianday(started_at)) * 86400.0,
                     outcome, pages, requests, retries,
                     customers_inserted, customers_updated, customers_deleted, customers_restored,
-                    transactions_inserted, transactions_updated, transactions_deleted, transactions_restored, error
+                    transactions_inserted, transactions_updated, transactions_deleted, transactions_restored, error,
+                    records_skipped
              FROM sync_runs ORDER BY id DESC LIMIT ?1",
         )?;
         let runs = stmt
@@ -81,6 +84,7 @@ impl Store {
                     transactions_deleted: r.get(15)?,
                     transactions_restored: r.get(16)?,
                     error: r.get(17)?,
+                    records_skipped: r.get(18)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

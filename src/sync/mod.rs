@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiClient, ApiError, Customer, CustomerPage, StatusFilter, Transaction};
+use crate::api::model::TransactionList;
+use crate::api::{ApiClient, ApiError, Customer, CustomerPage, CustomerRead, StatusFilter};
 use crate::config::SyncSettings;
 use crate::store::{
     Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
@@ -144,6 +145,8 @@ pub struct RunSummary {
     /// The largest list page the server proved it serves, when it cut pages shorter
     /// than `api.page_size` asked (a silent cap).
     pub list_page_cap: Option<u32>,
+    /// Records skipped because their id could not be read (each time one was received).
+    pub records_skipped: u64,
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
@@ -162,7 +165,7 @@ struct Job {
 enum Fetched {
     Present {
         observed: Option<Box<Observed>>,
-        transactions: Option<Vec<Transaction>>,
+        transactions: Option<TransactionList>,
     },
     Gone,
 }
@@ -222,6 +225,11 @@ struct Engine<'a> {
     probing: bool,
     /// Customers the list counts that the walk could not list, once it gave up sweeping.
     missing: Option<u64>,
+    /// Records without a readable id in the current list or sweep pass: the list counts
+    /// them, the walk cannot list them.
+    pass_unreadable: u64,
+    /// Such records in each segment's latest whole pass.
+    unreadable: HashMap<StatusFilter, u64>,
     summary: RunSummary,
     /// Optional requests left in this run's budget (`sync.max_requests_per_run`).
     budget: Option<u64>,
@@ -338,6 +346,7 @@ async fn run_recorded(
     // Counters are per client and a daemon reuses its client: report this run's share.
     let base_requests = client.counters().requests.load(Ordering::Relaxed);
     let base_retries = client.counters().retries.load(Ordering::Relaxed);
+    let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
     preflight(client).await?;
     rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
@@ -427,8 +436,13 @@ async fn run_recorded(
     engine.summary.requests = requests;
     engine.summary.retries = retries;
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    let skipped = client.counters().skipped.load(Ordering::Relaxed) - base_skipped;
+    engine.summary.records_skipped = skipped;
+    let noted = writer
+        .call(move |s| s.note_records_skipped(run_id, skipped))
+        .await;
     // A failure is recorded by `run`, once this writer's connection is closed.
-    result.and(flushed)?;
+    result.and(flushed).and(noted)?;
     // A walk that could not list everyone is over, but the run did not succeed.
     let missing = engine.missing;
     let record = missing.map(|n| (n, SyncError::Incomplete { missing: n }.to_string()));
@@ -476,6 +490,7 @@ pub async fn dry_run(
     }
     engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
     engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
+    engine.summary.records_skipped = client.counters().skipped.load(Ordering::Relaxed);
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
 }
@@ -557,6 +572,8 @@ impl<'a> Engine<'a> {
             read_to: None,
             probing: false,
             missing: None,
+            pass_unreadable: 0,
+            unreadable: HashMap::new(),
             budget,
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -626,14 +643,21 @@ impl<'a> Engine<'a> {
     /// what the list counts, and sweeps the segment furthest short, or gives up after
     /// [`listing::MAX_SWEEPS`] and goes on (the run will then not succeed).
     fn after_listing(&mut self, w: &mut Walk, segs: &[StatusFilter]) {
+        // Records the list counts but whose id cannot be read were skipped (and
+        // counted as such), not missed.
+        let unreadable = |s: &StatusFilter| self.unreadable.get(s).copied().unwrap_or(0);
         let counts: Vec<(Option<u64>, u64)> = segs
             .iter()
             .map(|s| {
                 let total = self.pass_totals.get(s).or(self.segment_totals.get(s));
-                (total.copied(), self.listed[segment_index(*s)])
+                (
+                    total.copied(),
+                    self.listed[segment_index(*s)] + unreadable(s),
+                )
             })
             .collect();
-        let missing = listing::shortfall(&counts, self.listed_distinct);
+        let skipped: u64 = segs.iter().map(unreadable).sum();
+        let missing = listing::shortfall(&counts, self.listed_distinct + skipped);
         match listing::segment_to_sweep(&counts) {
             Some(t) if missing > 0 && w.pass < listing::MAX_SWEEPS => {
                 w.pass += 1;
@@ -720,7 +744,9 @@ impl<'a> Engine<'a> {
     ) -> Result<bool, SyncError> {
         let phase = self.walk.phase;
         let size = self.walk.page_size;
-        let rows = page.customers.len();
+        // A record skipped for an unreadable id still takes its row of the page.
+        let rows = page.customers.len() + page.skipped.len();
+        self.count_unreadable(phase, page_no, page.skipped.len());
         let total = page.total_count;
         self.note_total(seg, page_no, rows, total);
         let mut customers = page.customers;
@@ -755,6 +781,9 @@ impl<'a> Engine<'a> {
             }
         };
         let done = step == listing::ListStep::Done;
+        if done && phase != Phase::Topup {
+            self.unreadable.insert(seg, self.pass_unreadable);
+        }
         let jobs = self.plan(fresh, seg)?;
         self.start_chunked(jobs, seg.as_str(), next.clone(), also_seen)
             .await?;
@@ -764,6 +793,17 @@ impl<'a> Engine<'a> {
         self.walk = next;
         self.report(phase.as_str());
         Ok(done)
+    }
+
+    /// Counts the unreadable records of a list or sweep pass, from its first page on.
+    fn count_unreadable(&mut self, phase: Phase, page_no: u64, skipped: usize) {
+        if phase == Phase::Topup {
+            return;
+        }
+        if page_no == 1 {
+            self.pass_unreadable = 0;
+        }
+        self.pass_unreadable += skipped as u64;
     }
 
     /// Records what a page says the segment holds. A page past the end reports 0 on
@@ -1032,7 +1072,13 @@ impl<'a> Engine<'a> {
                     if let Some(o) = observed {
                         batch.customers.push(*o);
                     }
-                    if let Some(txs) = transactions {
+                    if let Some(list) = transactions {
+                        // What an incomplete list lacks may be a skipped record: it
+                        // proves no deletion.
+                        if !list.skipped.is_empty() {
+                            batch.incomplete.push(id.clone());
+                        }
+                        let txs = list.transactions;
                         self.summary.transaction_refreshes += 1;
                         self.summary.transactions_seen += txs.len() as u64;
                         batch.transactions.push((id, txs));
@@ -1221,13 +1267,15 @@ async fn fetch(client: &ApiClient, job: Job) -> Result<Fetched, ApiError> {
     });
     if job.details {
         match client.get_customer(&job.id).await? {
-            Some(c) => {
+            CustomerRead::Found(c) => {
                 observed = Some(Observed {
-                    customer: c,
+                    customer: *c,
                     partial: false,
                 })
             }
-            None => return Ok(Fetched::Gone),
+            CustomerRead::Gone => return Ok(Fetched::Gone),
+            // Logged and counted by the client; the list item, if any, stands in.
+            CustomerRead::Unreadable => {}
         }
     }
     let transactions = if job.transactions {

@@ -1,6 +1,8 @@
 //! Responses the simulator does not produce on its own: a stub server on loopback that
 //! serves a small valid account, then one kind of broken list response at a time.
-//! Each must fail the run with a clear message and leave the mirror as it was.
+//! Each must fail the run with a clear message and leave the mirror as it was. (A field
+//! of a wrong type, or a record without an id, no longer fails a run: see
+//! `misbehaviour_client.rs`.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,11 +104,12 @@ async fn broken_list_responses_fail_clearly_and_change_nothing() {
             b"<html><body>Bad gateway</body></html>".to_vec(),
             "not valid JSON",
         ),
+        // Issue 12: a body with an `error` member is never data, whatever the status.
         (
-            "a wrong type",
+            "an error body with a success status",
             "application/json",
-            page(json!([{"id": "cus_0", "email": 5}]), 1, 1),
-            "field `email` should be a string",
+            br#"{"customers":[],"pagination":{"page":1,"pageSize":200,"totalCount":0,"totalPages":0},"error":{"message":"statement timeout"}}"#.to_vec(),
+            "HTTP 200 with an error body",
         ),
         (
             "no pagination",
@@ -119,12 +122,6 @@ async fn broken_list_responses_fail_clearly_and_change_nothing() {
             "application/json",
             page(json!([{"id": "cus_0"}, {"id": "cus_0"}]), 2, 1),
             "appears twice",
-        ),
-        (
-            "a customer without id",
-            "application/json",
-            page(json!([{"name": "x"}]), 1, 1),
-            "no `id`",
         ),
         (
             "a huge body",

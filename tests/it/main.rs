@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod harness;
 mod mirror;
+mod misbehaviour_client;
 mod paging;
 mod resilience;
 mod sim_contract;

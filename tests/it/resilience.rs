@@ -102,6 +102,7 @@ async fn all_faults_mixed_at_20_percent_still_end_in_the_truth() {
         slow_ms: 800,
         p_close: p,
         p_truncate: p,
+        ..Faults::default()
     };
     let sim = spawn_sim(small_sim_options(200, 50)).await;
     survives(&sim, faults).await;

@@ -1503,6 +1503,210 @@ async fn concurrent_readers_and_writers_are_served() {
     assert_eq!(truth_customers(&sim).len(), 310);
 }
 
+// ---- Issue 12: misbehaviours of the API client's concern ------------------------------
+
+#[tokio::test]
+async fn error_body_faults_answer_200_with_an_error_member_on_their_route_only() {
+    let sim = spawn_sim(small_sim_options(10, 1301)).await;
+    let id = customer_id(&sim.get_json("/customers").await["customers"][0]).to_string();
+    let tx_path = format!("/customers/{id}/transactions");
+    let get_path = format!("/customers/{id}");
+    for (switch, path) in [
+        ("p_error_body_list", "/customers?page=1&pageSize=5"),
+        ("p_error_body_get", get_path.as_str()),
+        ("p_error_body_transactions", tx_path.as_str()),
+    ] {
+        sim.control("/_sim/faults", &format!(r#"{{"{switch}":1.0}}"#))
+            .await;
+        let body = sim.get_json(path).await;
+        assert_eq!(body["error"]["message"], "statement timeout", "{switch}");
+        // Shaped like the route's data: only `error` tells it apart.
+        match switch {
+            "p_error_body_list" => {
+                assert_eq!(body["customers"], serde_json::json!([]));
+                assert_eq!(body["pagination"]["totalCount"], 0);
+            }
+            "p_error_body_transactions" => assert_eq!(body["data"], serde_json::json!([])),
+            _ => {}
+        }
+        // The other routes answer normally.
+        for other in [
+            "/customers?page=1&pageSize=5",
+            get_path.as_str(),
+            tx_path.as_str(),
+        ] {
+            if other != path {
+                assert!(
+                    sim.get_json(other).await.get("error").is_none(),
+                    "{switch} {other}"
+                );
+            }
+        }
+    }
+    sim.control("/_sim/faults", "{}").await;
+    assert!(sim.sim.stats().faults_injected >= 3);
+}
+
+#[tokio::test]
+async fn retry_after_styles_write_hints_a_client_must_not_take_at_their_word() {
+    let sim = spawn_sim(small_sim_options(3, 1302)).await;
+    for (style, check) in [
+        ("seconds", (|v: &str| v == "7") as fn(&str) -> bool),
+        ("zero", |v| v == "0"),
+        ("negative", |v| v == "-1"),
+        ("garbage", |v| {
+            v.parse::<i64>().is_err() && chrono::DateTime::parse_from_rfc2822(v).is_err()
+        }),
+        ("past-date", |v| {
+            chrono::DateTime::parse_from_rfc2822(v).is_ok_and(|d| d < chrono::Utc::now())
+        }),
+    ] {
+        for fault in ["p429", "p503"] {
+            sim.control(
+                "/_sim/faults",
+                &format!(r#"{{"{fault}":1.0,"retry_after_secs":7,"retry_after_style":"{style}"}}"#),
+            )
+            .await;
+            let res = sim.get("/customers").await;
+            assert!(res.status() == 429 || res.status() == 503);
+            let v = res.headers()["retry-after"].to_str().unwrap().to_string();
+            assert!(check(&v), "{fault} {style}: Retry-After: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn timestamp_styles_rewrite_every_body_and_the_truth_alike() {
+    let sim = spawn_sim(small_sim_options(8, 1303)).await;
+    let plain = sim.sim.truth();
+    // `d` stands for a digit, `f` for an optional fraction of 1 to 6 digits without
+    // trailing zeros (Postgres' microseconds).
+    for (style, form) in [
+        ("pg-micro", "dddd-dd-ddTdd:dd:ddf+00:00"),
+        ("offset-no-colon", "dddd-dd-ddTdd:dd:dd.ddd+0100"),
+        ("negative-offset", "dddd-dd-ddTdd:dd:dd.ddd-05:00"),
+        ("space", "dddd-dd-dd dd:dd:ddf+00"),
+        ("z-nanos", "dddd-dd-ddTdd:dd:dd.dddddddddZ"),
+    ] {
+        let set = sim
+            .control(
+                "/_sim/faults",
+                &format!(r#"{{"timestamp_style":"{style}"}}"#),
+            )
+            .await;
+        assert_eq!(set["timestamp_style"], style);
+        let matches = |v: &Value| has_form(v.as_str().unwrap(), form);
+        let page = sim.get_json("/customers?pageSize=8").await;
+        let c = &page["customers"][0];
+        assert!(
+            matches(&c["created_at"]) && matches(&c["updated_at"]),
+            "{style}: {c}"
+        );
+        let id = customer_id(c).to_string();
+        assert_eq!(
+            sim.get_json(&format!("/customers/{id}")).await["created_at"],
+            c["created_at"]
+        );
+        let truth = sim.sim.truth();
+        assert_eq!(
+            truth["customers"][0]["created_at"], c["created_at"],
+            "{style}: truth follows"
+        );
+        for (cid, txs) in truth["transactions"].as_object().unwrap() {
+            let served = sim
+                .get_json(&format!("/customers/{cid}/transactions"))
+                .await;
+            assert_eq!(&served, txs, "{style}");
+            if let Some(t) = served.as_array().unwrap().first() {
+                assert!(matches(&t["created_at"]), "{style}: {t}");
+            }
+        }
+    }
+    sim.control("/_sim/faults", "{}").await;
+    assert_eq!(sim.sim.truth(), plain, "z-millis is the data as generated");
+}
+
+/// `s` has `form`: `d` a digit, `f` an optional `.` and 1 to 6 digits not ending in 0,
+/// anything else itself.
+fn has_form(s: &str, form: &str) -> bool {
+    let Some((head, tail)) = form.split_once('f') else {
+        return s.len() == form.len()
+            && s.chars().zip(form.chars()).all(|(c, f)| match f {
+                'd' => c.is_ascii_digit(),
+                _ => c == f,
+            });
+    };
+    if s.len() < head.len() + tail.len() {
+        return false;
+    }
+    let fraction = &s[head.len()..s.len() - tail.len()];
+    has_form(&s[..head.len()], head)
+        && has_form(&s[s.len() - tail.len()..], tail)
+        && (fraction.is_empty()
+            || (fraction.starts_with('.')
+                && (2..=7).contains(&fraction.len())
+                && fraction[1..].chars().all(|c| c.is_ascii_digit())
+                && !fraction.ends_with('0')))
+}
+
+#[tokio::test]
+async fn mistyped_fields_are_served_on_every_endpoint_and_in_the_truth() {
+    let sim = spawn_sim(small_sim_options(6, 1304)).await;
+    let truth = sim.sim.truth();
+    let (cid, txs) = truth["transactions"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, t)| !t.as_array().unwrap().is_empty())
+        .map(|(c, t)| (c.clone(), t.clone()))
+        .unwrap();
+    let tid = txs[0]["transaction_id"].as_str().unwrap().to_string();
+    sim.control(
+        "/_sim/faults",
+        &serde_json::json!({"mistyped": [
+            {"id": cid, "field": "postal_code", "value": 75001},
+            {"id": tid, "field": "gross_amount", "value": "abc"},
+        ]})
+        .to_string(),
+    )
+    .await;
+    let listed = walk(&sim, 50).await;
+    let c = listed.iter().find(|c| customer_id(c) == cid).unwrap();
+    assert_eq!(c["postal_code"], 75001);
+    assert_eq!(
+        sim.get_json(&format!("/customers/{cid}")).await["postal_code"],
+        75001
+    );
+    let served = sim
+        .get_json(&format!("/customers/{cid}/transactions"))
+        .await;
+    assert_eq!(served[0]["gross_amount"], "abc");
+    let truth = sim.sim.truth();
+    assert_eq!(truth["transactions"][&cid][0]["gross_amount"], "abc");
+    let t = truth["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| customer_id(c) == cid)
+        .unwrap();
+    assert_eq!(t["postal_code"], 75001);
+    // Other records are untouched.
+    assert!(
+        listed
+            .iter()
+            .filter(|c| customer_id(c) != cid)
+            .all(|c| !c["postal_code"].is_number())
+    );
+    let bad = sim
+        .client
+        .post(sim.url("/_sim/faults"))
+        .body(r#"{"mistyped":[{"id":"x"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
 #[tokio::test]
 async fn paging_switch_shuffles_tied_rows_on_every_request_and_keeps_the_set() {
     let sim = spawn_sim(SimOptions {
