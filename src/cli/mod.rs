@@ -104,7 +104,8 @@ enum Command {
     /// Validate the configuration and show the effective settings and next fire times.
     CheckConfig,
     /// Serve a simulated lomi. Customers API on loopback (for trials and tests).
-    Sim(SimArgs),
+    // Boxed: the simulator's many switches would size every command like it.
+    Sim(Box<SimArgs>),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -161,7 +162,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Sim(args) => {
             lomi_sync::telemetry::init(&Default::default());
-            lomi_sync::sim::run(args, shutdown_signal())
+            lomi_sync::sim::run(*args, shutdown_signal())
                 .await
                 .context("the simulator stopped")?;
             Ok(ExitCode::SUCCESS)
