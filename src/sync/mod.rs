@@ -15,6 +15,7 @@
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
+pub mod estimate;
 pub mod listing;
 mod writer;
 
@@ -249,7 +250,7 @@ pub async fn run(
     let walk = match resume {
         Some(mut w) => {
             resumed_walk_of = store.adopt_walk(run_id)?;
-            tracing::info!(run = run_id, of = ?resumed_walk_of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
+            tracing::info!(run = run_id, of = resumed_walk_of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
             w.run_id = run_id;
             w
         }
@@ -268,6 +269,7 @@ pub async fn run(
                 initial,
             };
             store.begin_walk(&w)?;
+            tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
             w
         }
     };
