@@ -454,8 +454,11 @@ fn status(
     runs: usize,
 ) -> Result<ExitCode> {
     let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
-    let report = store
+    let mut report = store
         .status(runs)
+        .context("cannot read the mirror's status")?;
+    report.payments_not_reread = store
+        .not_reread_by_last_success(settings.sync.full_every.0)
         .context("cannot read the mirror's status")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -468,20 +471,25 @@ fn status(
             .is_some_and(|s| s >= 0 && (s as u64) <= max.as_secs());
         if !fresh {
             eprintln!(
-                "lomi-sync: the mirror is stale: last successful run {} ago, more than --max-age {}",
-                report
-                    .seconds_since_success
-                    .map(
-                        |s| humantime::format_duration(Duration::from_secs(s.max(0) as u64))
-                            .to_string()
-                    )
-                    .unwrap_or_else(|| "never".into()),
-                humantime::format_duration(max)
+                "lomi-sync: {}",
+                stale_message(report.seconds_since_success, max)
             );
             return Ok(ExitCode::from(code::STALE));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `status --max-age` fails, in words.
+fn stale_message(seconds_since_success: Option<i64>, max: Duration) -> String {
+    match seconds_since_success {
+        Some(s) => format!(
+            "the mirror is stale: last successful run {} ago, more than --max-age {}",
+            humantime::format_duration(Duration::from_secs(s.max(0) as u64)),
+            humantime::format_duration(max)
+        ),
+        None => "the mirror is stale: no successful run yet (run `lomi-sync backfill`)".into(),
+    }
 }
 
 fn print_status(r: &lomi_sync::store::StatusReport) {
@@ -491,10 +499,18 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             "last successful run: {at} ({} ago)",
             humantime::format_duration(Duration::from_secs(s.max(0) as u64))
         ),
-        _ => println!("last successful run: never"),
+        _ => println!("last successful run: none yet"),
     }
-    if let Some(w) = &r.walk_in_progress {
-        println!("unfinished: {w}");
+    if let Some(n) = &r.payments_not_reread {
+        println!(
+            "{}",
+            scheduler::not_reread_note(n).replace("this run", "that run")
+        );
+    }
+    match (&r.walk_in_progress, &r.writer) {
+        (Some(w), _) => println!("walk: {w}"),
+        (None, Some(holder)) => println!("writer: {holder}"),
+        (None, None) => {}
     }
     let t = &r.totals;
     println!(
@@ -530,8 +546,8 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
                 .unwrap_or_else(|| "-".into()),
             run.outcome,
             run.pages,
-            run.requests,
-            run.retries,
+            counter(run, run.requests),
+            counter(run, run.retries),
             format!(
                 "{}/{}/{}/{}",
                 run.customers_inserted,
@@ -548,6 +564,15 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             ),
             run.error.as_deref().unwrap_or("")
         );
+    }
+}
+
+/// A run records its requests when it ends: a running one shows `-`, not 0.
+fn counter(run: &lomi_sync::store::RunRow, n: i64) -> String {
+    if run.outcome == "running" {
+        "-".into()
+    } else {
+        n.to_string()
     }
 }
 

@@ -80,6 +80,29 @@ impl Drop for WriterLock {
     }
 }
 
+/// Who holds the writer lock of `db` now (`pid 1234 (backfill) since ...`), or `None`
+/// when nobody does. Creates nothing: no lock file means no writer.
+pub fn holder(db: &Path) -> Option<String> {
+    let mut file = File::open(lock_path(db)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let text = text.trim();
+            Some(if text.is_empty() {
+                "another process".into()
+            } else {
+                text.to_string()
+            })
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 /// `<db>.lock`, beside the database.
 pub fn lock_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();

@@ -16,7 +16,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use apply::{Applied, Batch, Observed};
 pub use lock::WriterLock;
-pub use status::{RunRow, StatusReport, Totals};
+pub use status::{NotReread, RunRow, StatusReport, Totals};
 
 use crate::api::model::format_timestamp;
 

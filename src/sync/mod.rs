@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiClient, ApiError, Customer, CustomerPage, StatusFilter, Transaction};
 use crate::config::SyncSettings;
 use crate::store::{
-    Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
+    Applied, Batch, NotReread, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now,
+    text_hash,
 };
 use tokio::task::JoinHandle;
 use writer::Writer;
@@ -132,6 +133,9 @@ pub struct RunSummary {
     /// The largest list page the server proved it serves, when it cut pages shorter
     /// than `api.page_size` asked (a silent cap).
     pub list_page_cap: Option<u32>,
+    /// An incremental run: the customers whose payments it did not re-read, and by
+    /// when they will be (`sync.full_every`).
+    pub not_reread: Option<NotReread>,
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
@@ -327,6 +331,11 @@ pub async fn run(
                 .await?;
             if let Some((missing, _)) = incomplete {
                 return Err(SyncError::Incomplete { missing });
+            }
+            if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
+                let since = &engine.walk.started_at;
+                engine.summary.not_reread =
+                    Some(r.not_reread_since(since, opts.settings.full_every.0)?);
             }
             // The run's time includes building deferred indexes at the end of a backfill.
             engine.summary.duration_secs = started.elapsed().as_secs_f64();
