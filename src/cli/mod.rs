@@ -23,12 +23,28 @@ use lomi_sync::store::{RunKind, Store, StoreError, WriterLock};
 use lomi_sync::sync::estimate::Pace;
 use lomi_sync::sync::{self, RunRequest, RunSummary, SyncError, SyncOptions};
 
+/// What `--help` says after the commands: where the key, the settings and the mirror
+/// come from, which the flags alone do not show.
+const AFTER_HELP: &str = "\
+Environment:
+  LOMI_API_KEY             the API key (or the file named by api.api_key_file); never a flag
+  LOMI_SYNC__SECTION__KEY  overrides one setting, with double underscores, e.g.
+                           LOMI_SYNC__STORE__PATH=/var/lib/lomi-sync/mirror.db
+                           LOMI_SYNC__API__BASE_URL=https://sandbox.api.lomi.africa
+  NO_COLOR                 no colour in log lines (there is none off a terminal anyway)
+
+Settings: built-in defaults, then the TOML file (--config PATH, else config/lomi-sync.toml
+if it exists), then LOMI_SYNC__* variables. `lomi-sync check-config` shows the result.
+
+The mirror: store.path, by default ./lomi-sync.db in the working directory (with
+lomi-sync.db.lock, -wal and -shm beside it).";
+
 /// Keeps a local SQLite mirror of your lomi. customers and their transactions.
 ///
 /// The API key is read from the LOMI_API_KEY environment variable or from the file
 /// named by api.api_key_file, never from the command line.
 #[derive(Parser, Debug)]
-#[command(name = "lomi-sync", version, about, long_about = None)]
+#[command(name = "lomi-sync", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Config file (TOML). Default: config/lomi-sync.toml, if it exists.
     #[arg(long, global = true, value_name = "PATH")]
@@ -155,7 +171,39 @@ pub fn main() -> Result<ExitCode> {
     runtime.block_on(dispatch(cli))
 }
 
+/// `demo` and `sim` read no settings: a `--config` given to them is refused rather than
+/// silently ignored (a missing file would otherwise pass unnoticed).
+fn refuse_config(command: &'static str, config: Option<&Path>) -> Result<()> {
+    match config {
+        Some(path) => Err(ConfigError::ConfigNotRead {
+            command,
+            path: path.to_owned(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The whole error chain on one line, `what: why: root cause`, leaving out a cause
+/// whose text its parent already ends with (an I/O error both quoted and chained would
+/// print twice).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Sim(_) => refuse_config("sim", cli.config.as_deref())?,
+        Command::Demo { .. } => refuse_config("demo", cli.config.as_deref())?,
+        _ => {}
+    }
     match cli.command {
         Command::Sim(args) => {
             lomi_sync::telemetry::init(&Default::default());
@@ -174,6 +222,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         command => {
             let settings = load_settings(cli.config.as_deref())?;
             lomi_sync::telemetry::init(&settings.log);
+            if !matches!(command, Command::CheckConfig) {
+                for w in env_warnings() {
+                    tracing::warn!("{w}");
+                }
+            }
+            if matches!(
+                command,
+                Command::Backfill {
+                    dry_run: false,
+                    estimate: false,
+                    ..
+                } | Command::Sync { .. }
+                    | Command::Run
+            ) {
+                settings.check_store_path()?;
+            }
             match command {
                 Command::Backfill { estimate: true, .. } => estimate(&settings).await,
                 Command::Backfill {
@@ -218,11 +282,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     runs,
                 } => status(&settings, json, max_age, runs),
                 Command::Query { sql, format } => run_query(&settings, &sql, format),
-                Command::CheckConfig => check_config(&settings),
+                Command::CheckConfig => check_config(&settings, cli.config.as_deref()),
                 Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
             }
         }
     }
+}
+
+fn env_warnings() -> Vec<String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    lomi_sync::config::env_warnings(&env)
 }
 
 fn load_settings(path: Option<&Path>) -> Result<Settings> {
@@ -265,16 +334,22 @@ fn shutdown_token() -> CancellationToken {
 
 fn api_key(settings: &Settings) -> Result<ApiKey> {
     let key = settings.api_key().context("cannot read the API key")?;
-    if let (Some(k), Some(u)) = (key.environment(), settings.api.environment())
-        && k != u
-    {
-        tracing::warn!(
-            key_environment = k,
-            url_environment = u,
-            "the API key is a {k} key but api.base_url is the {u} service; the key decides which data you get"
-        );
+    if let Some(w) = key_mismatch(&key, settings) {
+        tracing::warn!("{w}");
     }
     Ok(key)
+}
+
+/// A test key against the live URL, or a live key against the sandbox: the key decides
+/// which data comes back, so the URL is not what the user thinks it is.
+fn key_mismatch(key: &ApiKey, settings: &Settings) -> Option<String> {
+    match (key.environment(), settings.api.environment()) {
+        (Some(k), Some(u)) if k != u => Some(format!(
+            "the API key is a {k} key (lomi_sk_{k}_...) but api.base_url is the {u} service ({}); the key decides which data you get",
+            settings.api.base_url
+        )),
+        _ => None,
+    }
 }
 
 fn client(settings: &Settings, cancel: &CancellationToken) -> Result<ApiClient> {
@@ -590,16 +665,46 @@ fn run_query(settings: &Settings, sql: &str, format: QueryFormat) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_config(settings: &Settings) -> Result<ExitCode> {
+fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
+    settings.check_store_path()?;
+    let mut warnings = env_warnings();
     let key = match settings.api_key() {
-        Ok(k) => format!(
-            "set ({}), redacted",
-            k.environment()
-                .map(|e| format!("{e} key"))
-                .unwrap_or("unrecognised prefix".into())
-        ),
+        Ok(k) => {
+            warnings.extend(key_mismatch(&k, settings));
+            format!(
+                "set ({}, from {}), redacted",
+                k.environment()
+                    .map(|e| format!("{e} key"))
+                    .unwrap_or("unrecognised prefix".into()),
+                match &settings.api.api_key_file {
+                    Some(p) => format!("api.api_key_file {}", p.display()),
+                    None => lomi_sync::config::API_KEY_ENV.to_string(),
+                }
+            )
+        }
         Err(e) => format!("NOT SET: {e}"),
     };
+    match Settings::source_file(config) {
+        Some(p) => println!("# config file: {}", p.display()),
+        None => println!(
+            "# config file: none (no --config, and no {} here): defaults",
+            lomi_sync::config::DEFAULT_CONFIG_PATH
+        ),
+    }
+    let mut vars: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&format!("{}__", lomi_sync::config::ENV_PREFIX)))
+        .collect();
+    vars.sort();
+    if vars.is_empty() {
+        println!("# environment: no LOMI_SYNC__* variables");
+    } else {
+        println!("# environment: {}", vars.join(", "));
+    }
+    for w in &warnings {
+        println!("# warning: {w}");
+        eprintln!("lomi-sync: warning: {w}");
+    }
     println!("# effective settings (API key {key})");
     println!("{}", toml_like(settings)?);
     let schedule = settings.schedule.parsed_cron()?;
