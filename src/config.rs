@@ -712,15 +712,34 @@ impl ScheduleSettings {
     pub fn parsed_cron(&self) -> Result<cron::Schedule, ConfigError> {
         cron::Schedule::from_str(&self.cron).map_err(|e| ConfigError::Invalid {
             key: "schedule.cron",
-            // The parser's message draws a caret under the input on several lines;
-            // its last line is the explanation.
             problem: format!(
-                "`{}` is not a valid cron expression ({e}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
+                "`{}` is not a valid cron expression ({}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
                 self.cron,
-                e = e.to_string().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+                cron_problem(&self.cron, &e.to_string())
             ),
         })
     }
+}
+
+/// The cron parser's explanation, in one line. Its message echoes the input and draws a
+/// caret under it on lines of their own, and for a wrong number of fields says nothing
+/// else (the last line was a bare `^`): count the fields first, then keep the lines that
+/// explain.
+fn cron_problem(expr: &str, message: &str) -> String {
+    let fields = expr.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return format!(
+            "it has {fields} fields; write 6 or 7: sec min hour day-of-month month day-of-week [year]"
+        );
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != expr.trim())
+        .filter(|l| l.chars().any(|c| c.is_alphanumeric()))
+        .next_back()
+        .unwrap_or("a field cannot be parsed")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -816,6 +835,26 @@ mod tests {
             err.contains("every 5 minutes") && err.contains("schedule.cron"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cron_errors_explain_without_stray_carets() {
+        for (cron, expected) in [
+            ("*/15 * * * *", "it has 5 fields; write 6 or 7"),
+            ("", "it has 0 fields"),
+            ("0 */15 * * * * * *", "it has 8 fields"),
+            ("0 0 25 * * *", "Hours must be less than"),
+        ] {
+            let err = load_toml(&format!("[schedule]\ncron = \"{cron}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{cron:?}: {err}");
+            assert!(
+                !err.contains("(^)") && !err.contains('\n'),
+                "{cron:?}: {err}"
+            );
+        }
+        assert!(!cron_problem("0 0 12 * * Mon-", "0 0 12 * * Mon-\n        ^\n").contains('^'));
     }
 
     #[test]

@@ -739,3 +739,41 @@ fn toml_like(settings: &Settings) -> Result<String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_line_prints_a_quoted_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let root = io.to_string();
+        let err = anyhow::Error::new(Quoting {
+            path: "/x/m.db.lock",
+            source: io,
+        })
+        .context("the backfill run failed");
+        assert_eq!(
+            error_line(&err),
+            format!("the backfill run failed: /x/m.db.lock: {root}")
+        );
+    }
+
+    #[test]
+    fn stale_without_a_successful_run_says_so_in_words() {
+        let m = stale_message(None, Duration::from_secs(3600));
+        assert!(
+            m.contains("no successful run yet") && !m.contains("never"),
+            "{m}"
+        );
+        let m = stale_message(Some(7200), Duration::from_secs(3600));
+        assert!(m.contains("2h ago") && m.contains("--max-age 1h"), "{m}");
+    }
+}

@@ -125,15 +125,23 @@ impl Pace {
                 "{n} requests; api.requests_per_second = 0 and api.max_requests_per_window = 0 \
                  (unlimited): the server's speed decides"
             ),
-            Some(d) => format!(
-                "{n} requests at api.requests_per_second = {} (at most api.max_requests_per_window = {} per {}): \
-                 about {}, paced by {}",
-                self.rate,
-                self.cap,
-                humantime::format_duration(self.window),
-                humantime::format_duration(Duration::from_secs(d.as_secs())),
-                self.binding_setting(n)
-            ),
+            Some(d) => {
+                let cap = if self.cap > 0 {
+                    format!(
+                        " (at most api.max_requests_per_window = {} per {})",
+                        self.cap,
+                        humantime::format_duration(self.window)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{n} requests at api.requests_per_second = {}{cap}: about {}, paced by {}",
+                    self.rate,
+                    humantime::format_duration(Duration::from_secs(d.as_secs())),
+                    self.binding_setting(n)
+                )
+            }
         }
     }
 }

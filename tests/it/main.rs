@@ -11,3 +11,4 @@ mod paging;
 mod resilience;
 mod sim_contract;
 mod support;
+mod ux;
