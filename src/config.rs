@@ -735,9 +735,7 @@ fn cron_problem(expr: &str, message: &str) -> String {
     message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != expr.trim())
-        .filter(|l| l.chars().any(|c| c.is_alphanumeric()))
-        .next_back()
+        .rfind(|l| *l != expr.trim() && l.chars().any(|c| c.is_alphanumeric()))
         .unwrap_or("a field cannot be parsed")
         .to_string()
 }

@@ -100,6 +100,10 @@ async fn a_backfill_says_its_requests_rate_and_time_before_it_starts() {
             first.contains("120 customers") && first.contains("about"),
             "{first}"
         );
+        assert!(
+            err.contains("walk started"),
+            "no silence after the migration: {err}"
+        );
         // Progress lines, off a terminal, follow requests against those expected.
         assert!(
             err.lines()
