@@ -379,6 +379,7 @@ pub async fn dry_run(
         page_cap: None,
         initial: true,
     };
+    tracing::info!(segment = %walk.segment, "dry run walk started: listing customers");
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
     engine.summary.list_page_cap = engine.walk.page_cap;
