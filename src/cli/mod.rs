@@ -380,7 +380,8 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
     } else {
         None
     };
-    let progress = progress::for_terminal(req.kind.as_str(), expected);
+    let pace = Pace::from_settings(&settings.api);
+    let progress = progress::for_terminal(req.kind.as_str(), expected, pace, &client);
     let result = sync::run(
         &client,
         db,
@@ -414,7 +415,8 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
     let cancel = shutdown_token();
     let client = client(settings, &cancel)?;
     let expected = announce(&client, settings, true).await;
-    let progress = progress::for_terminal("dry run", expected);
+    let pace = Pace::from_settings(&settings.api);
+    let progress = progress::for_terminal("dry run", expected, pace, &client);
     let summary = sync::dry_run(&client, &sync_options(settings), &cancel, &*progress).await;
     progress.finish();
     let summary = summary.context("the dry run failed")?;
