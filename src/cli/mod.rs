@@ -375,7 +375,7 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
     let client = client(settings, &cancel)?;
     let db = &settings.store.path;
     let _lock = WriterLock::acquire(db, req.kind.as_str(), wait)?;
-    let expected = if req.kind == RunKind::Backfill {
+    let expected = if backfills(db, req.kind, settings) {
         announce(&client, settings, false).await
     } else {
         None
@@ -466,6 +466,15 @@ async fn announce(client: &ApiClient, settings: &Settings, dry: bool) -> Option<
             None
         }
     }
+}
+
+/// This run walks everything: a `backfill`, or a `sync` into a mirror without a
+/// completed backfill (which runs one, however it was asked for).
+fn backfills(db: &Path, kind: RunKind, settings: &Settings) -> bool {
+    kind == RunKind::Backfill
+        || Store::open_read_only(db, settings.store.busy_timeout.0)
+            .and_then(|s| s.has_full_walk())
+            .map_or(true, |done| !done)
 }
 
 /// `backfill --estimate`: the list alone, and the sums a backfill would spend.

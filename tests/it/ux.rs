@@ -116,6 +116,13 @@ async fn a_backfill_says_its_requests_rate_and_time_before_it_starts() {
         !err.contains("requests at api.requests_per_second"),
         "an incremental run is cheap and says nothing of a backfill: {err}"
     );
+    // A `sync` into an empty mirror runs a backfill, and says so first.
+    std::fs::remove_file(&m.db).unwrap();
+    let err = text(&run_bin(Some(&config), Some(&sim.api_key), &["sync"]).await).1;
+    assert!(
+        err.contains("requests at api.requests_per_second = 400"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,6 +245,16 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
     let held = WriterLock::acquire(&m.db, "sync", false).unwrap();
     let out = run_bin(Some(&config), None, &["status"]).await;
     let status = text(&out).0;
+    let row = status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{run_id} ")))
+        .unwrap_or_else(|| panic!("run {run_id} in {status}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (fields[4], fields[6], fields[7]),
+        ("running", "-", "-"),
+        "a running run's requests are not known yet, not 0: {row}"
+    );
     assert!(
         status.contains("running: sync walk")
             && status.contains(&format!("pid {} (sync)", std::process::id())),
