@@ -45,6 +45,20 @@ pub enum ConfigError {
     },
     #[error("the API key file {path} is empty; write the key into it")]
     EmptyKeyFile { path: PathBuf },
+    #[error("invalid configuration: environment variable {var} names no setting ({key}){hint}")]
+    UnknownEnv {
+        var: String,
+        key: String,
+        /// `; did you mean ...?`, or empty.
+        hint: String,
+    },
+    #[error(
+        "`{command}` reads no settings, so --config {path} would be ignored; leave --config out"
+    )]
+    ConfigNotRead {
+        command: &'static str,
+        path: PathBuf,
+    },
 }
 
 /// The API key. It only leaves this type through [`ApiKey::expose`], which the HTTP
@@ -315,6 +329,7 @@ impl Settings {
                 );
             }
         }
+        check_env_keys(env)?;
         let env_map: config::Map<String, String> = env
             .iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
@@ -330,9 +345,72 @@ impl Settings {
         let settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+            .map_err(|e| ConfigError::Load(with_suggestion(&e.to_string())))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The config file `load` reads for `file`: the one given, else the default one if
+    /// it exists; `None` when only defaults and the environment apply.
+    pub fn source_file(file: Option<&Path>) -> Option<PathBuf> {
+        match file {
+            Some(p) => Some(p.to_owned()),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                default.exists().then(|| default.to_owned())
+            }
+        }
+    }
+
+    /// Checks that the mirror can be created and written where `store.path` says, so a
+    /// wrong path fails before a run (exit 2, naming the key), not as an I/O error
+    /// from the lock file half-way in. Not part of [`Settings::validate`]: `status` and
+    /// `query` only read, and need no write access.
+    pub fn check_store_path(&self) -> Result<(), ConfigError> {
+        let path = &self.store.path;
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "store.path",
+            problem,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(invalid(format!(
+                "is {}, in a directory that does not exist ({}); create it or point store.path elsewhere",
+                path.display(),
+                dir.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(invalid(format!(
+                "is {}, a directory; name a file in it, e.g. {}",
+                path.display(),
+                path.join("mirror.db").display()
+            )));
+        }
+        let unwritable = |e: std::io::Error| {
+            invalid(format!(
+                "is {}, where the mirror cannot be written ({e}); fix the permissions or point store.path elsewhere",
+                path.display()
+            ))
+        };
+        if path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(unwritable)?;
+        }
+        // The lock file, `-wal` and `-shm` are created beside the mirror.
+        let probe = dir.join(format!(".lomi-sync-probe-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(unwritable)?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
     }
 
     /// Checks what serde cannot: ranges, URL schemes, the cron expression.
@@ -421,6 +499,155 @@ impl Settings {
     }
 }
 
+/// Every setting as `section.key`, from the defaults' own shape (so it cannot drift).
+pub fn known_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Ok(serde_json::Value::Object(sections)) = serde_json::to_value(Settings::default()) {
+        for (section, body) in sections {
+            if let serde_json::Value::Object(fields) = body {
+                keys.extend(fields.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+    }
+    keys
+}
+
+/// `section.key` as its environment variable: `LOMI_SYNC__STORE__PATH`.
+pub fn env_var_of(key: &str) -> String {
+    format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// A `LOMI_SYNC__*` variable that names no setting is an error (as an unknown key in
+/// the file is), with the closest known key suggested.
+fn check_env_keys(env: &[(String, String)]) -> Result<(), ConfigError> {
+    let prefix = format!("{ENV_PREFIX}__");
+    let known = known_keys();
+    for (var, _) in env {
+        let Some(rest) = var.strip_prefix(&prefix) else {
+            continue;
+        };
+        let key = rest.to_lowercase().replacen("__", ".", 1);
+        if known.contains(&key) {
+            continue;
+        }
+        let hint = if key.contains("api_key") || key == "api.key" {
+            format!(
+                "; the API key is read from {API_KEY_ENV} or from the file api.api_key_file names"
+            )
+        } else {
+            closest(&key, &known)
+                .map(|k| format!("; did you mean {}?", env_var_of(k)))
+                .unwrap_or_default()
+        };
+        return Err(ConfigError::UnknownEnv {
+            var: var.clone(),
+            key,
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// Environment variables that look meant for lomi-sync but that it does not read
+/// (`LOMI_SYNC_STORE_PATH`, with single underscores): each with what to write instead.
+/// Warnings, not errors: another program may own such a name.
+pub fn env_warnings(env: &[(String, String)]) -> Vec<String> {
+    let known = known_keys();
+    let mut warnings = Vec::new();
+    for (var, _) in env {
+        let upper = var.to_uppercase();
+        if var.starts_with(&format!("{ENV_PREFIX}__")) {
+            continue;
+        }
+        let squashed: String = upper
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let Some(rest) = squashed.strip_prefix("LOMISYNC") else {
+            continue;
+        };
+        let rest = rest.to_lowercase();
+        let squash = |k: &str| k.replace(['.', '_'], "");
+        let target = known
+            .iter()
+            .find(|k| squash(k) == rest)
+            .or_else(|| closest_by(&rest, &known, |k| squash(k)));
+        warnings.push(match target {
+            Some(k) => format!(
+                "environment variable {var} is not read; settings variables are LOMI_SYNC__SECTION__KEY, with double underscores: did you mean {}?",
+                env_var_of(k)
+            ),
+            None => format!(
+                "environment variable {var} is not read; settings variables are LOMI_SYNC__SECTION__KEY, with double underscores (e.g. LOMI_SYNC__STORE__PATH)"
+            ),
+        });
+    }
+    warnings
+}
+
+/// The known key nearest to `word` by edit distance, if near enough to be a typo.
+fn closest<'k>(word: &str, known: &'k [String]) -> Option<&'k String> {
+    closest_by(word, known, |k| k.to_string())
+}
+
+fn closest_by<'k>(
+    word: &str,
+    known: &'k [String],
+    form: impl Fn(&str) -> String,
+) -> Option<&'k String> {
+    let limit = (word.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(|k| (edit_distance(word, &form(k)), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Appends `; did you mean `x`?` to the config crate's "unknown field `y`" message,
+/// from the key names of every section (and the section names).
+fn with_suggestion(message: &str) -> String {
+    let Some(field) = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    else {
+        return message.to_string();
+    };
+    let known = known_keys();
+    let mut names: Vec<String> = known
+        .iter()
+        .filter_map(|k| k.split('.').nth(1).map(str::to_string))
+        .collect();
+    names.extend(
+        known
+            .iter()
+            .filter_map(|k| k.split('.').next().map(str::to_string)),
+    );
+    names.sort();
+    names.dedup();
+    match closest(field, &names) {
+        Some(n) if n != field => format!("{message}; did you mean `{n}`?"),
+        _ => message.to_string(),
+    }
+}
+
 impl ApiSettings {
     /// The validated base URL. Plain `http://` is accepted only for loopback hosts,
     /// so the key never crosses a network in clear text.
@@ -485,15 +712,32 @@ impl ScheduleSettings {
     pub fn parsed_cron(&self) -> Result<cron::Schedule, ConfigError> {
         cron::Schedule::from_str(&self.cron).map_err(|e| ConfigError::Invalid {
             key: "schedule.cron",
-            // The parser's message draws a caret under the input on several lines;
-            // its last line is the explanation.
             problem: format!(
-                "`{}` is not a valid cron expression ({e}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
+                "`{}` is not a valid cron expression ({}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
                 self.cron,
-                e = e.to_string().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+                cron_problem(&self.cron, &e.to_string())
             ),
         })
     }
+}
+
+/// The cron parser's explanation, in one line. Its message echoes the input and draws a
+/// caret under it on lines of their own, and for a wrong number of fields says nothing
+/// else (the last line was a bare `^`): count the fields first, then keep the lines that
+/// explain.
+fn cron_problem(expr: &str, message: &str) -> String {
+    let fields = expr.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return format!(
+            "it has {fields} fields; write 6 or 7: sec min hour day-of-month month day-of-week [year]"
+        );
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .rfind(|l| *l != expr.trim() && l.chars().any(|c| c.is_alphanumeric()))
+        .unwrap_or("a field cannot be parsed")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -592,6 +836,26 @@ mod tests {
     }
 
     #[test]
+    fn cron_errors_explain_without_stray_carets() {
+        for (cron, expected) in [
+            ("*/15 * * * *", "it has 5 fields; write 6 or 7"),
+            ("", "it has 0 fields"),
+            ("0 */15 * * * * * *", "it has 8 fields"),
+            ("0 0 25 * * *", "Hours must be less than"),
+        ] {
+            let err = load_toml(&format!("[schedule]\ncron = \"{cron}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{cron:?}: {err}");
+            assert!(
+                !err.contains("(^)") && !err.contains('\n'),
+                "{cron:?}: {err}"
+            );
+        }
+        assert!(!cron_problem("0 0 12 * * Mon-", "0 0 12 * * Mon-\n        ^\n").contains('^'));
+    }
+
+    #[test]
     fn durations_are_human_readable() {
         let s = load_toml("[sync]\nfull_every = \"12h\"\n", &[]).unwrap();
         assert_eq!(s.sync.full_every.0, Duration::from_secs(12 * 3600));
@@ -620,6 +884,86 @@ mod tests {
         ));
         let env = vec![(API_KEY_ENV.to_string(), "k".to_string())];
         assert_eq!(s.api_key_from(&env).unwrap().expose(), "k");
+    }
+
+    #[test]
+    fn a_misspelt_env_key_is_refused_with_the_closest_key() {
+        let err = load_toml("", &[("LOMI_SYNC__STORE__PTH", "/x/m.db")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOMI_SYNC__STORE__PTH")
+                && err.contains("did you mean LOMI_SYNC__STORE__PATH?"),
+            "{err}"
+        );
+        let err = load_toml("", &[("LOMI_SYNC__API__API_KEY", "lomi_sk_live_x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOMI_API_KEY") && !err.contains("lomi_sk_live_x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_file_key_gets_a_suggestion() {
+        let err = load_toml("[api]\npage_sise = 50\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `page_size`?"), "{err}");
+    }
+
+    #[test]
+    fn near_miss_env_variables_are_warned_about() {
+        let env = |k: &str| vec![(k.to_string(), "v".to_string())];
+        let w = env_warnings(&env("LOMI_SYNC_STORE_PATH"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("LOMI_SYNC_STORE_PATH")
+                && w[0].contains("did you mean LOMI_SYNC__STORE__PATH?"),
+            "{w:?}"
+        );
+        let w = env_warnings(&env("LOMISYNC__API__PAGE_SIZE"));
+        assert!(w[0].contains("LOMI_SYNC__API__PAGE_SIZE"), "{w:?}");
+        assert!(env_warnings(&env("LOMI_SYNC__STORE__PATH")).is_empty());
+        assert!(env_warnings(&env("LOMI_API_KEY")).is_empty());
+        assert!(env_warnings(&env("PATH")).is_empty());
+    }
+
+    #[test]
+    fn known_keys_come_from_the_settings() {
+        let keys = known_keys();
+        for k in [
+            "api.page_size",
+            "store.path",
+            "schedule.full_every",
+            "api.api_key_file",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert_eq!(edit_distance("pth", "path"), 1);
+    }
+
+    #[test]
+    fn store_path_in_a_missing_or_unwritable_directory_is_refused() {
+        let mut s = Settings::default();
+        s.store.path = PathBuf::from("/nonexistent-dir/m.db");
+        let err = s.check_store_path().unwrap_err().to_string();
+        assert!(
+            err.contains("store.path") && err.contains("/nonexistent-dir"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        s.store.path = dir.path().join("m.db");
+        s.check_store_path().unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the probe is gone"
+        );
+        s.store.path = dir.path().to_owned();
+        let err = s.check_store_path().unwrap_err().to_string();
+        assert!(err.contains("a directory"), "{err}");
     }
 
     #[test]

@@ -39,8 +39,8 @@ fn main() -> ExitCode {
     match cli::main() {
         Ok(code) => code,
         Err(err) => {
-            // `{:#}` prints the chain: "what we were doing: why it failed: root cause".
-            eprintln!("lomi-sync: error: {err:#}");
+            // The chain on one line: "what we were doing: why it failed: root cause".
+            eprintln!("lomi-sync: error: {}", cli::error_line(&err));
             ExitCode::from(cli::exit_code(&err))
         }
     }

@@ -208,8 +208,32 @@ impl Daemon {
     }
 }
 
-/// The one line logged at the end of each run.
+/// The one line logged at the end of each run. An incremental run also says whose
+/// payments it did not re-read, so nobody takes its revenue figures as checked.
 pub fn summary_line(s: &RunSummary) -> String {
+    let mut line = counts_line(s);
+    if let Some(n) = &s.not_reread {
+        line.push_str("; ");
+        line.push_str(&not_reread_note(n));
+    }
+    line
+}
+
+/// What a run did not look at, in words: `payments of N customers not re-read by this
+/// run (oldest read ...); sync.full_every re-reads them all by ...`.
+pub fn not_reread_note(n: &crate::store::NotReread) -> String {
+    if n.customers == 0 {
+        return "every customer's payments re-read".into();
+    }
+    format!(
+        "payments of {} customers not re-read by this run (oldest read {}); sync.full_every re-reads them all by {}",
+        n.customers,
+        n.oldest_read_at.as_deref().unwrap_or("unknown"),
+        n.by.as_deref().unwrap_or("unknown")
+    )
+}
+
+fn counts_line(s: &RunSummary) -> String {
     let skipped = match s.records_skipped {
         0 => String::new(),
         n => format!(", {n} records skipped (unreadable id, see the warnings)"),

@@ -20,14 +20,31 @@ use lomi_sync::query;
 use lomi_sync::scheduler::{self, Daemon, SystemdNotifier};
 use lomi_sync::sim::SimArgs;
 use lomi_sync::store::{RunKind, Store, StoreError, WriterLock};
+use lomi_sync::sync::estimate::Pace;
 use lomi_sync::sync::{self, RunRequest, RunSummary, SyncError, SyncOptions};
+
+/// What `--help` says after the commands: where the key, the settings and the mirror
+/// come from, which the flags alone do not show.
+const AFTER_HELP: &str = "\
+Environment:
+  LOMI_API_KEY             the API key (or the file named by api.api_key_file); never a flag
+  LOMI_SYNC__SECTION__KEY  overrides one setting, with double underscores, e.g.
+                           LOMI_SYNC__STORE__PATH=/var/lib/lomi-sync/mirror.db
+                           LOMI_SYNC__API__BASE_URL=https://sandbox.api.lomi.africa
+  NO_COLOR                 no colour in log lines (there is none off a terminal anyway)
+
+Settings: built-in defaults, then the TOML file (--config PATH, else config/lomi-sync.toml
+if it exists), then LOMI_SYNC__* variables. `lomi-sync check-config` shows the result.
+
+The mirror: store.path, by default ./lomi-sync.db in the working directory (with
+lomi-sync.db.lock, -wal and -shm beside it).";
 
 /// Keeps a local SQLite mirror of your lomi. customers and their transactions.
 ///
 /// The API key is read from the LOMI_API_KEY environment variable or from the file
 /// named by api.api_key_file, never from the command line.
 #[derive(Parser, Debug)]
-#[command(name = "lomi-sync", version, about, long_about = None)]
+#[command(name = "lomi-sync", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Config file (TOML). Default: config/lomi-sync.toml, if it exists.
     #[arg(long, global = true, value_name = "PATH")]
@@ -44,8 +61,13 @@ enum Command {
         #[arg(long)]
         restart: bool,
         /// Walk everything, write nothing: count customers, transactions and requests.
+        /// Costs as many requests as the backfill; --estimate is the cheap answer.
         #[arg(long)]
         dry_run: bool,
+        /// Walk only the customer list (about one request per page of customers) and
+        /// print the requests a backfill sends and how long they take at the configured rate.
+        #[arg(long, conflicts_with_all = ["dry_run", "restart", "wait"])]
+        estimate: bool,
         /// Wait for another run holding the mirror instead of failing.
         #[arg(long)]
         wait: bool,
@@ -158,7 +180,39 @@ pub fn main() -> Result<ExitCode> {
     runtime.block_on(dispatch(cli))
 }
 
+/// `demo` and `sim` read no settings: a `--config` given to them is refused rather than
+/// silently ignored (a missing file would otherwise pass unnoticed).
+fn refuse_config(command: &'static str, config: Option<&Path>) -> Result<()> {
+    match config {
+        Some(path) => Err(ConfigError::ConfigNotRead {
+            command,
+            path: path.to_owned(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The whole error chain on one line, `what: why: root cause`, leaving out a cause
+/// whose text its parent already ends with (an I/O error both quoted and chained would
+/// print twice).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Sim(_) => refuse_config("sim", cli.config.as_deref())?,
+        Command::Demo { .. } => refuse_config("demo", cli.config.as_deref())?,
+        _ => {}
+    }
     match cli.command {
         Command::Sim(args) => {
             lomi_sync::telemetry::init(&Default::default());
@@ -177,7 +231,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         command => {
             let settings = load_settings(cli.config.as_deref())?;
             lomi_sync::telemetry::init(&settings.log);
+            if !matches!(command, Command::CheckConfig) {
+                for w in env_warnings() {
+                    tracing::warn!("{w}");
+                }
+            }
+            if matches!(
+                command,
+                Command::Backfill {
+                    dry_run: false,
+                    estimate: false,
+                    ..
+                } | Command::Sync { .. }
+                    | Command::Run
+            ) {
+                settings.check_store_path()?;
+            }
             match command {
+                Command::Backfill { estimate: true, .. } => estimate(&settings).await,
                 Command::Backfill {
                     restart,
                     dry_run: true,
@@ -221,11 +292,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 } => status(&settings, json, max_age, runs),
                 Command::Query { sql, format } => run_query(&settings, &sql, format),
                 Command::Backup { path, force } => backup(&settings, &path, force),
-                Command::CheckConfig => check_config(&settings),
+                Command::CheckConfig => check_config(&settings, cli.config.as_deref()),
                 Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
             }
         }
     }
+}
+
+fn env_warnings() -> Vec<String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    lomi_sync::config::env_warnings(&env)
 }
 
 fn load_settings(path: Option<&Path>) -> Result<Settings> {
@@ -268,16 +344,22 @@ fn shutdown_token() -> CancellationToken {
 
 fn api_key(settings: &Settings) -> Result<ApiKey> {
     let key = settings.api_key().context("cannot read the API key")?;
-    if let (Some(k), Some(u)) = (key.environment(), settings.api.environment())
-        && k != u
-    {
-        tracing::warn!(
-            key_environment = k,
-            url_environment = u,
-            "the API key is a {k} key but api.base_url is the {u} service; the key decides which data you get"
-        );
+    if let Some(w) = key_mismatch(&key, settings) {
+        tracing::warn!("{w}");
     }
     Ok(key)
+}
+
+/// A test key against the live URL, or a live key against the sandbox: the key decides
+/// which data comes back, so the URL is not what the user thinks it is.
+fn key_mismatch(key: &ApiKey, settings: &Settings) -> Option<String> {
+    match (key.environment(), settings.api.environment()) {
+        (Some(k), Some(u)) if k != u => Some(format!(
+            "the API key is a {k} key (lomi_sk_{k}_...) but api.base_url is the {u} service ({}); the key decides which data you get",
+            settings.api.base_url
+        )),
+        _ => None,
+    }
 }
 
 fn client(settings: &Settings, cancel: &CancellationToken) -> Result<ApiClient> {
@@ -303,7 +385,13 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
     let client = client(settings, &cancel)?;
     let db = &settings.store.path;
     let _lock = WriterLock::acquire(db, req.kind.as_str(), wait)?;
-    let progress = progress::for_terminal(req.kind.as_str());
+    let expected = if backfills(db, req.kind, settings) {
+        announce(&client, settings, false).await
+    } else {
+        None
+    };
+    let pace = Pace::from_settings(&settings.api);
+    let progress = progress::for_terminal(req.kind.as_str(), expected, pace, &client);
     let result = sync::run(
         &client,
         db,
@@ -336,7 +424,9 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
 async fn dry_run(settings: &Settings) -> Result<ExitCode> {
     let cancel = shutdown_token();
     let client = client(settings, &cancel)?;
-    let progress = progress::for_terminal("dry run");
+    let expected = announce(&client, settings, true).await;
+    let pace = Pace::from_settings(&settings.api);
+    let progress = progress::for_terminal("dry run", expected, pace, &client);
     let summary = sync::dry_run(&client, &sync_options(settings), &cancel, &*progress).await;
     progress.finish();
     let summary = summary.context("the dry run failed")?;
@@ -356,6 +446,72 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
             humantime::format_duration(Duration::from_secs(secs as u64))
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of a backfill or dry run: how many requests it will send, at which
+/// rate, set by which setting, and so how long it takes (a 3,000-customer backfill at the
+/// default 4 requests/s is 12 minutes; it should say so before, not after). Costs two
+/// requests; returns the requests expected, for the progress ETA. A failure here is only
+/// logged: the run's own preflight reports it properly.
+async fn announce(client: &ApiClient, settings: &Settings, dry: bool) -> Option<u64> {
+    let options = sync_options(settings);
+    match sync::estimate::quick(client, &options).await {
+        Ok(e) => {
+            let e = if dry { e.for_dry_run() } else { e };
+            let pace = Pace::from_settings(&settings.api);
+            tracing::info!(
+                customers = e.customers,
+                requests = e.requests(),
+                requests_per_second = settings.api.requests_per_second,
+                "a full {} of {} customers (as the list counts them): {}",
+                if dry { "dry run" } else { "backfill" },
+                e.customers,
+                pace.describe(e.requests())
+            );
+            Some(e.requests() + e.spent)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not estimate the run's requests");
+            None
+        }
+    }
+}
+
+/// This run walks everything: a `backfill`, or a `sync` into a mirror without a
+/// completed backfill (which runs one, however it was asked for).
+fn backfills(db: &Path, kind: RunKind, settings: &Settings) -> bool {
+    kind == RunKind::Backfill
+        || Store::open_read_only(db, settings.store.busy_timeout.0)
+            .and_then(|s| s.has_full_walk())
+            .map_or(true, |done| !done)
+}
+
+/// `backfill --estimate`: the list alone, and the sums a backfill would spend.
+async fn estimate(settings: &Settings) -> Result<ExitCode> {
+    let cancel = shutdown_token();
+    let client = client(settings, &cancel)?;
+    let e = sync::estimate::estimate(&client, &sync_options(settings), &cancel)
+        .await
+        .context("the estimate failed")?;
+    let pace = Pace::from_settings(&settings.api);
+    println!(
+        "customers: {} listed, {} with payments to read",
+        e.customers, e.transaction_reads
+    );
+    println!(
+        "a backfill sends about {} requests: {} list pages, {} transaction reads, {} customer reads (sync.fetch_details)",
+        e.requests(),
+        e.list_reads,
+        e.transaction_reads,
+        e.detail_reads
+    );
+    println!("time: {}", pace.describe(e.requests()));
+    println!(
+        "this estimate sent {} requests (list pages only); `backfill --dry-run` would send {}",
+        e.spent,
+        e.clone().for_dry_run().requests()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -394,8 +550,11 @@ fn status(
     runs: usize,
 ) -> Result<ExitCode> {
     let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
-    let report = store
+    let mut report = store
         .status(runs)
+        .context("cannot read the mirror's status")?;
+    report.payments_not_reread = store
+        .not_reread_by_last_success(settings.sync.full_every.0)
         .context("cannot read the mirror's status")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -408,20 +567,25 @@ fn status(
             .is_some_and(|s| s >= 0 && (s as u64) <= max.as_secs());
         if !fresh {
             eprintln!(
-                "lomi-sync: the mirror is stale: last successful run {} ago, more than --max-age {}",
-                report
-                    .seconds_since_success
-                    .map(
-                        |s| humantime::format_duration(Duration::from_secs(s.max(0) as u64))
-                            .to_string()
-                    )
-                    .unwrap_or_else(|| "never".into()),
-                humantime::format_duration(max)
+                "lomi-sync: {}",
+                stale_message(report.seconds_since_success, max)
             );
             return Ok(ExitCode::from(code::STALE));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `status --max-age` fails, in words.
+fn stale_message(seconds_since_success: Option<i64>, max: Duration) -> String {
+    match seconds_since_success {
+        Some(s) => format!(
+            "the mirror is stale: last successful run {} ago, more than --max-age {}",
+            humantime::format_duration(Duration::from_secs(s.max(0) as u64)),
+            humantime::format_duration(max)
+        ),
+        None => "the mirror is stale: no successful run yet (run `lomi-sync backfill`)".into(),
+    }
 }
 
 fn print_status(r: &lomi_sync::store::StatusReport) {
@@ -431,10 +595,18 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             "last successful run: {at} ({} ago)",
             humantime::format_duration(Duration::from_secs(s.max(0) as u64))
         ),
-        _ => println!("last successful run: never"),
+        _ => println!("last successful run: none yet"),
     }
-    if let Some(w) = &r.walk_in_progress {
-        println!("unfinished: {w}");
+    if let Some(n) = &r.payments_not_reread {
+        println!(
+            "{}",
+            scheduler::not_reread_note(n).replace("this run", "that run")
+        );
+    }
+    match (&r.walk_in_progress, &r.writer) {
+        (Some(w), _) => println!("walk: {w}"),
+        (None, Some(holder)) => println!("writer: {holder}"),
+        (None, None) => {}
     }
     let t = &r.totals;
     println!(
@@ -471,8 +643,8 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
                 .unwrap_or_else(|| "-".into()),
             run.outcome,
             run.pages,
-            run.requests,
-            run.retries,
+            counter(run, run.requests),
+            counter(run, run.retries),
             run.records_skipped,
             format!(
                 "{}/{}/{}/{}",
@@ -515,6 +687,15 @@ fn backup(settings: &Settings, path: &Path, force: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A run records its requests when it ends: a running one shows `-`, not 0.
+fn counter(run: &lomi_sync::store::RunRow, n: i64) -> String {
+    if run.outcome == "running" {
+        "-".into()
+    } else {
+        n.to_string()
+    }
+}
+
 fn run_query(settings: &Settings, sql: &str, format: QueryFormat) -> Result<ExitCode> {
     let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
     let format = match format {
@@ -529,16 +710,46 @@ fn run_query(settings: &Settings, sql: &str, format: QueryFormat) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_config(settings: &Settings) -> Result<ExitCode> {
+fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
+    settings.check_store_path()?;
+    let mut warnings = env_warnings();
     let key = match settings.api_key() {
-        Ok(k) => format!(
-            "set ({}), redacted",
-            k.environment()
-                .map(|e| format!("{e} key"))
-                .unwrap_or("unrecognised prefix".into())
-        ),
+        Ok(k) => {
+            warnings.extend(key_mismatch(&k, settings));
+            format!(
+                "set ({}, from {}), redacted",
+                k.environment()
+                    .map(|e| format!("{e} key"))
+                    .unwrap_or("unrecognised prefix".into()),
+                match &settings.api.api_key_file {
+                    Some(p) => format!("api.api_key_file {}", p.display()),
+                    None => lomi_sync::config::API_KEY_ENV.to_string(),
+                }
+            )
+        }
         Err(e) => format!("NOT SET: {e}"),
     };
+    match Settings::source_file(config) {
+        Some(p) => println!("# config file: {}", p.display()),
+        None => println!(
+            "# config file: none (no --config, and no {} here): defaults",
+            lomi_sync::config::DEFAULT_CONFIG_PATH
+        ),
+    }
+    let mut vars: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&format!("{}__", lomi_sync::config::ENV_PREFIX)))
+        .collect();
+    vars.sort();
+    if vars.is_empty() {
+        println!("# environment: no LOMI_SYNC__* variables");
+    } else {
+        println!("# environment: {}", vars.join(", "));
+    }
+    for w in &warnings {
+        println!("# warning: {w}");
+        eprintln!("lomi-sync: warning: {w}");
+    }
     println!("# effective settings (API key {key})");
     println!("{}", toml_like(settings)?);
     let schedule = settings.schedule.parsed_cron()?;
@@ -572,4 +783,42 @@ fn toml_like(settings: &Settings) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_line_prints_a_quoted_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let root = io.to_string();
+        let err = anyhow::Error::new(Quoting {
+            path: "/x/m.db.lock",
+            source: io,
+        })
+        .context("the backfill run failed");
+        assert_eq!(
+            error_line(&err),
+            format!("the backfill run failed: /x/m.db.lock: {root}")
+        );
+    }
+
+    #[test]
+    fn stale_without_a_successful_run_says_so_in_words() {
+        let m = stale_message(None, Duration::from_secs(3600));
+        assert!(
+            m.contains("no successful run yet") && !m.contains("never"),
+            "{m}"
+        );
+        let m = stale_message(Some(7200), Duration::from_secs(3600));
+        assert!(m.contains("2h ago") && m.contains("--max-age 1h"), "{m}");
+    }
 }

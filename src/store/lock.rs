@@ -11,9 +11,52 @@ use std::time::Duration;
 use super::StoreError;
 
 /// Held while a process may write the mirror; dropping it releases the lock.
+///
+/// A run that created the lock file and ends with no mirror beside it (a rejected key,
+/// a failure before the first write) removes the file again, so a failed first try
+/// leaves nothing behind. Removing a lock file is safe only because [`WriterLock::acquire`]
+/// checks, once it holds the lock, that the file it locked is still the one at the path
+/// (else a process that waited on the removed file and one that created a new file
+/// would both hold "the" lock).
 #[derive(Debug)]
 pub struct WriterLock {
     file: File,
+    /// The lock file and the mirror, when this process created the lock file.
+    created: Option<(PathBuf, PathBuf)>,
+}
+
+/// Opens (or creates) the lock file; `true` when this call created it.
+fn open_lock(path: &Path) -> Result<(File, bool), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    match options.clone().create_new(true).open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            options.open(path).map(|f| (f, false)).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// The locked file is still the one at `path` (not removed, nor replaced, meanwhile).
+fn still_at(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl WriterLock {
@@ -21,19 +64,15 @@ impl WriterLock {
     /// holder releases it.
     pub fn acquire(db: &Path, purpose: &str, wait: bool) -> Result<WriterLock, StoreError> {
         let path = lock_path(db);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let (mut file, mut created) = open_lock(&path)?;
         loop {
             match file.try_lock() {
-                Ok(()) => break,
+                Ok(()) if still_at(&file, &path) => break,
+                // The holder removed the file as it left: lock the one at the path now.
+                Ok(()) => {
+                    let _ = file.unlock();
+                    (file, created) = open_lock(&path)?;
+                }
                 Err(TryLockError::WouldBlock) if wait => {
                     std::thread::sleep(Duration::from_millis(200))
                 }
@@ -69,14 +108,46 @@ impl WriterLock {
             path: path.clone(),
             source,
         })?;
-        Ok(WriterLock { file })
+        Ok(WriterLock {
+            file,
+            created: created.then(|| (path, db.to_owned())),
+        })
     }
 }
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
+        if let Some((lock, db)) = &self.created
+            && !db.exists()
+        {
+            // Removed while still held: see the type's comment.
+            let _ = std::fs::remove_file(lock);
+        }
         let _ = self.file.unlock();
+    }
+}
+
+/// Who holds the writer lock of `db` now (`pid 1234 (backfill) since ...`), or `None`
+/// when nobody does. Creates nothing: no lock file means no writer.
+pub fn holder(db: &Path) -> Option<String> {
+    let mut file = File::open(lock_path(db)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let text = text.trim();
+            Some(if text.is_empty() {
+                "another process".into()
+            } else {
+                text.to_string()
+            })
+        }
+        Err(TryLockError::Error(_)) => None,
     }
 }
 
@@ -105,5 +176,42 @@ mod tests {
         );
         drop(first);
         WriterLock::acquire(&db, "sync", false).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_created_for_a_mirror_never_written_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        drop(WriterLock::acquire(&db, "backfill", false).unwrap());
+        assert!(!lock_path(&db).exists(), "no mirror, no lock file left");
+        let held = WriterLock::acquire(&db, "backfill", false).unwrap();
+        std::fs::write(&db, b"").unwrap();
+        drop(held);
+        assert!(lock_path(&db).exists(), "kept beside a mirror");
+        drop(WriterLock::acquire(&db, "sync", false).unwrap());
+        assert!(lock_path(&db).exists(), "not created by that run: kept");
+    }
+
+    #[test]
+    fn a_waiter_on_a_removed_lock_file_locks_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let first = WriterLock::acquire(&db, "backfill", false).unwrap();
+        let db2 = db.clone();
+        let waiter = std::thread::spawn(move || WriterLock::acquire(&db2, "sync", true).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The first run fails with no mirror: its lock file goes.
+        drop(first);
+        let second = waiter.join().unwrap();
+        assert!(
+            lock_path(&db).exists(),
+            "the waiter holds a file at the path"
+        );
+        assert_eq!(
+            holder(&db).map(|h| h.contains("(sync)")),
+            Some(true),
+            "the lock at the path is the waiter's"
+        );
+        drop(second);
     }
 }

@@ -23,7 +23,7 @@ use rusqlite_migration::{M, Migrations};
 pub use apply::{Applied, Batch, Observed};
 pub use backup::{BackupReport, backup};
 pub use lock::WriterLock;
-pub use status::{RunRow, StatusReport, Totals};
+pub use status::{NotReread, RunRow, StatusReport, Totals};
 
 use crate::api::model::format_timestamp;
 

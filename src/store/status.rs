@@ -1,5 +1,7 @@
 //! What `lomi-sync status` shows: recent runs, totals, freshness.
 
+use std::time::Duration;
+
 use rusqlite::params;
 use serde::Serialize;
 
@@ -40,6 +42,23 @@ pub struct Totals {
     pub changes: i64,
 }
 
+/// Customers whose payments a run did not re-read: an incremental run re-reads only
+/// the customers worth it and a rolling share of the rest, so a revenue figure it
+/// reports is only as fresh as the oldest of these reads. Each is re-read within
+/// `sync.full_every` of its last read (the rolling phase's bound), so all of them by
+/// `by`, if runs keep coming.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NotReread {
+    /// Live customers with payments in the mirror whose transactions were last read
+    /// before the run started.
+    pub customers: u64,
+    /// The oldest of those reads.
+    pub oldest_read_at: Option<String>,
+    /// When the last of them is due to be re-read: the newest of those reads plus
+    /// `sync.full_every`.
+    pub by: Option<String>,
+}
+
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
@@ -47,6 +66,10 @@ pub struct StatusReport {
     pub last_success_at: Option<String>,
     pub seconds_since_success: Option<i64>,
     pub walk_in_progress: Option<String>,
+    /// The process writing the mirror now (from its writer lock), if any.
+    pub writer: Option<String>,
+    /// Of the last successful run; set by the caller that knows `sync.full_every`.
+    pub payments_not_reread: Option<NotReread>,
     pub totals: Totals,
     pub runs: Vec<RunRow>,
 }
@@ -111,23 +134,73 @@ impl Store {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+        let writer = super::lock::holder(&self.path);
         let walk_in_progress = self.walk()?.map(|w| {
-            format!(
-                "{} walk of run {} stopped in phase {} ({} segment, next page {}); the next run resumes it",
+            let at = format!(
+                "{} walk of run {} in phase {} ({} segment, next page {})",
                 w.kind.as_str(),
                 w.run_id,
                 w.phase.as_str(),
                 w.segment,
                 w.next_page
-            )
+            );
+            match &writer {
+                Some(holder) => format!("running: {at}, written by {holder}"),
+                None => format!("stopped: {at}; the next run resumes it"),
+            }
         });
         Ok(StatusReport {
             database: self.path.display().to_string(),
             last_success_at,
             seconds_since_success,
             walk_in_progress,
+            writer,
+            payments_not_reread: None,
             totals,
             runs,
         })
     }
+
+    /// Customers whose payments were not re-read since `since` (a run's start): live,
+    /// with live transactions in the mirror, last read before it. Customers without
+    /// payments are left out: the `status=active` list shows their first payment on
+    /// every run, and that read is never skipped.
+    pub fn not_reread_since(
+        &self,
+        since: &str,
+        full_every: Duration,
+    ) -> Result<NotReread, StoreError> {
+        let (customers, oldest, newest): (i64, Option<String>, Option<String>) =
+            self.conn.query_row(
+                "SELECT count(*), min(s.tx_checked_at), max(s.tx_checked_at)
+                 FROM customers c JOIN customer_sync s ON s.customer_id = c.id
+                 WHERE c.deleted_at IS NULL AND s.live_tx > 0 AND s.tx_checked_at < ?1",
+                params![since],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        Ok(NotReread {
+            customers: customers as u64,
+            oldest_read_at: oldest,
+            by: newest.as_deref().and_then(|t| plus(t, full_every)),
+        })
+    }
+
+    /// [`Store::not_reread_since`] the start of the last successful run; `None`
+    /// before any.
+    pub fn not_reread_by_last_success(
+        &self,
+        full_every: Duration,
+    ) -> Result<Option<NotReread>, StoreError> {
+        match self.last_success_started_at()? {
+            Some(since) => Ok(Some(self.not_reread_since(&since, full_every)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A stored timestamp plus a duration, in the same format.
+fn plus(t: &str, d: Duration) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    let later = t.with_timezone(&chrono::Utc) + chrono::Duration::from_std(d).ok()?;
+    Some(crate::api::model::format_timestamp(later))
 }

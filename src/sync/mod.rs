@@ -15,6 +15,7 @@
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
+pub mod estimate;
 pub mod listing;
 mod writer;
 
@@ -32,7 +33,8 @@ use crate::api::model::TransactionList;
 use crate::api::{ApiClient, ApiError, Customer, CustomerPage, CustomerRead, StatusFilter};
 use crate::config::SyncSettings;
 use crate::store::{
-    Applied, Batch, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now, text_hash,
+    Applied, Batch, NotReread, Observed, Phase, PlanInfo, RunKind, Store, StoreError, Walk, now,
+    text_hash,
 };
 use tokio::task::JoinHandle;
 use writer::Writer;
@@ -147,6 +149,9 @@ pub struct RunSummary {
     pub list_page_cap: Option<u32>,
     /// Records skipped because their id could not be read (each time one was received).
     pub records_skipped: u64,
+    /// An incremental run: the customers whose payments it did not re-read, and by
+    /// when they will be (`sync.full_every`).
+    pub not_reread: Option<NotReread>,
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
@@ -373,7 +378,7 @@ async fn run_recorded(
     let walk = match resume {
         Some(mut w) => {
             resumed_walk_of = store.adopt_walk(run_id)?;
-            tracing::info!(run = run_id, of = ?resumed_walk_of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
+            tracing::info!(run = run_id, of = resumed_walk_of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
             w.run_id = run_id;
             w
         }
@@ -392,6 +397,7 @@ async fn run_recorded(
                 initial,
             };
             store.begin_walk(&w)?;
+            tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
             w
         }
     };
@@ -455,6 +461,10 @@ async fn run_recorded(
     if let Some(missing) = missing {
         return Err(SyncError::Incomplete { missing });
     }
+    if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
+        let since = &engine.walk.started_at;
+        engine.summary.not_reread = Some(r.not_reread_since(since, opts.settings.full_every.0)?);
+    }
     // The run's time includes building deferred indexes at the end of a backfill.
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
@@ -482,6 +492,7 @@ pub async fn dry_run(
         page_cap: None,
         initial: true,
     };
+    tracing::info!(segment = %walk.segment, "dry run walk started: listing customers");
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
     engine.summary.list_page_cap = engine.walk.page_cap;

@@ -13,3 +13,4 @@ mod resilience;
 mod sim_contract;
 mod store;
 mod support;
+mod ux;
