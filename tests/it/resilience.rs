@@ -279,37 +279,51 @@ async fn paced_backfill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_paced_backfill_resumes_without_spending_its_requests_again() {
-    // At 200 requests a second, the first page (every paying customer, in one page of
-    // 1,000) is over 3 s of transaction reads: an interruption at 2 s used to lose all
-    // of them.
-    const RATE: f64 = 200.0;
-    let opts = lomi_sync::sim::SimOptions {
-        max_page_size: 1000,
-        ..small_sim_options(1500, 41)
-    };
-    let whole = spawn_sim(opts.clone()).await;
-    paced_backfill(&whole, RATE, None).await.1.unwrap();
-    let needed = whole.sim.stats().requests;
+    // (rate, interrupted after, customers, requests it may spend again). The first
+    // page (every paying customer, in one page of 1,000) takes longer than the time
+    // before the interruption, which used to lose all of it. The default rate (4 a
+    // second) may spend again a chunk (4), the interrupted run's own preflight and
+    // first-line reads (3) and the page read again (1); at 200 a second, a chunk of
+    // 200 and a few more started ahead of it.
+    let default_rate = lomi_sync::config::Settings::default()
+        .api
+        .requests_per_second;
+    let cases = [
+        (default_rate, Duration::from_secs(6), 60, 12),
+        (200.0, Duration::from_secs(2), 1500, 215),
+    ];
+    for (rate, after, customers, allowed) in cases {
+        let opts = lomi_sync::sim::SimOptions {
+            max_page_size: 1000,
+            ..small_sim_options(customers, 41)
+        };
+        let whole = spawn_sim(opts.clone()).await;
+        paced_backfill(&whole, 0.0, None).await.1.unwrap();
+        let needed = whole.sim.stats().requests;
 
-    let sim = spawn_sim(opts).await;
-    let (m, r) = paced_backfill(&sim, RATE, Some(Duration::from_secs(2))).await;
-    assert!(
-        matches!(r, Err(lomi_sync::sync::SyncError::Interrupted)),
-        "{r:?}"
-    );
-    let spent = sim.sim.stats().requests;
-    assert!(spent < needed, "interrupted mid-way: {spent} of {needed}");
-    assert!(
-        m.count("SELECT count(*) FROM customers") > 0,
-        "work done before the interruption is committed"
-    );
-    m.run(RunKind::Backfill).await.unwrap();
-    m.assert_equals_truth(&sim);
-    let wasted = sim.sim.stats().requests - needed;
-    // At most a chunk (1 s of requests), a few started ahead of it and the page read
-    // again, not the 2 s spent.
-    assert!(
-        wasted <= RATE as u64 + 15,
-        "{wasted} requests spent again (interrupted after {spent} of {needed})"
-    );
+        let sim = spawn_sim(opts).await;
+        let (mut m, r) = paced_backfill(&sim, rate, Some(after)).await;
+        assert!(
+            matches!(r, Err(lomi_sync::sync::SyncError::Interrupted)),
+            "{rate}/s: {r:?}"
+        );
+        let spent = sim.sim.stats().requests;
+        assert!(
+            spent < needed,
+            "{rate}/s: interrupted mid-way: {spent} of {needed}"
+        );
+        assert!(
+            m.count("SELECT count(*) FROM customers") > 0,
+            "{rate}/s: work done before the interruption is committed"
+        );
+        // The resume's pace does not change what it must read again.
+        m.settings.api.requests_per_second = 0.0;
+        m.run(RunKind::Backfill).await.unwrap();
+        m.assert_equals_truth(&sim);
+        let wasted = sim.sim.stats().requests - needed;
+        assert!(
+            wasted <= allowed,
+            "{rate}/s: {wasted} requests spent again (interrupted after {spent} of {needed})"
+        );
+    }
 }
