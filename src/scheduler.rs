@@ -78,7 +78,10 @@ fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
     let Ok(store) = Store::open_read_only(db, settings.store.busy_timeout.0) else {
         return RunKind::Backfill;
     };
-    if !store.has_full_walk().unwrap_or(false) {
+    // A mirror this version has not migrated yet cannot answer: a `sync` finds out
+    // (after migrating) and runs a backfill if none completed. Guessing `backfill`
+    // would discard an unfinished `sync` walk and re-read every customer.
+    if !store.has_full_walk().unwrap_or(true) {
         return RunKind::Backfill;
     }
     if let Some(every) = settings.schedule.full_every {

@@ -153,7 +153,7 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         if let Some(w) = &b.checkpoint {
             tx.prepare_cached(
                 "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4, page_size = ?5,
-                                 pass = ?6, page_cap = ?7
+                                 pass = ?6, page_cap = ?7, list_counts = ?8
                  WHERE id = 1",
             )?
             .execute(params![
@@ -163,7 +163,8 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
                 w.last_total.map(|t| t as i64),
                 w.page_size,
                 w.pass,
-                w.page_cap
+                w.page_cap,
+                w.counts.to_json()
             ])?;
         }
         tx.prepare_cached(

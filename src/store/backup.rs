@@ -70,10 +70,21 @@ pub fn backup(
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(sibling(target, suffix));
     }
-    std::fs::rename(&partial, target).map_err(|source| StoreError::Io {
+    let io = |source| StoreError::Io {
         path: target.to_owned(),
         source,
-    })?;
+    };
+    // `VACUUM INTO` does not sync its output: make the copy durable before it replaces
+    // anything, and the rename durable after.
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&partial, target).map_err(io)?;
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
     Ok(BackupReport {
         path: target.to_owned(),
         ..report

@@ -13,7 +13,7 @@ mod record_tests;
 mod status;
 mod v4;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -136,9 +136,34 @@ pub struct Walk {
     /// The largest page the server proved it serves: a short page was followed by rows
     /// not seen before, so the page was cut, not the list's end (NOTES.md: silent cap).
     pub page_cap: Option<u32>,
+    /// What the walk has counted of the list so far.
+    pub counts: ListCounts,
     /// The first load into an empty mirror: no `created` change rows, and the deferred
     /// indexes are built once at the end.
     pub initial: bool,
+}
+
+/// What a walk has counted of the customer list, kept with its checkpoint so that a
+/// resumed walk checks its completeness as an uninterrupted one would. Keys are list
+/// segments (`active`, `inactive`, `all`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ListCounts {
+    /// `totalCount` at the first page of each segment's latest top-up or sweep: what
+    /// the customers listed are checked against.
+    pub totals: BTreeMap<String, u64>,
+    /// Records without a readable id in each segment's latest whole pass: the list
+    /// counts them, the walk cannot list them.
+    pub unreadable: BTreeMap<String, u64>,
+    /// Customers the list counts that the walk could not list, once it gave up sweeping.
+    pub missing: Option<u64>,
+}
+
+impl ListCounts {
+    /// As stored in `walk.list_counts`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("maps of numbers serialize")
+    }
 }
 
 /// The phases of a walk, in order.
@@ -552,7 +577,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
-                        pass, page_cap
+                        pass, page_cap, list_counts
                  FROM walk WHERE id = 1",
                 [],
                 |r| {
@@ -568,6 +593,7 @@ impl Store {
                         r.get::<_, bool>(8)?,
                         r.get::<_, i64>(9)?,
                         r.get::<_, Option<i64>>(10)?,
+                        list_counts(r, 11)?,
                     ))
                 },
             )
@@ -585,6 +611,7 @@ impl Store {
                 initial,
                 pass,
                 page_cap,
+                counts,
             )| {
                 Some(Walk {
                     run_id,
@@ -597,6 +624,7 @@ impl Store {
                     last_total: last_total.map(|t| t as u64),
                     pass: pass as u32,
                     page_cap: page_cap.map(|c| c as u32),
+                    counts,
                     initial,
                 })
             },
@@ -616,8 +644,8 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
-                               pass, page_cap)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                               pass, page_cap, list_counts)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 w.run_id,
                 w.kind.as_str(),
@@ -629,7 +657,8 @@ impl Store {
                 w.last_total.map(|t| t as i64),
                 w.initial,
                 w.pass,
-                w.page_cap
+                w.page_cap,
+                w.counts.to_json()
             ],
         )?;
         tx.commit()?;
@@ -748,6 +777,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Customers the walk missed in the list but found present when it asked for them
+    /// one by one (the confirm phase): the list counted them, so they are not missing.
+    pub fn confirmed_present(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM walk_seen w JOIN customers c ON c.id = w.customer_id
+             WHERE w.segment = 'confirm' AND c.deleted_at IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     /// Customers the unfinished walk had seen before this process took it over, with
     /// where: a list segment (`active`, `inactive`, `all`) or a later phase.
     pub fn walk_seen(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -803,4 +843,13 @@ impl Store {
         )?;
         Ok((eligible as u64, overdue as u64))
     }
+}
+
+/// Reads `walk.list_counts`; a value that does not parse is an error, never a silent
+/// "nothing counted" (which could let an incomplete walk pass its check).
+fn list_counts(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ListCounts> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }

@@ -144,9 +144,13 @@ impl Store {
                 w.segment,
                 w.next_page
             );
+            // The daemon holds the lock between runs too: only a run marked running
+            // is one.
             match &writer {
-                Some(holder) => format!("running: {at}, written by {holder}"),
-                None => format!("stopped: {at}; the next run resumes it"),
+                Some(holder) if run_is_running(&self.conn, w.run_id) => {
+                    format!("running: {at}, written by {holder}")
+                }
+                _ => format!("stopped: {at}; the next run resumes it"),
             }
         });
         Ok(StatusReport {
@@ -203,4 +207,14 @@ fn plus(t: &str, d: Duration) -> Option<String> {
     let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
     let later = t.with_timezone(&chrono::Utc) + chrono::Duration::from_std(d).ok()?;
     Some(crate::api::model::format_timestamp(later))
+}
+
+/// The run `id` is marked `running` in `sync_runs`.
+fn run_is_running(conn: &rusqlite::Connection, id: i64) -> bool {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE id = ?1 AND outcome = 'running')",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap_or(false)
 }

@@ -51,12 +51,11 @@ pub enum SyncError {
     #[error("the database writer thread stopped unexpectedly")]
     WriterGone,
     #[error(
-        "{missing} customers that the list counts could not be listed after {sweeps} sweeps over it \
+        "{missing} customers that the list counts could not be listed, after {sweeps} sweeps over it \
          (its order or its paging is unstable: customers sharing a created_at, or pages cut short); \
-         the mirror keeps everything read, and the next run lists again",
-        sweeps = listing::MAX_SWEEPS
+         the mirror keeps everything read, and the next run lists again"
     )]
-    Incomplete { missing: u64 },
+    Incomplete { missing: u64, sweeps: u32 },
     /// The run failed and its failure could not be written to `sync_runs` either: said
     /// here, because `lomi-sync status` will not show this run.
     #[error(
@@ -217,24 +216,21 @@ struct Engine<'a> {
     listed: [u64; 3],
     listed_distinct: u64,
     /// The latest `totalCount` of each segment, from a page with rows (a page past the
-    /// end says nothing, NOTES.md).
+    /// end says nothing, NOTES.md): for progress. The completeness check uses the
+    /// walk's own `counts`, kept with its checkpoint.
     segment_totals: HashMap<StatusFilter, u64>,
-    /// `totalCount` at the first page of each segment's latest top-up or sweep: what the
-    /// customers listed are checked against.
-    pass_totals: HashMap<StatusFilter, u64>,
     /// The first offset of the current pass not read yet; `None` after a resume (the
     /// next page's start, then).
     read_to: Option<u64>,
     /// The page just read came back short: if the next one shows rows past it, it was
     /// a cap.
     probing: bool,
-    /// Customers the list counts that the walk could not list, once it gave up sweeping.
-    missing: Option<u64>,
     /// Records without a readable id in the current list or sweep pass: the list counts
     /// them, the walk cannot list them.
     pass_unreadable: u64,
-    /// Such records in each segment's latest whole pass.
-    unreadable: HashMap<StatusFilter, u64>,
+    /// A fetch failed and its page was dropped: nothing after it may be committed, or
+    /// the checkpoint would move past customers never written.
+    poisoned: bool,
     summary: RunSummary,
     /// Optional requests left in this run's budget (`sync.max_requests_per_run`).
     budget: Option<u64>,
@@ -383,19 +379,7 @@ async fn run_recorded(
             w
         }
         None => {
-            let w = Walk {
-                run_id,
-                kind,
-                started_at: now(),
-                phase: Phase::List,
-                segment: segments(&opts.settings)[0].as_str().to_string(),
-                next_page: 1,
-                page_size: opts.page_size,
-                last_total: None,
-                pass: 0,
-                page_cap: None,
-                initial,
-            };
+            let w = new_walk(run_id, kind, initial, opts);
             store.begin_walk(&w)?;
             tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
             w
@@ -450,16 +434,19 @@ async fn run_recorded(
     // A failure is recorded by `run`, once this writer's connection is closed.
     result.and(flushed).and(noted)?;
     // A walk that could not list everyone is over, but the run did not succeed.
-    let missing = engine.missing;
-    let record = missing.map(|n| (n, SyncError::Incomplete { missing: n }.to_string()));
+    let incomplete = engine.incomplete()?;
+    let record = incomplete.as_ref().map(|e| match e {
+        SyncError::Incomplete { missing, .. } => (*missing, e.to_string()),
+        _ => unreachable!("incomplete() gives Incomplete"),
+    });
     writer
         .call(move |s| {
             let missing = record.as_ref().map(|(n, e)| (*n, e.as_str()));
             s.complete_walk(run_id, requests, retries, missing)
         })
         .await?;
-    if let Some(missing) = missing {
-        return Err(SyncError::Incomplete { missing });
+    if let Some(e) = incomplete {
+        return Err(e);
     }
     if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
         let since = &engine.walk.started_at;
@@ -479,9 +466,26 @@ pub async fn dry_run(
 ) -> Result<RunSummary, SyncError> {
     let started = Instant::now();
     preflight(client).await?;
-    let walk = Walk {
-        run_id: 0,
-        kind: RunKind::Backfill,
+    let walk = new_walk(0, RunKind::Backfill, true, opts);
+    tracing::info!(segment = %walk.segment, "dry run walk started: listing customers");
+    let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
+    engine.walk_all().await?;
+    engine.summary.list_page_cap = engine.walk.page_cap;
+    if let Some(e) = engine.incomplete()? {
+        return Err(e);
+    }
+    engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
+    engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
+    engine.summary.records_skipped = client.counters().skipped.load(Ordering::Relaxed);
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut engine.summary))
+}
+
+/// A walk at its start: the first segment's first page.
+fn new_walk(run_id: i64, kind: RunKind, initial: bool, opts: &SyncOptions) -> Walk {
+    Walk {
+        run_id,
+        kind,
         started_at: now(),
         phase: Phase::List,
         segment: segments(&opts.settings)[0].as_str().to_string(),
@@ -490,20 +494,9 @@ pub async fn dry_run(
         last_total: None,
         pass: 0,
         page_cap: None,
-        initial: true,
-    };
-    tracing::info!(segment = %walk.segment, "dry run walk started: listing customers");
-    let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
-    engine.walk_all().await?;
-    engine.summary.list_page_cap = engine.walk.page_cap;
-    if let Some(missing) = engine.missing {
-        return Err(SyncError::Incomplete { missing });
+        counts: Default::default(),
+        initial,
     }
-    engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
-    engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
-    engine.summary.records_skipped = client.counters().skipped.load(Ordering::Relaxed);
-    engine.summary.duration_secs = started.elapsed().as_secs_f64();
-    Ok(std::mem::take(&mut engine.summary))
 }
 
 fn segments(s: &SyncSettings) -> Vec<StatusFilter> {
@@ -579,12 +572,10 @@ impl<'a> Engine<'a> {
             listed: [0; 3],
             listed_distinct: 0,
             segment_totals: HashMap::new(),
-            pass_totals: HashMap::new(),
             read_to: None,
             probing: false,
-            missing: None,
             pass_unreadable: 0,
-            unreadable: HashMap::new(),
+            poisoned: false,
             budget,
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -656,11 +647,16 @@ impl<'a> Engine<'a> {
     fn after_listing(&mut self, w: &mut Walk, segs: &[StatusFilter]) {
         // Records the list counts but whose id cannot be read were skipped (and
         // counted as such), not missed.
-        let unreadable = |s: &StatusFilter| self.unreadable.get(s).copied().unwrap_or(0);
+        let unreadable =
+            |s: &StatusFilter| w.counts.unreadable.get(s.as_str()).copied().unwrap_or(0);
         let counts: Vec<(Option<u64>, u64)> = segs
             .iter()
             .map(|s| {
-                let total = self.pass_totals.get(s).or(self.segment_totals.get(s));
+                let total = w
+                    .counts
+                    .totals
+                    .get(s.as_str())
+                    .or(self.segment_totals.get(s));
                 (
                     total.copied(),
                     self.listed[segment_index(*s)] + unreadable(s),
@@ -691,8 +687,8 @@ impl<'a> Engine<'a> {
                         "customers the list counts could not be listed; this run will not \
                          succeed and the next one lists again"
                     );
-                    self.missing = Some(missing);
                 }
+                w.counts.missing = (missing > 0).then_some(missing);
                 w.phase = Phase::Confirm;
                 w.segment = StatusFilter::All.as_str().into();
             }
@@ -757,7 +753,11 @@ impl<'a> Engine<'a> {
         let size = self.walk.page_size;
         // A record skipped for an unreadable id still takes its row of the page.
         let rows = page.customers.len() + page.skipped.len();
-        self.count_unreadable(phase, page_no, page.skipped.len());
+        let start = listing::page_start(page_no, size);
+        let from = self.read_to.unwrap_or(start).max(start);
+        // A probe's first rows were read on the short page before it.
+        let overlap = (from - start) as usize;
+        self.count_unreadable(phase, page_no, page.skipped.len().saturating_sub(overlap));
         let total = page.total_count;
         self.note_total(seg, page_no, rows, total);
         let mut customers = page.customers;
@@ -766,13 +766,26 @@ impl<'a> Engine<'a> {
         } else {
             customers.extend(self.reread_shifted(seg, page_no, rows, total).await?);
         }
-        let (fresh, also_seen) = self.unseen(customers, seg);
-        let start = listing::page_start(page_no, size);
-        let from = self.read_to.unwrap_or(start).max(start);
-        if self.probing && start + rows as u64 > from {
+        // Rows past the short page that this walk has not listed prove a cap; rows it has
+        // listed only show that the list grew (everything shifted down).
+        let unlisted_past = self.probing
+            && customers
+                .iter()
+                .skip(overlap)
+                .any(|c| !self.listed_in(&c.id, seg));
+        if unlisted_past {
             self.learn_cap(size);
         }
+        let (fresh, also_seen) = self.unseen(customers, seg);
         let step = listing::next_step(phase, page_no, size, rows, fresh.len(), from);
+        let done = step == listing::ListStep::Done;
+        if done && phase != Phase::Topup {
+            let unreadable = self.pass_unreadable;
+            self.walk
+                .counts
+                .unreadable
+                .insert(seg.as_str().into(), unreadable);
+        }
         // The checkpoint committed with this page is where a resumed run starts.
         let next = match step {
             listing::ListStep::Done => self.advanced(),
@@ -791,12 +804,8 @@ impl<'a> Engine<'a> {
                 w
             }
         };
-        let done = step == listing::ListStep::Done;
-        if done && phase != Phase::Topup {
-            self.unreadable.insert(seg, self.pass_unreadable);
-        }
         let jobs = self.plan(fresh, seg)?;
-        self.start_chunked(jobs, seg.as_str(), next.clone(), also_seen)
+        self.start_chunked(jobs, seg.as_str(), 1, next.clone(), also_seen)
             .await?;
         if done {
             self.drain().await?;
@@ -825,7 +834,7 @@ impl<'a> Engine<'a> {
         }
         self.segment_totals.insert(seg, total);
         if page_no == 1 && self.walk.phase != Phase::List {
-            self.pass_totals.insert(seg, total);
+            self.walk.counts.totals.insert(seg.as_str().into(), total);
         }
     }
 
@@ -895,6 +904,30 @@ impl<'a> Engine<'a> {
         }
         self.summary.customers_seen += fresh.len() as u64;
         (fresh, also)
+    }
+
+    /// This walk has listed `id` in `seg`.
+    fn listed_in(&self, id: &str, seg: StatusFilter) -> bool {
+        self.seen
+            .get(id)
+            .is_some_and(|m| m & seen_bit(seg.as_str()) != 0)
+    }
+
+    /// Customers the list counts that the walk could not list, less those the confirm
+    /// phase found present one by one: an error to end the run with, if any are left.
+    fn incomplete(&self) -> Result<Option<SyncError>, SyncError> {
+        let Some(counted) = self.walk.counts.missing else {
+            return Ok(None);
+        };
+        let confirmed = match &self.reader {
+            Some(r) => r.confirmed_present()?,
+            None => 0,
+        };
+        let missing = counted.saturating_sub(confirmed);
+        Ok((missing > 0).then_some(SyncError::Incomplete {
+            missing,
+            sweeps: self.walk.pass,
+        }))
     }
 
     /// Records that this walk saw `id` where `bit` says, keeping the listed counts.
@@ -969,6 +1002,7 @@ impl<'a> Engine<'a> {
         &mut self,
         jobs: Vec<Job>,
         segment: &'static str,
+        pages: u32,
         checkpoint: Walk,
         also_seen: Vec<String>,
     ) -> Result<(), SyncError> {
@@ -983,7 +1017,7 @@ impl<'a> Engine<'a> {
             self.start(chunk, segment, 0, here, Vec::new());
             self.limit_in_flight().await?;
         }
-        self.start(last, segment, 1, checkpoint, also_seen);
+        self.start(last, segment, pages, checkpoint, also_seen);
         self.limit_in_flight().await
     }
 
@@ -997,10 +1031,11 @@ impl<'a> Engine<'a> {
     /// After an error or an interruption: commits the oldest pages in flight whose
     /// fetches all finished, so that the requests they spent are not spent again.
     async fn salvage(&mut self) {
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|p| p.fetches.is_finished())
+        while !self.poisoned
+            && self
+                .in_flight
+                .front()
+                .is_some_and(|p| p.fetches.is_finished())
         {
             if self.finish_oldest().await.is_err() {
                 return;
@@ -1054,6 +1089,8 @@ impl<'a> Engine<'a> {
         let Some(page) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        // Whatever stops this page drops it: nothing after it may be committed.
+        self.poisoned = true;
         let results = match page.fetches.await {
             Ok(results) => results,
             Err(e) if e.is_cancelled() => return Err(SyncError::Interrupted),
@@ -1066,12 +1103,12 @@ impl<'a> Engine<'a> {
             checkpoint: Some(page.checkpoint),
             ..Batch::default()
         };
-        for (id, r) in results {
-            let fetched = match r {
-                Ok(f) => f,
-                Err(e) if e.is_cancelled() => return Err(SyncError::Interrupted),
-                Err(e) => return Err(e.into()),
-            };
+        let results = results
+            .into_iter()
+            .map(|(id, r)| r.map(|f| (id, f)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        self.poisoned = false;
+        for (id, fetched) in results {
             self.mark_seen(id.clone(), seen_bit(page.segment));
             batch.seen.push((id.clone(), page.segment));
             match fetched {
@@ -1151,6 +1188,7 @@ impl<'a> Engine<'a> {
             self.start_chunked(
                 transaction_jobs(ids, true),
                 "confirm",
+                0,
                 checkpoint,
                 Vec::new(),
             )
@@ -1210,6 +1248,7 @@ impl<'a> Engine<'a> {
             self.start_chunked(
                 transaction_jobs(page, false),
                 "rolling",
+                0,
                 checkpoint,
                 Vec::new(),
             )

@@ -123,7 +123,9 @@ async fn a_list_that_counts_customers_it_never_shows_fails_the_run_and_says_how_
             customers as i64 + delta
         );
         match m.run(RunKind::Backfill).await {
-            Err(SyncError::Incomplete { missing }) => assert_eq!(missing, delta as u64, "{what}"),
+            Err(SyncError::Incomplete { missing, .. }) => {
+                assert_eq!(missing, delta as u64, "{what}")
+            }
             other => panic!("{what}: expected an incomplete run, got {other:?}"),
         }
         // What could be read is kept; the run is recorded as failed, with the count.

@@ -189,6 +189,7 @@ async fn logs_off_a_terminal_carry_no_escape_codes_and_print_values() {
             last_total: None,
             pass: 0,
             page_cap: None,
+            counts: Default::default(),
             initial: true,
         })
         .unwrap();
@@ -238,6 +239,7 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
             last_total: None,
             pass: 0,
             page_cap: None,
+            counts: Default::default(),
             initial: false,
         })
         .unwrap();

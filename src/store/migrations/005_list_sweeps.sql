@@ -6,6 +6,10 @@
 -- (NULL until a short page is followed by unseen rows).
 ALTER TABLE walk ADD COLUMN pass INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE walk ADD COLUMN page_cap INTEGER;
+-- What the walk has counted of the list (`ListCounts` as JSON): the totals its
+-- completeness check compares with, so that a resumed walk checks as an uninterrupted
+-- one would.
+ALTER TABLE walk ADD COLUMN list_counts TEXT NOT NULL DEFAULT '{}';
 
 -- A customer can be listed in more than one segment during one walk (an inactive
 -- customer who pays moves to `active`): every segment's sightings count for its
