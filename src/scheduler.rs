@@ -261,3 +261,32 @@ fn counts_line(s: &RunSummary) -> String {
         s.applied.transactions_restored
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirror_that_cannot_say_whether_it_was_loaded_gets_a_sync_not_a_backfill() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let mut settings = Settings::default();
+        settings.store.path = db.clone();
+        // No mirror yet: a backfill.
+        assert_eq!(next_kind(&db, &settings), RunKind::Backfill);
+        let store = Store::open(&db, Duration::from_secs(1)).unwrap();
+        let run = store.start_run(RunKind::Backfill).unwrap();
+        store
+            .finish_run(run, crate::store::Outcome::Succeeded, None, 0, 0)
+            .unwrap();
+        drop(store);
+        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
+        // A file an older version wrote lacks what the question asks (the run decides
+        // after migrating it): a sync, which finishes an unfinished sync walk.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("ALTER TABLE sync_runs DROP COLUMN missing_customers")
+            .unwrap();
+        drop(conn);
+        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
+    }
+}

@@ -195,30 +195,41 @@ async fn walk_segment(
         listed: 0,
         hidden: 0,
     };
-    let (mut page_no, mut size, mut from) = (1, page_size, 0);
+    let (mut page_no, mut size, mut from, mut probe) = (1, page_size, 0, false);
     loop {
         if cancel.is_cancelled() {
             return Err(SyncError::Interrupted);
         }
         let page = client.list_customers(page_no, size, seg).await?;
         w.reads += 1;
-        let mut fresh = 0;
-        for c in &page.customers {
+        // A probe's first rows were read on the short page before it.
+        let overlap = (from - listing::page_start(page_no, size)) as usize;
+        let (mut fresh, mut unlisted_past) = (0, 0);
+        for (i, c) in page.customers.iter().enumerate() {
             if seen.insert(c.id.to_string()) {
                 fresh += 1;
+                unlisted_past += usize::from(i >= overlap);
                 w.hidden += u64::from(c.metadata_null);
             }
         }
         w.listed += fresh as u64;
-        let rows = page.customers.len();
-        match listing::next_step(Phase::List, page_no, size, rows, fresh, from) {
+        let read = listing::PageRead {
+            page: page_no,
+            size,
+            rows: page.customers.len() + page.skipped.len(),
+            fresh,
+            from,
+            probe,
+            unlisted_past,
+        };
+        match listing::next_step(Phase::List, &read) {
             listing::ListStep::Done => return Ok(w),
             listing::ListStep::Next {
                 page,
                 size: s,
                 from: f,
-                ..
-            } => (page_no, size, from) = (page, s, f),
+                probe: p,
+            } => (page_no, size, from, probe) = (page, s, f, p),
         }
     }
 }

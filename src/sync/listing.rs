@@ -40,30 +40,42 @@ pub enum ListStep {
     },
 }
 
-/// The next read after page `page` of `size` came back with `rows` rows, `fresh` of
-/// them not seen before in this walk, when the rows from offset `from` on were unread.
+/// One list page as read, for [`next_step`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageRead {
+    pub page: u64,
+    pub size: u32,
+    /// Rows it held, records skipped for an unreadable id included.
+    pub rows: usize,
+    /// Customers on it not seen before in this walk.
+    pub fresh: usize,
+    /// The first offset of the pass not read yet when it was asked for.
+    pub from: u64,
+    /// It was asked for after a short page, to tell the list's end from a cap.
+    pub probe: bool,
+    /// Customers on it, at offsets from `from` on, not listed before in its segment.
+    pub unlisted_past: usize,
+}
+
+/// The next read after a page.
 ///
-/// A pass ends only when a page holds nothing past `from` (an empty page, or a probe
-/// whose rows all lie before it); a top-up also ends at a page with nothing new (what
-/// was created during the walk sits at the top). A short page asks for the rows right
-/// after it, in pages of its own length: offsets are `(page - 1) * size`, so the next
-/// page may start a little before them (rows seen twice are harmless, rows skipped are
-/// not, and with ties shuffled the overlap may even show new ones).
-pub fn next_step(
-    phase: Phase,
-    page: u64,
-    size: u32,
-    rows: usize,
-    fresh: usize,
-    from: u64,
-) -> ListStep {
-    let size = size.max(1);
-    let end = (page - 1) * u64::from(size) + rows as u64;
-    if end <= from || rows == 0 || (phase == Phase::Topup && fresh == 0) {
+/// A pass ends only when a page holds nothing past `from`: an empty page, a probe whose
+/// rows all lie before it, or a probe whose rows past it were all listed already (the
+/// list grew during the walk and shifted them down; taking them for more of the list
+/// would chase its growth row by row). A top-up also ends at a page with nothing new
+/// (what was created during the walk sits at the top). A short page asks for the rows
+/// right after it, in pages of its own length: offsets are `(page - 1) * size`, so the
+/// next page may start a little before them (rows seen twice are harmless, rows skipped
+/// are not).
+pub fn next_step(phase: Phase, r: &PageRead) -> ListStep {
+    let size = r.size.max(1);
+    let end = (r.page - 1) * u64::from(size) + r.rows as u64;
+    let nothing_past = end <= r.from || (r.probe && r.unlisted_past == 0);
+    if r.rows == 0 || nothing_past || (phase == Phase::Topup && r.fresh == 0) {
         return ListStep::Done;
     }
-    if rows < size as usize {
-        let short = rows as u32;
+    if r.rows < size as usize {
+        let short = r.rows as u32;
         return ListStep::Next {
             page: end / u64::from(short) + 1,
             size: short,
@@ -72,7 +84,7 @@ pub fn next_step(
         };
     }
     ListStep::Next {
-        page: page + 1,
+        page: r.page + 1,
         size,
         from: end,
         probe: false,
@@ -136,46 +148,73 @@ mod tests {
         }
     }
 
+    /// Page `page` of `size` with `rows` rows, `fresh` new to the walk, read when the
+    /// rows from `from` on were unread; `past`: `Some(n)` for a probe showing `n`
+    /// unlisted customers past `from`.
+    fn read(
+        page: u64,
+        size: u32,
+        rows: usize,
+        fresh: usize,
+        from: u64,
+        past: Option<usize>,
+    ) -> PageRead {
+        PageRead {
+            page,
+            size,
+            rows,
+            fresh,
+            from,
+            probe: past.is_some(),
+            unlisted_past: past.unwrap_or(0),
+        }
+    }
+
     #[test]
     fn only_a_page_with_nothing_past_the_unread_rows_ends_a_pass() {
+        use Phase::{List, Sweep, Topup};
         let cases = [
-            // (phase, page, size, rows, fresh, from) -> step
-            ((Phase::List, 1, 10, 10, 10, 0), next(2, 10, 10, false)),
+            ((List, read(1, 10, 10, 10, 0, None)), next(2, 10, 10, false)),
             // A full page that the totals call the last one is not the end.
-            ((Phase::List, 2, 10, 10, 10, 10), next(3, 10, 20, false)),
+            (
+                (List, read(2, 10, 10, 10, 10, None)),
+                next(3, 10, 20, false),
+            ),
             // A short page asks for the rows right after it, in pages of its length.
-            ((Phase::List, 3, 10, 5, 5, 20), next(6, 5, 25, true)),
-            ((Phase::List, 6, 5, 0, 0, 25), ListStep::Done),
+            ((List, read(3, 10, 5, 5, 20, None)), next(6, 5, 25, true)),
+            ((List, read(6, 5, 0, 0, 25, Some(0))), ListStep::Done),
             // 39 rows in pages of 5: the probe for row 39 starts at 36 and its rows all
             // lie before 39 (new ones, if ties shuffle): the end, not a cap.
-            ((Phase::List, 8, 5, 4, 4, 35), next(10, 4, 39, true)),
-            ((Phase::List, 10, 4, 3, 3, 39), ListStep::Done),
+            ((List, read(8, 5, 4, 4, 35, None)), next(10, 4, 39, true)),
+            ((List, read(10, 4, 3, 3, 39, Some(0))), ListStep::Done),
+            // The list grew by one while the walk read its end: the probe shows the old
+            // last row again, past 39. The end, not a cap, and not a chase.
+            ((List, read(10, 4, 4, 0, 39, Some(0))), ListStep::Done),
             // A cap of 200 rows under pages of 300: the next read starts at row 200...
-            ((Phase::List, 1, 300, 200, 200, 0), next(2, 200, 200, true)),
-            // ... and after page 2 of 300 (rows 300..500), at row 500: page 3 of 200
-            // starts at 400, and rows past 500 prove the cap.
             (
-                (Phase::List, 2, 300, 200, 200, 300),
+                (List, read(1, 300, 200, 200, 0, None)),
+                next(2, 200, 200, true),
+            ),
+            // ... and after page 2 of 300 (rows 300..500), at row 500: page 3 of 200
+            // starts at 400, and unlisted rows past 500 prove the cap.
+            (
+                (List, read(2, 300, 200, 200, 300, None)),
                 next(3, 200, 500, true),
             ),
             (
-                (Phase::List, 3, 200, 200, 100, 500),
+                (List, read(3, 200, 200, 100, 500, Some(100))),
                 next(4, 200, 600, false),
             ),
-            ((Phase::Sweep, 1, 8, 6, 2, 0), next(2, 6, 6, true)),
-            ((Phase::Sweep, 1, 8, 8, 0, 0), next(2, 8, 8, false)),
+            ((Sweep, read(1, 8, 6, 2, 0, None)), next(2, 6, 6, true)),
+            ((Sweep, read(1, 8, 8, 0, 0, None)), next(2, 8, 8, false)),
             // A top-up stops at the first page with nothing new...
-            ((Phase::Topup, 1, 10, 10, 0, 0), ListStep::Done),
-            ((Phase::Topup, 1, 10, 10, 3, 0), next(2, 10, 10, false)),
+            ((Topup, read(1, 10, 10, 0, 0, None)), ListStep::Done),
+            ((Topup, read(1, 10, 10, 3, 0, None)), next(2, 10, 10, false)),
             // ... or at the end.
-            ((Phase::Topup, 2, 10, 0, 0, 10), ListStep::Done),
+            ((Topup, read(2, 10, 0, 0, 10, None)), ListStep::Done),
         ];
-        for ((phase, page, size, rows, fresh, from), want) in cases {
-            assert_eq!(
-                next_step(phase, page, size, rows, fresh, from),
-                want,
-                "{phase:?} page {page} of {size} from {from}: {rows} rows, {fresh} fresh"
-            );
+        for ((phase, r), want) in cases {
+            assert_eq!(next_step(phase, &r), want, "{phase:?} {r:?}");
         }
     }
 
@@ -186,12 +225,13 @@ mod tests {
             for page in 1..6u64 {
                 for rows in 1..size as usize {
                     let start = page_start(page, size);
+                    let r = read(page, size, rows, rows, start, None);
                     let ListStep::Next {
                         page: p,
                         size: s,
                         from,
                         ..
-                    } = next_step(Phase::List, page, size, rows, rows, start)
+                    } = next_step(Phase::List, &r)
                     else {
                         panic!("a page with rows is not the end");
                     };

@@ -192,8 +192,27 @@ struct PageInFlight {
     segment: &'static str,
     pages: u32,
     checkpoint: Walk,
+    /// The walk where this page started: what a part of it commits with, so that a
+    /// resumed run reads its page again (and skips the customers committed).
+    restart: Walk,
     /// Customers this page lists for the first time in its segment but that were read
     /// already (listed in another segment): recorded as seen here too, nothing fetched.
+    also_seen: Vec<String>,
+}
+
+/// A page whose fetches did not all succeed: what the others fetched, and where the
+/// page started.
+struct Stopped {
+    restart: Walk,
+    segment: &'static str,
+    fetched: Vec<(String, Fetched)>,
+}
+
+/// Where a batch goes in the walk: what [`Engine::submit`] needs of a page in flight.
+struct Part {
+    segment: &'static str,
+    pages: u32,
+    checkpoint: Walk,
     also_seen: Vec<String>,
 }
 
@@ -228,9 +247,11 @@ struct Engine<'a> {
     /// Records without a readable id in the current list or sweep pass: the list counts
     /// them, the walk cannot list them.
     pass_unreadable: u64,
-    /// A fetch failed and its page was dropped: nothing after it may be committed, or
-    /// the checkpoint would move past customers never written.
-    poisoned: bool,
+    /// A fetch of a page failed (or was cancelled): what the rest of that page fetched,
+    /// for [`Engine::salvage`] to commit with the page's start as the checkpoint (and
+    /// everything after it too, or the checkpoint would move past customers never
+    /// written).
+    stopped: Option<Stopped>,
     summary: RunSummary,
     /// Optional requests left in this run's budget (`sync.max_requests_per_run`).
     budget: Option<u64>,
@@ -575,7 +596,7 @@ impl<'a> Engine<'a> {
             read_to: None,
             probing: false,
             pass_unreadable: 0,
-            poisoned: false,
+            stopped: None,
             budget,
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -768,16 +789,25 @@ impl<'a> Engine<'a> {
         }
         // Rows past the short page that this walk has not listed prove a cap; rows it has
         // listed only show that the list grew (everything shifted down).
-        let unlisted_past = self.probing
-            && customers
-                .iter()
-                .skip(overlap)
-                .any(|c| !self.listed_in(&c.id, seg));
-        if unlisted_past {
+        let unlisted_past = customers
+            .iter()
+            .skip(overlap)
+            .filter(|c| !self.listed_in(&c.id, seg))
+            .count();
+        if self.probing && unlisted_past > 0 {
             self.learn_cap(size);
         }
         let (fresh, also_seen) = self.unseen(customers, seg);
-        let step = listing::next_step(phase, page_no, size, rows, fresh.len(), from);
+        let read = listing::PageRead {
+            page: page_no,
+            size,
+            rows,
+            fresh: fresh.len(),
+            from,
+            probe: self.probing,
+            unlisted_past,
+        };
+        let step = listing::next_step(phase, &read);
         let done = step == listing::ListStep::Done;
         if done && phase != Phase::Topup {
             let unreadable = self.pass_unreadable;
@@ -1028,17 +1058,54 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// After an error or an interruption: commits the oldest pages in flight whose
-    /// fetches all finished, so that the requests they spent are not spent again.
+    /// After an error or an interruption: commits, in order, what the pages in flight
+    /// fetched, so that the requests spent are not spent again. After a shutdown every
+    /// fetch ends at once (its requests are cancelled); after an error only the pages
+    /// already done are taken. Once a page is incomplete, everything after it commits
+    /// with that page's start as the checkpoint: the resumed run reads it again and
+    /// skips the customers committed.
     async fn salvage(&mut self) {
-        while !self.poisoned
-            && self
-                .in_flight
-                .front()
-                .is_some_and(|p| p.fetches.is_finished())
-        {
-            if self.finish_oldest().await.is_err() {
+        let interrupted = self.cancel.is_cancelled();
+        let mut floor = None;
+        if let Some(stopped) = self.stopped.take() {
+            floor = Some(stopped.restart.clone());
+            let part = Part {
+                segment: stopped.segment,
+                pages: 0,
+                checkpoint: stopped.restart,
+                also_seen: Vec::new(),
+            };
+            if self.submit(part, stopped.fetched).await.is_err() {
                 return;
+            }
+        }
+        while let Some(page) = self.in_flight.pop_front() {
+            if !interrupted && !page.fetches.is_finished() {
+                break;
+            }
+            let Ok(results) = page.fetches.await else {
+                break;
+            };
+            let total = results.len();
+            let fetched: Vec<(String, Fetched)> = results
+                .into_iter()
+                .filter_map(|(id, r)| r.ok().map(|f| (id, f)))
+                .collect();
+            let whole = fetched.len() == total && floor.is_none();
+            let (pages, checkpoint, also_seen) = if whole {
+                (page.pages, page.checkpoint, page.also_seen)
+            } else {
+                let at = floor.get_or_insert(page.restart).clone();
+                (0, at, Vec::new())
+            };
+            let part = Part {
+                segment: page.segment,
+                pages,
+                checkpoint,
+                also_seen,
+            };
+            if self.submit(part, fetched).await.is_err() {
+                break;
             }
         }
     }
@@ -1080,6 +1147,7 @@ impl<'a> Engine<'a> {
             segment,
             pages,
             checkpoint,
+            restart: self.walk.clone(),
             also_seen,
         });
     }
@@ -1089,28 +1157,67 @@ impl<'a> Engine<'a> {
         let Some(page) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        // Whatever stops this page drops it: nothing after it may be committed.
-        self.poisoned = true;
         let results = match page.fetches.await {
             Ok(results) => results,
-            Err(e) if e.is_cancelled() => return Err(SyncError::Interrupted),
+            Err(e) if e.is_cancelled() => {
+                self.stopped = Some(Stopped {
+                    restart: page.restart,
+                    segment: page.segment,
+                    fetched: Vec::new(),
+                });
+                return Err(SyncError::Interrupted);
+            }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        let mut fetched = Vec::with_capacity(results.len());
+        let mut failed = None;
+        for (id, r) in results {
+            match r {
+                Ok(f) => fetched.push((id, f)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.stopped = Some(Stopped {
+                restart: page.restart,
+                segment: page.segment,
+                fetched,
+            });
+            return Err(e.into());
+        }
+        let part = Part {
+            segment: page.segment,
+            pages: page.pages,
+            checkpoint: page.checkpoint,
+            also_seen: page.also_seen,
+        };
+        self.submit(part, fetched).await
+    }
+
+    /// Submits what a page (or the part of it that was fetched) read, as one batch.
+    async fn submit(
+        &mut self,
+        part: Part,
+        fetched: Vec<(String, Fetched)>,
+    ) -> Result<(), SyncError> {
+        let Part {
+            segment,
+            pages,
+            checkpoint,
+            also_seen,
+        } = part;
         let mut batch = Batch {
             run_id: self.run_id,
-            pages: page.pages,
+            pages,
             initial_load: self.initial_load,
-            checkpoint: Some(page.checkpoint),
+            checkpoint: Some(checkpoint),
             ..Batch::default()
         };
-        let results = results
-            .into_iter()
-            .map(|(id, r)| r.map(|f| (id, f)))
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        self.poisoned = false;
-        for (id, fetched) in results {
-            self.mark_seen(id.clone(), seen_bit(page.segment));
-            batch.seen.push((id.clone(), page.segment));
+        for (id, fetched) in fetched {
+            self.mark_seen(id.clone(), seen_bit(segment));
+            batch.seen.push((id.clone(), segment));
             match fetched {
                 Fetched::Gone => batch.gone.push(id),
                 Fetched::Present {
@@ -1134,8 +1241,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        for id in page.also_seen {
-            batch.seen.push((id, page.segment));
+        for id in also_seen {
+            batch.seen.push((id, segment));
         }
         // Keep page order stable so change rows come out in a predictable order.
         batch
@@ -1145,7 +1252,7 @@ impl<'a> Engine<'a> {
         match &mut self.writer {
             Some(w) => w.submit(batch).await,
             None => {
-                self.summary.applied.pages += page.pages as u64;
+                self.summary.applied.pages += pages as u64;
                 Ok(())
             }
         }

@@ -154,3 +154,79 @@ async fn a_list_that_counts_customers_it_never_shows_fails_the_run_and_says_how_
         m.assert_equals_truth(&sim);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_resumed_after_listing_still_fails_for_customers_it_could_not_list() {
+    // The list counts 3 customers it never shows. The walk gives up sweeping, then
+    // fails while confirming (every GET /customers/{id} answers an error body): the
+    // resumed run starts at confirm, lists nothing, and must still not succeed.
+    let sim = spawn_sim(small_sim_options(20, 16)).await;
+    let mut m = Mirror::new(&sim);
+    m.settings.sync.use_status_filter = false;
+    m.settings.api.max_retries = 0;
+    m.run(RunKind::Backfill).await.unwrap();
+    sim.sim.mutate(&lomi_sync::sim::Mutation {
+        delete: 2,
+        ..Default::default()
+    });
+    sim.sim.set_paging(Paging {
+        total_count_delta: 3,
+        ..Paging::default()
+    });
+    sim.sim.set_faults(lomi_sync::sim::Faults {
+        p_error_body_get: 1.0,
+        ..Default::default()
+    });
+    let e = m.run(RunKind::Sync).await.unwrap_err();
+    assert!(!matches!(e, SyncError::Incomplete { .. }), "{e}");
+    assert_eq!(
+        m.count("SELECT count(*) FROM walk WHERE phase = 'confirm'"),
+        1
+    );
+    sim.sim.set_faults(Default::default());
+    match m.run(RunKind::Sync).await {
+        Err(SyncError::Incomplete { missing, .. }) => assert_eq!(missing, 3),
+        other => panic!("the resumed walk must not succeed: {other:?}"),
+    }
+    sim.sim.set_paging(Paging::default());
+    m.run(RunKind::Sync).await.unwrap();
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_the_list_skips_but_confirm_finds_present_are_not_missing() {
+    // Every customer shares one created_at, ties come back in a new order on every
+    // request, and the server serves one row a page: no sweep can see them all. The
+    // mirror knows them from an earlier backfill, so the confirm phase reads each
+    // one the list hid, finds it present, and the run succeeds.
+    let sim = spawn_sim(tied(600, 17)).await;
+    sim.sim.set_paging(Paging::default());
+    let mut m = Mirror::new(&sim);
+    m.settings.sync.use_status_filter = false;
+    m.run(RunKind::Backfill).await.unwrap();
+    sim.sim.set_paging(Paging {
+        shuffle_ties: true,
+        row_cap: 1,
+        ..Paging::default()
+    });
+    m.settings.api.page_size = 1;
+    let s = m.run(RunKind::Sync).await.unwrap();
+    assert!(s.customer_reads > 0, "the list hid some customers: {s:?}");
+    m.assert_equals_truth(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_growing_during_the_walk_is_not_taken_for_a_page_cap() {
+    // A customer is created at the top before every list page is served: the probe
+    // after the last, short page shows rows the walk has listed, shifted down.
+    let sim = spawn_sim(small_sim_options(25, 18)).await;
+    sim.sim.set_drift(lomi_sync::sim::Drift {
+        insert_per_page: 1,
+        delete_per_page: 0,
+    });
+    let mut m = Mirror::new(&sim);
+    m.settings.api.page_size = 10;
+    m.settings.sync.use_status_filter = false;
+    let s = m.run(RunKind::Backfill).await.unwrap();
+    assert_eq!(s.list_page_cap, None);
+}
