@@ -311,6 +311,8 @@ pub struct RouteReport {
     pub rate_limited: u64,
     /// Requests counted in each window that saw any (drains included), oldest first.
     pub windows_used: Vec<u32>,
+    /// 429s answered in each of those windows.
+    pub windows_rate_limited: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]

@@ -212,8 +212,9 @@ struct RouteWindow {
     index: u64,
     used: u32,
     rate_limited: u64,
-    /// `(window index, requests counted)` of every window that saw a request, oldest first.
-    history: Vec<(u64, u32)>,
+    /// `(window index, requests counted, 429s)` of every window that saw a request,
+    /// oldest first.
+    history: Vec<(u64, u32, u64)>,
 }
 
 /// Where a route stands after a request was counted (or refused).
@@ -270,12 +271,17 @@ impl RateLimiter {
         let admitted = w.used < self.limit.requests && n > 0;
         if admitted {
             w.used = w.used.saturating_add(n).min(self.limit.requests);
-            match w.history.last_mut() {
-                Some((i, used)) if *i == w.index => *used = w.used,
-                _ => w.history.push((w.index, w.used)),
-            }
         } else if ours {
             w.rate_limited += 1;
+        }
+        let (index, used, refused) = (w.index, w.used, u64::from(!admitted && ours));
+        match w.history.last_mut() {
+            Some((i, u, r)) if *i == index => {
+                *u = used;
+                *r += refused;
+            }
+            _ if admitted || refused > 0 => w.history.push((index, used, refused)),
+            _ => {}
         }
         let standing = Standing {
             limit: self.limit.requests,
@@ -303,7 +309,8 @@ impl RateLimiter {
                     remaining: self.limit.requests - w.used,
                     reset_ms: left.as_millis() as u64,
                     rate_limited: w.rate_limited,
-                    windows_used: w.history.iter().map(|&(_, used)| used).collect(),
+                    windows_used: w.history.iter().map(|&(_, used, _)| used).collect(),
+                    windows_rate_limited: w.history.iter().map(|&(_, _, r)| r).collect(),
                 },
             );
         }
