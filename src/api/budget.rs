@@ -105,6 +105,27 @@ pub struct RouteReport {
     pub reset_at: SystemTime,
     /// 429s met on this route by this client.
     pub rate_limited: u64,
+    /// Requests sent on this route by this client.
+    pub requests: u64,
+    /// The window's length, as the longest reset seen suggests.
+    pub window: Duration,
+}
+
+/// How long `requests` take on a route whose windows allow `limit` per `window`, at
+/// `share` of each: whole windows for all but the last, spread evenly.
+pub fn route_time(requests: u64, limit: u32, window: Duration, share: f64) -> Option<Duration> {
+    let per_window = allowance(limit, limit, share);
+    (per_window > 0).then(|| window.mul_f64(requests as f64 / f64::from(per_window)))
+}
+
+/// A walk's time under per-route budgets: the routes run side by side, so the slowest
+/// route sets it. `None` when no route has reported its budget.
+pub fn estimate(routes: &[RouteReport], share: f64) -> Option<Duration> {
+    routes
+        .iter()
+        .filter(|r| r.limit > 0)
+        .filter_map(|r| route_time(r.requests, r.limit, r.window, share))
+        .max()
 }
 
 /// A started request: its sequence number on the route and when it started, so that the
@@ -144,6 +165,8 @@ struct RouteState {
     /// When the route's first request went out, once the server is known to send the
     /// headers (on another route): the others wait for its answer.
     probe: Option<Instant>,
+    /// Requests sent.
+    sent: u64,
 }
 
 /// Where one acquire landed: a time to wait for, or the fallback limiter; with the
@@ -210,12 +233,13 @@ impl RouteBudgets {
             if cancel.is_cancelled() {
                 return None;
             }
-            let routes = self.lock();
-            let s = &routes[&route];
+            let mut routes = self.lock();
+            let s = routes.entry(route).or_default();
             // A 429 while this one waited: its slot was planned on stale counts.
             if s.holds != holds || s.paused_until.is_some_and(|p| p > Instant::now()) {
                 continue;
             }
+            s.sent += 1;
             return Some(Ticket {
                 route,
                 seq,
@@ -348,6 +372,8 @@ impl RouteBudgets {
                     remaining: obs.remaining,
                     reset_at,
                     rate_limited: s.rate_limited,
+                    requests: s.sent,
+                    window: s.known.map_or(Duration::ZERO, |k| k.window),
                 }
             })
             .collect();
@@ -376,6 +402,28 @@ mod tests {
         assert_eq!(allowance(7, 7, 0.5), 3, "rounded down");
         assert_eq!(allowance(10, 4, 1.0), 4, "never more than remains");
         assert_eq!(allowance(0, 0, 0.6), 0);
+    }
+
+    #[test]
+    fn the_estimate_is_set_by_the_slowest_route() {
+        let report = |route, limit, requests| RouteReport {
+            route,
+            limit,
+            remaining: limit,
+            reset_at: SystemTime::UNIX_EPOCH,
+            rate_limited: 0,
+            requests,
+            window: secs(900),
+        };
+        // 30,000 transaction reads at 3,000 per 15 minutes: 150 minutes; the list's
+        // 500 pages fit in a fraction of one window.
+        let routes = [
+            report(Route::ListCustomers, 5000, 500),
+            report(Route::CustomerTransactions, 5000, 30_000),
+        ];
+        assert_eq!(estimate(&routes, 0.6), Some(secs(9000)));
+        assert_eq!(estimate(&routes, 1.0), Some(secs(5400)));
+        assert_eq!(estimate(&[report(Route::GetCustomer, 0, 10)], 0.6), None);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct StatusReport {
     pub walk_in_progress: Option<String>,
     pub totals: Totals,
     pub runs: Vec<RunRow>,
+    /// Per route: the service's last known rate-limit budget and the 429s of the runs shown.
+    pub route_budgets: Vec<super::RouteBudgetRow>,
 }
 
 impl Store {
@@ -128,6 +130,7 @@ impl Store {
             walk_in_progress,
             totals,
             runs,
+            route_budgets: self.route_budgets(limit)?,
         })
     }
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use lomi_sync::sim::{RateLimit, RateLimitReport, Route, SimOptions};
 use lomi_sync::store::RunKind;
 
-use crate::harness::Mirror;
+use lomi_sync::store::Store;
+
+use crate::harness::{Mirror, run_bin};
 use crate::support::{TestSim, small_sim_options, spawn_sim};
 
 const WINDOW: Duration = Duration::from_secs(2);
@@ -126,4 +128,33 @@ async fn a_second_client_draining_one_route_costs_at_most_one_429_per_window() {
         assert_eq!(report.routes[route.template()].rate_limited, 0, "{route:?}");
     }
     assert!(used(&report, Route::ListCustomers) > 0);
+
+    // `status` shows per route what the service last said and the 429s met.
+    let status = Store::open_read_only(&m.db, Duration::from_secs(5))
+        .unwrap()
+        .status(10)
+        .unwrap();
+    let row = |template: &str| {
+        status
+            .route_budgets
+            .iter()
+            .find(|r| r.route == template)
+            .unwrap_or_else(|| panic!("{template} in {:?}", status.route_budgets))
+            .clone()
+    };
+    let tx = row(drained.template());
+    assert_eq!(tx.limit, Some(i64::from(LIMIT)));
+    assert_eq!(
+        tx.rate_limited as u64, d.rate_limited,
+        "the client counted every 429"
+    );
+    assert!(tx.reset_at.is_some());
+    assert_eq!(row(Route::ListCustomers.template()).rate_limited, 0);
+    let out = run_bin(Some(&m.config_file("")), None, &["status"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with(drained.template())
+            && l.trim_end().ends_with(&format!(" {}", d.rate_limited))),
+        "{text}"
+    );
 }
