@@ -158,3 +158,37 @@ async fn a_second_client_draining_one_route_costs_at_most_one_429_per_window() {
         "{text}"
     );
 }
+
+/// `backfill --dry-run` estimates with the per-route budgets the service reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_estimates_with_the_per_route_budgets() {
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: 1000,
+            window: WINDOW,
+        }),
+        ..small_sim_options(40, 153)
+    })
+    .await;
+    let m = mirror(&sim);
+    let out = run_bin(
+        Some(&m.config_file("")),
+        Some(&m.key),
+        &["backfill", "--dry-run"],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let report = sim.sim.rate_limit().unwrap();
+    let tx = used(&report, Route::CustomerTransactions);
+    assert!(
+        text.contains(&format!(
+            "GET /customers/{{id}}/transactions: {tx} requests, 1000 per 2s window"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("under the service's per-route budgets, a backfill would take about"),
+        "{text}"
+    );
+}
