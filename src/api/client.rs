@@ -429,6 +429,17 @@ impl ApiClient {
                     }
                     if hold_route {
                         self.inner.budgets.hold(route, d);
+                        // A 900 s wait is normal on the live service: say why and until
+                        // when, and that only this route waits.
+                        let until =
+                            chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default();
+                        tracing::warn!(
+                            route = route.template(),
+                            until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            wait_secs = d.as_secs(),
+                            "{} used up its rate-limit window: its requests wait until the reset, the other routes go on",
+                            route.template()
+                        );
                     }
                     d
                 }
