@@ -167,6 +167,10 @@ pub struct ApiSettings {
     pub max_requests_per_window: u32,
     /// The window of `max_requests_per_window` (the live service uses 15 minutes).
     pub rate_window: HumanDuration,
+    /// The share of each route's rate-limit window (as the server's `X-RateLimit-*`
+    /// headers report it) the mirror may use; the rest is left for the merchant's own
+    /// systems behind the same IP. In (0, 1].
+    pub budget_share: f64,
     /// Responses larger than this are refused, so a broken proxy cannot exhaust memory.
     pub max_body_bytes: u64,
 }
@@ -186,6 +190,7 @@ impl Default for ApiSettings {
             requests_per_second: 4.0,
             max_requests_per_window: 3000,
             rate_window: Duration::from_secs(900).into(),
+            budget_share: 0.6,
             max_body_bytes: 64 * 1024 * 1024,
         }
     }
@@ -454,6 +459,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "api.requests_per_second",
                 problem: "must be zero (unlimited) or a positive number".into(),
+            });
+        }
+        if !(self.api.budget_share > 0.0 && self.api.budget_share <= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "api.budget_share",
+                problem: format!("is {}; use a share in (0, 1]", self.api.budget_share),
             });
         }
         positive("sync.full_every", self.sync.full_every.0.as_millis() as u64)?;

@@ -5,10 +5,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::budget::{Observation, Route, RouteBudgets, RouteReport, Ticket};
 use super::limiter::{RateLimiter, RateLimits};
 use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction, TransactionList};
 use crate::config::{ApiKey, ApiSettings, ConfigError};
@@ -144,6 +144,8 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
     pub max_body_bytes: u64,
     pub limits: RateLimits,
+    /// The share of each route's window this client may use (`api.budget_share`).
+    pub budget_share: f64,
 }
 
 impl ClientOptions {
@@ -162,6 +164,7 @@ impl ClientOptions {
                 max_requests_per_window: api.max_requests_per_window,
                 window: api.rate_window.0,
             },
+            budget_share: api.budget_share,
         })
     }
 }
@@ -177,7 +180,7 @@ struct Inner {
     http: reqwest::Client,
     opts: ClientOptions,
     auth: HeaderValue,
-    limiter: RateLimiter,
+    budgets: RouteBudgets,
     counters: Counters,
     cancel: CancellationToken,
 }
@@ -194,13 +197,14 @@ enum Retry {
     Backoff,
     /// A 429 with no usable `Retry-After`: back off (never less than half the capped
     /// exponential step, so a storm of 429s is outlasted, not hammered) and hold every
-    /// task back as long.
+    /// request of the route back as long.
     Hold,
-    /// Wait as the server asked; `everyone` for a 429 (the limit is per key, so every
-    /// task must hold back), not for a 503 (only this request was turned away).
+    /// Wait as the server asked; `hold_route` for a 429 (the limit is per route, so
+    /// every request of that route must hold back, and only those), not for a 503 (only
+    /// this request was turned away).
     After {
         wait: Duration,
-        everyone: bool,
+        hold_route: bool,
     },
 }
 
@@ -232,7 +236,7 @@ impl ApiClient {
         Ok(ApiClient {
             inner: Arc::new(Inner {
                 http,
-                limiter: RateLimiter::new(opts.limits),
+                budgets: RouteBudgets::new(opts.budget_share, RateLimiter::new(opts.limits)),
                 opts,
                 auth,
                 counters: Counters::default(),
@@ -243,6 +247,11 @@ impl ApiClient {
 
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
+    }
+
+    /// What the server last said of each route's budget, and the 429s met on it.
+    pub fn route_budgets(&self) -> Vec<RouteReport> {
+        self.inner.budgets.report()
     }
 
     /// The average rate requests are paced at (`api.requests_per_second`); `None`
@@ -269,7 +278,15 @@ impl ApiClient {
             }
         }
         let endpoint = describe(&url);
-        match self.get(url, &endpoint, CustomerPage::from_body).await? {
+        match self
+            .get(
+                Route::ListCustomers,
+                url,
+                &endpoint,
+                CustomerPage::from_body,
+            )
+            .await?
+        {
             Some((page, _)) => {
                 self.skipped(&endpoint, &page.skipped);
                 Ok(page)
@@ -295,7 +312,7 @@ impl ApiClient {
             Err(BodyError::Shape(e)) => Ok(Err(e)),
             Err(e) => Err(e),
         };
-        match self.get(url, &endpoint, parse).await? {
+        match self.get(Route::GetCustomer, url, &endpoint, parse).await? {
             Some((Ok(c), rid)) => {
                 if c.id != id {
                     return Err(shape_error(
@@ -322,7 +339,12 @@ impl ApiClient {
         let url = self.url(&["customers", id, "transactions"]);
         let endpoint = describe(&url);
         let list = self
-            .get(url, &endpoint, Transaction::list_from_body)
+            .get(
+                Route::CustomerTransactions,
+                url,
+                &endpoint,
+                Transaction::list_from_body,
+            )
             .await?
             .map(|(list, _)| list);
         if let Some(l) = &list {
@@ -359,6 +381,7 @@ impl ApiClient {
     /// One GET with retries, its body parsed by `parse`. `Ok(None)` is a 404.
     async fn get<T>(
         &self,
+        route: Route,
         url: Url,
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError> + Copy,
@@ -366,16 +389,16 @@ impl ApiClient {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
         loop {
-            if !self.inner.limiter.acquire(&self.inner.cancel).await {
+            let Some(ticket) = self.inner.budgets.acquire(route, &self.inner.cancel).await else {
                 return Err(ApiError::Cancelled {
                     endpoint: endpoint.to_string(),
                 });
-            }
+            };
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             if attempt > 0 {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let (err, retry) = match self.attempt(&url, endpoint, parse).await {
+            let (err, retry) = match self.attempt(ticket, &url, endpoint, parse).await {
                 Attempt::Done(v, rid) => return Ok(Some((v, rid))),
                 Attempt::NotFound => return Ok(None),
                 Attempt::Fail { err, retry } => (err, retry),
@@ -386,10 +409,13 @@ impl ApiClient {
                 Retry::Backoff => full_jitter(opts.initial_backoff, opts.max_backoff, attempt),
                 Retry::Hold => {
                     let d = equal_jitter(opts.initial_backoff, opts.max_backoff, attempt);
-                    self.inner.limiter.pause_until(Instant::now() + d).await;
+                    self.inner.budgets.hold(route, d);
                     d
                 }
-                Retry::After { wait: d, everyone } => {
+                Retry::After {
+                    wait: d,
+                    hold_route,
+                } => {
                     if d > opts.max_retry_after {
                         let request_id = match &err {
                             ApiError::Status { request_id, .. } => request_id.clone(),
@@ -401,8 +427,19 @@ impl ApiClient {
                             request_id,
                         });
                     }
-                    if everyone {
-                        self.inner.limiter.pause_until(Instant::now() + d).await;
+                    if hold_route {
+                        self.inner.budgets.hold(route, d);
+                        // A 900 s wait is normal on the live service: say why and until
+                        // when, and that only this route waits.
+                        let until =
+                            chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default();
+                        tracing::warn!(
+                            route = route.template(),
+                            until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            wait_secs = d.as_secs(),
+                            "{} used up its rate-limit window: its requests wait until the reset, the other routes go on",
+                            route.template()
+                        );
                     }
                     d
                 }
@@ -418,6 +455,7 @@ impl ApiClient {
 
     async fn attempt<T>(
         &self,
+        ticket: Ticket,
         url: &Url,
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
@@ -447,6 +485,9 @@ impl ApiClient {
         };
         let status = resp.status();
         let headers = resp.headers().clone();
+        if let Some(obs) = rate_limit_headers(&headers) {
+            self.inner.budgets.observe(ticket, obs);
+        }
         let header_rid = request_id_header(&headers);
         let limit = self.inner.opts.max_body_bytes;
         if resp.content_length().is_some_and(|n| n > limit) {
@@ -543,10 +584,10 @@ impl ApiClient {
                 retry: Retry::No,
             },
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                let everyone = s == StatusCode::TOO_MANY_REQUESTS;
+                let hold_route = s == StatusCode::TOO_MANY_REQUESTS;
                 let retry = match retry_after(&headers) {
-                    Some(wait) => Retry::After { wait, everyone },
-                    None if everyone => Retry::Hold,
+                    Some(wait) => Retry::After { wait, hold_route },
+                    None if hold_route => Retry::Hold,
                     None => Retry::Backoff,
                 };
                 Attempt::Fail {
@@ -628,6 +669,19 @@ fn snippet(body: &[u8]) -> String {
     } else {
         format!("body starts with `{}`", text.trim())
     }
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds), all three or nothing.
+fn rate_limit_headers(h: &HeaderMap) -> Option<Observation> {
+    let num = |name: &str| h.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    let limit = u32::try_from(num("x-ratelimit-limit")?).ok()?;
+    let remaining = u32::try_from(num("x-ratelimit-remaining")?).ok()?;
+    let reset = Duration::from_secs(num("x-ratelimit-reset")?);
+    (limit > 0).then_some(Observation {
+        limit,
+        remaining: remaining.min(limit),
+        reset,
+    })
 }
 
 fn request_id_header(h: &HeaderMap) -> Option<String> {

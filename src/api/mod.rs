@@ -1,6 +1,7 @@
 //! The lomi. Customers API client: paging, retries, the shared rate budget, and checking
 //! every response before anyone uses it. It never touches the database.
 
+pub mod budget;
 mod client;
 pub mod limiter;
 pub mod model;

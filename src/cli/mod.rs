@@ -438,7 +438,10 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
         summary.retries,
         summary.duration_secs
     );
-    if settings.api.requests_per_second > 0.0 {
+    let budgets = client.route_budgets();
+    if let Some(t) = lomi_sync::api::budget::estimate(&budgets, settings.api.budget_share) {
+        print_budget_estimate(&budgets, settings.api.budget_share, t);
+    } else if settings.api.requests_per_second > 0.0 {
         let secs = summary.requests as f64 / settings.api.requests_per_second;
         println!(
             "at api.requests_per_second = {}, a backfill would take about {}",
@@ -513,6 +516,32 @@ async fn estimate(settings: &Settings) -> Result<ExitCode> {
         e.clone().for_dry_run().requests()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dry run's estimate under the service's per-route budgets (issue 15).
+fn print_budget_estimate(
+    budgets: &[lomi_sync::api::budget::RouteReport],
+    share: f64,
+    total: Duration,
+) {
+    for b in budgets.iter().filter(|b| b.limit > 0) {
+        let t = lomi_sync::api::budget::route_time(b.requests, b.limit, b.window, share);
+        println!(
+            "  {}: {} requests, {} per {} window at api.budget_share = {share}: about {}",
+            b.route.template(),
+            b.requests,
+            b.limit,
+            humantime::format_duration(b.window),
+            t.map_or_else(
+                || "-".into(),
+                |t| humantime::format_duration(Duration::from_secs(t.as_secs())).to_string()
+            )
+        );
+    }
+    println!(
+        "under the service's per-route budgets, a backfill would take about {}",
+        humantime::format_duration(Duration::from_secs(total.as_secs()))
+    );
 }
 
 fn report(s: &RunSummary) {
@@ -661,6 +690,30 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
                 run.transactions_restored
             ),
             run.error.as_deref().unwrap_or("")
+        );
+    }
+    print_route_budgets(&r.route_budgets);
+}
+
+/// Per route: the service's last known budget and the 429s of the runs shown.
+fn print_route_budgets(rows: &[lomi_sync::store::RouteBudgetRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<34}  {:>6}  {:>9}  {:<22}  429s",
+        "route", "limit", "remaining", "resets at"
+    );
+    let show = |v: Option<i64>| v.map_or_else(|| "-".into(), |v| v.to_string());
+    for b in rows {
+        println!(
+            "{:<34}  {:>6}  {:>9}  {:<22}  {}",
+            b.route,
+            show(b.limit),
+            show(b.remaining),
+            b.reset_at.as_deref().unwrap_or("-"),
+            b.rate_limited
         );
     }
 }

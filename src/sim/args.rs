@@ -121,8 +121,9 @@ pub struct SimArgs {
     /// Customers deleted each time a list page is served.
     #[arg(long, default_value_t = 0)]
     pub drift_delete: u32,
-    /// Enforce this many requests per window (answering 429 past it), as the live
-    /// service does with 5000.
+    /// Enforce this many requests per window and per route (answering 429 past it, and
+    /// sending the `X-RateLimit-*` headers on every response), as the live service does
+    /// with 5000 per 15 minutes.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
     /// Length of the rate-limit window, in seconds.

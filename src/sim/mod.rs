@@ -24,6 +24,9 @@
 //! - `GET|POST /_sim/faults` ([`Faults`]), `GET|POST /_sim/drift` ([`Drift`]),
 //!   `GET|POST /_sim/paging` ([`Paging`]),
 //! - `GET /_sim/stats` ([`Stats`]), `POST /_sim/stats/reset` (returns the counts it cleared).
+//! - `GET /_sim/rate-limit` ([`RateLimitReport`]), `POST /_sim/rate-limit`
+//!   `{"route": "GET /customers/{id}", "consume": N}`: another client on the same IP spends
+//!   `N` of that route's window (409 when the rate-limit mode is off).
 
 mod args;
 mod data;
@@ -246,11 +249,70 @@ pub struct Paging {
     pub row_cap: u32,
 }
 
-/// A fixed-window rate limit like the live service's (5,000 requests per 15 minutes).
+/// A fixed-window rate limit like the live service's (5,000 requests per 15 minutes), per
+/// route template ([`Route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     pub requests: u32,
     pub window: Duration,
+}
+
+/// A route template, the unit the live service counts its rate limit in. New routes
+/// (e.g. `GET /transactions`) get a variant here and in [`Route::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Route {
+    ListCustomers,
+    GetCustomer,
+    CustomerTransactions,
+    /// `POST /customers`, `PATCH` and `DELETE /customers/{id}`.
+    Writes,
+    /// Paths that are no route (answered 404).
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Route; 5] = [
+        Route::ListCustomers,
+        Route::GetCustomer,
+        Route::CustomerTransactions,
+        Route::Writes,
+        Route::Other,
+    ];
+
+    pub fn template(self) -> &'static str {
+        match self {
+            Route::ListCustomers => "GET /customers",
+            Route::GetCustomer => "GET /customers/{id}",
+            Route::CustomerTransactions => "GET /customers/{id}/transactions",
+            Route::Writes => "writes",
+            Route::Other => "other",
+        }
+    }
+
+    pub fn parse(template: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.template() == template)
+    }
+}
+
+/// Where each route's rate-limit window stands (`GET /_sim/rate-limit`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RateLimitReport {
+    pub window_ms: u64,
+    /// By route template.
+    pub routes: std::collections::BTreeMap<String, RouteReport>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RouteReport {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_ms: u64,
+    /// Requests answered 429 on this route.
+    pub rate_limited: u64,
+    /// Requests counted in each window that saw any (drains included), oldest first.
+    pub windows_used: Vec<u32>,
+    /// 429s answered in each of those windows.
+    pub windows_rate_limited: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -455,6 +517,23 @@ impl Sim {
 
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// Each route's window, `None` when the rate-limit mode is off.
+    pub fn rate_limit(&self) -> Option<RateLimitReport> {
+        self.inner.limiter.as_ref().map(RateLimiter::report)
+    }
+
+    /// Spends `n` of `route`'s current window as another client on the same IP would;
+    /// `false` when the rate-limit mode is off.
+    pub fn drain_rate_limit(&self, route: Route, n: u32) -> bool {
+        match &self.inner.limiter {
+            Some(l) => {
+                l.drain(route, n);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn reset_stats(&self) {

@@ -1,6 +1,7 @@
 //! HTTP routes: the public Customers API (auth, rate limit, faults, stats) and the control
 //! surface used by tests.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,12 +23,16 @@ use super::model::TxList;
 use super::rng::mix64;
 use super::state::{ListQuery, ProfilePatch, StatusFilter, TypeFilter};
 use super::{
-    Drift, Faults, Inner, Mutation, RateLimit, RetryAfterStyle, Sim, Stats, lock, now_ms, read,
+    Drift, Faults, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle, Route,
+    RouteReport, Sim, Stats, lock, now_ms, read,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const RATE_LIMIT_WINDOW: HeaderName = HeaderName::from_static("x-ratelimit-window-seconds");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("x-ratelimit-policy");
 
 const DEFAULT_PAGE_SIZE: usize = 50;
 /// The live service's limit, shown in the headers of a 429 fault when no rate-limit mode
@@ -82,6 +87,10 @@ pub(super) fn router(sim: Sim) -> Router {
             "/_sim/paging",
             get(control_get_paging).post(control_set_paging),
         )
+        .route(
+            "/_sim/rate-limit",
+            get(control_get_rate_limit).post(control_drain_rate_limit),
+        )
         .route("/_sim/stats", get(control_stats))
         .route("/_sim/stats/reset", post(control_reset_stats))
         .fallback(unknown_route)
@@ -97,6 +106,20 @@ enum Kind {
     Transactions,
     Write,
     Other,
+}
+
+impl Kind {
+    /// The route template the rate limit counts this request under. Writes share one
+    /// bucket and unrouted paths another: the mirror never sends either.
+    fn route(self) -> Route {
+        match self {
+            Kind::List => Route::ListCustomers,
+            Kind::Get => Route::GetCustomer,
+            Kind::Transactions => Route::CustomerTransactions,
+            Kind::Write => Route::Writes,
+            Kind::Other => Route::Other,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -174,45 +197,138 @@ impl RequestIds {
     }
 }
 
-/// The rate-limit mode: one fixed window, since the simulator has one API key.
+/// The rate-limit mode: one fixed window per route, as the live service counts them (per
+/// client IP and per route; the simulator has one client). Windows are aligned on a grid
+/// from the simulator's start, so a window's reset does not depend on who asked.
 pub(super) struct RateLimiter {
     limit: RateLimit,
-    window: Mutex<Window>,
+    epoch: Instant,
+    routes: Mutex<HashMap<Route, RouteWindow>>,
 }
 
-struct Window {
-    started: Instant,
+/// One route's current window and the use of the windows before it.
+#[derive(Default)]
+struct RouteWindow {
+    index: u64,
     used: u32,
+    rate_limited: u64,
+    /// `(window index, requests counted, 429s)` of every window that saw a request,
+    /// oldest first.
+    history: Vec<(u64, u32, u64)>,
+}
+
+/// Where a route stands after a request was counted (or refused).
+pub(super) struct Standing {
+    limit: u32,
+    remaining: u32,
+    /// Seconds until the window resets, rounded up (at least 1).
+    reset_secs: u64,
 }
 
 impl RateLimiter {
     pub(super) fn new(limit: RateLimit) -> RateLimiter {
         RateLimiter {
             limit,
-            window: Mutex::new(Window {
-                started: Instant::now(),
-                used: 0,
-            }),
+            epoch: Instant::now(),
+            routes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts a request; when over the limit, the seconds until the window resets.
-    fn admit(&self) -> Result<(), u64> {
-        let mut w = lock(&self.window);
-        let now = Instant::now();
-        if now.duration_since(w.started) >= self.limit.window {
-            w.started = now;
+    /// The route's window, rolled to the current grid slot.
+    fn window<'a>(
+        &self,
+        routes: &'a mut HashMap<Route, RouteWindow>,
+        route: Route,
+        now: Instant,
+    ) -> (&'a mut RouteWindow, Duration) {
+        let len = self.limit.window.max(Duration::from_millis(1));
+        let elapsed = now.duration_since(self.epoch);
+        let index = (elapsed.as_nanos() / len.as_nanos()) as u64;
+        let w = routes.entry(route).or_default();
+        if w.index != index {
+            w.index = index;
             w.used = 0;
         }
-        if w.used < self.limit.requests {
-            w.used += 1;
-            return Ok(());
+        let end = len.saturating_mul(u32::try_from(index + 1).unwrap_or(u32::MAX));
+        let left = end.saturating_sub(elapsed);
+        (w, left)
+    }
+
+    /// Counts a request on `route`. `Err` when the window had no room left: the request
+    /// is refused and the 429 counted.
+    fn admit(&self, route: Route) -> Result<Standing, Standing> {
+        self.spend(route, 1, true)
+    }
+
+    /// Spends `n` of `route`'s window as another client on the same IP would.
+    pub(super) fn drain(&self, route: Route, n: u32) {
+        let _ = self.spend(route, n, false);
+    }
+
+    fn spend(&self, route: Route, n: u32, ours: bool) -> Result<Standing, Standing> {
+        let mut routes = lock(&self.routes);
+        let (w, left) = self.window(&mut routes, route, Instant::now());
+        let admitted = w.used < self.limit.requests && n > 0;
+        if admitted {
+            w.used = w.used.saturating_add(n).min(self.limit.requests);
+        } else if ours {
+            w.rate_limited += 1;
         }
-        let left = self
-            .limit
-            .window
-            .saturating_sub(now.duration_since(w.started));
-        Err(ceil_secs(left).max(1))
+        let (index, used, refused) = (w.index, w.used, u64::from(!admitted && ours));
+        match w.history.last_mut() {
+            Some((i, u, r)) if *i == index => {
+                *u = used;
+                *r += refused;
+            }
+            _ if admitted || refused > 0 => w.history.push((index, used, refused)),
+            _ => {}
+        }
+        let standing = Standing {
+            limit: self.limit.requests,
+            remaining: self.limit.requests - w.used,
+            reset_secs: ceil_secs(left).max(1),
+        };
+        if admitted {
+            Ok(standing)
+        } else {
+            Err(standing)
+        }
+    }
+
+    /// Every route's standing, for `GET /_sim/rate-limit`.
+    pub(super) fn report(&self) -> RateLimitReport {
+        let mut routes = lock(&self.routes);
+        let now = Instant::now();
+        let mut out = BTreeMap::new();
+        for route in Route::ALL {
+            let (w, left) = self.window(&mut routes, route, now);
+            out.insert(
+                route.template().to_owned(),
+                RouteReport {
+                    limit: self.limit.requests,
+                    remaining: self.limit.requests - w.used,
+                    reset_ms: left.as_millis() as u64,
+                    rate_limited: w.rate_limited,
+                    windows_used: w.history.iter().map(|&(_, used, _)| used).collect(),
+                    windows_rate_limited: w.history.iter().map(|&(_, _, r)| r).collect(),
+                },
+            );
+        }
+        RateLimitReport {
+            window_ms: self.limit.window.as_millis() as u64,
+            routes: out,
+        }
+    }
+}
+
+impl Standing {
+    /// `X-RateLimit-Limit`, `-Remaining` and `-Reset`, as on every live response.
+    fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
+        [
+            (RATE_LIMIT_LIMIT, self.limit.into()),
+            (RATE_LIMIT_REMAINING, self.remaining.into()),
+            (RATE_LIMIT_RESET, self.reset_secs.into()),
+        ]
     }
 }
 
@@ -315,6 +431,11 @@ impl Reply {
         self
     }
 
+    fn headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Reply {
+        self.headers.extend(headers);
+        self
+    }
+
     fn into_response(self, request_id: &str) -> Response {
         let mut res = Response::new(Body::from(self.body));
         *res.status_mut() = self.status;
@@ -333,18 +454,27 @@ impl Reply {
     }
 }
 
-/// A 429 like the live service's.
-fn too_many_requests(retry_after: HeaderValue, limit: &RateLimit, request_id: &str) -> Response {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_exceeded",
-        "Too many requests, please try again later",
-    )
+/// A 429 like the live service's: `Retry-After`, the policy and window headers, and
+/// `details: {retry_after_seconds, limit}` (the remaining/reset headers are added by the
+/// caller when the rate-limit mode is on).
+fn too_many_requests(retry_after: HeaderValue, limit: &RateLimit, request_id: &str) -> Reply {
+    let secs = retry_after
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    ApiError {
+        details: json!({ "retry_after_seconds": secs, "limit": limit.requests }),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "Too many requests, please try again later",
+        )
+    }
     .into_reply(request_id)
     .header_value(header::RETRY_AFTER, retry_after)
     .header(RATE_LIMIT_LIMIT, u64::from(limit.requests))
     .header(RATE_LIMIT_WINDOW, ceil_secs(limit.window))
-    .into_response(request_id)
+    .header_value(RATE_LIMIT_POLICY, HeaderValue::from_static("fixed-window"))
 }
 
 impl Sim {
@@ -370,12 +500,17 @@ impl Sim {
             .into_reply(&request_id)
             .into_response(&request_id);
         }
-        if let Some(limiter) = &inner.limiter
-            && let Err(retry_after) = limiter.admit()
-        {
-            bump(&inner.counters.rate_limited);
-            return too_many_requests(retry_after.into(), &limiter.limit, &request_id);
-        }
+        let standing = match inner.limiter.as_ref().map(|l| (l, l.admit(kind.route()))) {
+            None => None,
+            Some((_, Ok(standing))) => Some(standing),
+            Some((limiter, Err(standing))) => {
+                bump(&inner.counters.rate_limited);
+                return too_many_requests(standing.reset_secs.into(), &limiter.limit, &request_id)
+                    .headers(standing.headers())
+                    .into_response(&request_id);
+            }
+        };
+        let rate_headers = standing.map(|s| s.headers());
 
         let plan = inner.faults.plan();
         if plan.is_fault() {
@@ -384,7 +519,10 @@ impl Sim {
         if let Some(delay) = plan.slow {
             tokio::time::sleep(delay).await;
         }
-        if let Some(res) = inner.fault_response(&plan, &request_id) {
+        if let Some(mut res) = inner.fault_response(&plan, &request_id) {
+            for (name, value) in rate_headers.into_iter().flatten() {
+                res.headers_mut().entry(name).or_insert(value);
+            }
             return res;
         }
         if inner.faults.error_body(|f| match kind {
@@ -394,7 +532,9 @@ impl Sim {
             Kind::Write | Kind::Other => 0.0,
         }) {
             bump(&inner.counters.faults_injected);
-            return error_body(kind, &request_id).into_response(&request_id);
+            return error_body(kind, &request_id)
+                .headers(rate_headers.into_iter().flatten())
+                .into_response(&request_id);
         }
 
         let mut reply = handle(inner).unwrap_or_else(|err| err.into_reply(&request_id));
@@ -408,7 +548,9 @@ impl Sim {
             // Body cut in half, Content-Length matching what is sent: valid HTTP, broken JSON.
             reply.body.truncate(reply.body.len() / 2);
         }
-        reply.into_response(&request_id)
+        reply
+            .headers(rate_headers.into_iter().flatten())
+            .into_response(&request_id)
     }
 }
 
@@ -450,7 +592,7 @@ impl Inner {
             .into_response(request_id),
             Outcome::TooManyRequests => {
                 let limit = self.limiter.as_ref().map_or(&LIVE_RATE_LIMIT, |l| &l.limit);
-                too_many_requests(retry_after(plan), limit, request_id)
+                too_many_requests(retry_after(plan), limit, request_id).into_response(request_id)
             }
             Outcome::Close => faults::close_connection(),
             Outcome::Truncate => return None,
@@ -816,6 +958,46 @@ async fn control_set_drift(
         sim.set_drift(control_body(body)?);
         Reply::json(&sim.drift())
     })
+}
+
+async fn control_get_rate_limit(State(sim): State<Sim>) -> Response {
+    control(&sim, || {
+        let report = sim.rate_limit().ok_or_else(rate_limit_off)?;
+        Reply::json(&report)
+    })
+}
+
+/// `{"route": "GET /customers/{id}", "consume": N}`: another client on the same IP
+/// spends `N` of the route's current window.
+async fn control_drain_rate_limit(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        let drain: Drain = control_body(body)?;
+        let route = Route::parse(&drain.route).ok_or_else(|| {
+            ApiError::invalid("route", format!("unknown route template `{}`", drain.route))
+        })?;
+        if !sim.drain_rate_limit(route, drain.consume) {
+            return Err(rate_limit_off());
+        }
+        Reply::json(&sim.rate_limit())
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drain {
+    route: String,
+    consume: u32,
+}
+
+fn rate_limit_off() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "rate_limit_off",
+        "the rate-limit mode is off (start the simulator with --rate-limit)",
+    )
 }
 
 async fn control_stats(State(sim): State<Sim>) -> Response {

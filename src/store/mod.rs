@@ -5,6 +5,7 @@
 
 mod apply;
 mod backup;
+mod budgets;
 #[cfg(test)]
 mod layout_tests;
 pub mod lock;
@@ -22,6 +23,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use apply::{Applied, Batch, Observed};
 pub use backup::{BackupReport, backup};
+pub use budgets::RouteBudgetRow;
 pub use lock::WriterLock;
 pub use status::{NotReread, RunRow, StatusReport, Totals};
 
@@ -308,6 +310,7 @@ fn migrations() -> Migrations<'static> {
             v4::rewrite,
         ),
         M::up(include_str!("migrations/005_list_sweeps.sql")),
+        M::up(include_str!("migrations/006_route_budgets.sql")),
     ])
 }
 

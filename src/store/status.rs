@@ -72,6 +72,8 @@ pub struct StatusReport {
     pub payments_not_reread: Option<NotReread>,
     pub totals: Totals,
     pub runs: Vec<RunRow>,
+    /// Per route: the service's last known rate-limit budget and the 429s of the runs shown.
+    pub route_budgets: Vec<super::RouteBudgetRow>,
 }
 
 impl Store {
@@ -162,6 +164,7 @@ impl Store {
             payments_not_reread: None,
             totals,
             runs,
+            route_budgets: self.route_budgets(limit)?,
         })
     }
 

@@ -369,6 +369,7 @@ async fn run_recorded(
     let base_requests = client.counters().requests.load(Ordering::Relaxed);
     let base_retries = client.counters().retries.load(Ordering::Relaxed);
     let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
+    let base_budgets = client.route_budgets();
     preflight(client).await?;
     rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
@@ -449,8 +450,12 @@ async fn run_recorded(
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     let skipped = client.counters().skipped.load(Ordering::Relaxed) - base_skipped;
     engine.summary.records_skipped = skipped;
+    let budgets = route_budget_rows(&client.route_budgets(), &base_budgets);
     let noted = writer
-        .call(move |s| s.note_records_skipped(run_id, skipped))
+        .call(move |s| {
+            s.note_records_skipped(run_id, skipped)?;
+            s.note_route_budgets(run_id, &budgets)
+        })
         .await;
     // A failure is recorded by `run`, once this writer's connection is closed.
     result.and(flushed).and(noted)?;
@@ -476,6 +481,34 @@ async fn run_recorded(
     // The run's time includes building deferred indexes at the end of a backfill.
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
+}
+
+/// This run's view of each route's budget: the client's last known numbers and the
+/// 429s met since `base` (a daemon's client outlives its runs).
+fn route_budget_rows(
+    now: &[crate::api::budget::RouteReport],
+    base: &[crate::api::budget::RouteReport],
+) -> Vec<crate::store::RouteBudgetRow> {
+    now.iter()
+        .map(|r| {
+            let before = base
+                .iter()
+                .find(|b| b.route == r.route)
+                .map_or(0, |b| b.rate_limited);
+            let seen = r.limit > 0;
+            crate::store::RouteBudgetRow {
+                route: r.route.template().to_string(),
+                limit: seen.then_some(i64::from(r.limit)),
+                remaining: seen.then_some(i64::from(r.remaining)),
+                reset_at: seen.then(|| {
+                    chrono::DateTime::<chrono::Utc>::from(r.reset_at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+                rate_limited: (r.rate_limited - before) as i64,
+            }
+        })
+        .filter(|row| row.limit.is_some() || row.rate_limited > 0)
+        .collect()
 }
 
 /// Walks everything and writes nothing: how long and how many requests a backfill takes.

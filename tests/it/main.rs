@@ -9,6 +9,7 @@ mod harness;
 mod mirror;
 mod misbehaviour_client;
 mod paging;
+mod rate_budget;
 mod resilience;
 mod sim_contract;
 mod store;

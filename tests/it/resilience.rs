@@ -120,14 +120,9 @@ async fn a_rate_limited_service_is_waited_out_not_hammered() {
     let s = m.run(RunKind::Backfill).await.unwrap();
     m.assert_equals_truth(&sim);
     let stats = sim.sim.stats();
-    assert!(stats.rate_limited > 0, "the limit was hit");
-    // One 429 pauses every task: far fewer 429s than requests.
-    assert!(
-        stats.rate_limited * 4 < s.requests,
-        "{} 429s for {} requests",
-        stats.rate_limited,
-        s.requests
-    );
+    // The simulator's X-RateLimit-* headers pace every route under its window: no
+    // 429 at all (the 429 path is exercised by `rate_budget::*`).
+    assert_eq!(stats.rate_limited, 0, "{} requests", s.requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

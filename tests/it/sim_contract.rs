@@ -1156,16 +1156,117 @@ async fn rate_limit_mode_answers_429_with_the_live_headers_once_over() {
         .expect("numeric Retry-After");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(res.headers()["x-ratelimit-limit"], "3");
-    assert_eq!(res.headers()["x-ratelimit-window-seconds"], "60");
-    expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded").await;
-    // Still limited, and the control surface is not.
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(
-        sim.get("/customers/cus_0000000000000000").await.status(),
+        res.headers()["x-ratelimit-reset"].to_str().unwrap(),
+        retry_after.to_string()
+    );
+    assert_eq!(res.headers()["x-ratelimit-window-seconds"], "60");
+    assert_eq!(res.headers()["x-ratelimit-policy"], "fixed-window");
+    let body = expect_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded").await;
+    assert_eq!(
+        body["error"]["details"],
+        serde_json::json!({"retry_after_seconds": retry_after, "limit": 3})
+    );
+    // Still limited on that route; another route has its own window; the control
+    // surface is not limited.
+    assert_eq!(
+        sim.get("/customers").await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+    let other = sim.get("/customers/cus_0000000000000000").await;
+    assert_ne!(other.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(other.headers()["x-ratelimit-remaining"], "2");
     get_json(&sim.url("/_sim/stats"), "").await;
     let stats = sim.sim.stats();
-    assert_eq!((stats.requests, stats.rate_limited), (5, 2));
+    assert_eq!((stats.requests, stats.rate_limited), (6, 2));
+}
+
+/// Every public response, 200 or 404 alike, says where its route's window stands.
+#[tokio::test]
+async fn rate_limit_headers_count_down_per_route_on_every_response() {
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: 5,
+            window: Duration::from_secs(60),
+        }),
+        ..small_sim_options(5, 20)
+    })
+    .await;
+    let header = |res: &reqwest::Response, name: &str| -> u64 {
+        res.headers()[name].to_str().unwrap().parse().unwrap()
+    };
+    for expected in [4, 3] {
+        let res = sim.get("/customers").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "x-ratelimit-limit"), 5);
+        assert_eq!(header(&res, "x-ratelimit-remaining"), expected);
+        assert!((1..=60).contains(&header(&res, "x-ratelimit-reset")));
+    }
+    let missing = sim.get("/customers/cus_nope/transactions").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&missing, "x-ratelimit-remaining"), 4);
+    let report = sim.sim.rate_limit().unwrap();
+    assert_eq!(report.routes["GET /customers"].remaining, 3);
+    assert_eq!(report.routes["GET /customers"].windows_used, vec![2]);
+    assert_eq!(
+        report.routes["GET /customers/{id}/transactions"].remaining,
+        4
+    );
+    assert_eq!(report.routes["GET /customers/{id}"].remaining, 5);
+}
+
+/// Without the switch, no rate-limit headers (an older server).
+#[tokio::test]
+async fn no_rate_limit_headers_without_the_switch() {
+    let sim = spawn_sim(small_sim_options(5, 20)).await;
+    let res = sim.get("/customers").await;
+    assert!(res.headers().get("x-ratelimit-remaining").is_none());
+    assert!(sim.sim.rate_limit().is_none());
+    let res = post_control(&sim, r#"{"route":"GET /customers","consume":1}"#).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+}
+
+/// A second client on the same IP drains one route: that route answers 429 with the
+/// time left, the others do not notice.
+#[tokio::test]
+async fn another_client_can_drain_one_routes_window() {
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: 10,
+            window: Duration::from_secs(60),
+        }),
+        ..small_sim_options(5, 20)
+    })
+    .await;
+    let report = sim
+        .control(
+            "/_sim/rate-limit",
+            r#"{"route":"GET /customers/{id}","consume":9}"#,
+        )
+        .await;
+    assert_eq!(report["routes"]["GET /customers/{id}"]["remaining"], 1);
+    let id = customer_id(&truth_customers(&sim)[0]).to_owned();
+    let last = sim.get(&format!("/customers/{id}")).await;
+    assert_eq!(last.status(), StatusCode::OK);
+    assert_eq!(last.headers()["x-ratelimit-remaining"], "0");
+    let refused = sim.get(&format!("/customers/{id}")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sim.get("/customers").await.status(), StatusCode::OK);
+    let report = sim.sim.rate_limit().unwrap();
+    assert_eq!(report.routes["GET /customers/{id}"].rate_limited, 1);
+    assert_eq!(report.routes["GET /customers"].rate_limited, 0);
+    let res = post_control(&sim, r#"{"route":"GET /nope","consume":1}"#).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn post_control(sim: &TestSim, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(sim.url("/_sim/rate-limit"))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
