@@ -319,6 +319,31 @@ fn keep_readable<T, R>(
     (kept, skipped)
 }
 
+/// Keeps the first record of each id: a list holding one id twice says two things of
+/// it, and neither can be trusted over the other, so the second is skipped (logged and
+/// counted like an unreadable record, which also keeps a transaction list with it from
+/// proving any deletion) rather than failing every run on it.
+fn first_of_each<R>(
+    records: Vec<R>,
+    id: impl Fn(&R) -> &String,
+    what: &str,
+    skipped: &mut Vec<String>,
+) -> Vec<R> {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    let mut kept = Vec::with_capacity(records.len());
+    for r in records {
+        if seen.insert(id(&r).clone()) {
+            kept.push(r);
+        } else {
+            skipped.push(format!(
+                "{what} {} appears twice in one list: the second is skipped",
+                id(&r)
+            ));
+        }
+    }
+    kept
+}
+
 /// `Some(None)` for a key sent as `null`, `None` for a missing key.
 fn present<'de, D>(d: D) -> Result<Option<Option<&'de RawValue>>, D::Error>
 where
@@ -595,7 +620,7 @@ impl CustomerPage {
     }
 
     /// Checks the `customers` array, the `pagination` object and their consistency,
-    /// and that no id appears twice on one page.
+    /// keeping the first record of an id listed twice.
     fn check<T>(
         items: Vec<T>,
         pagination: &Value,
@@ -632,15 +657,8 @@ impl CustomerPage {
         // cost nothing but a warning's worth of doubt.
         let total_pages =
             number("totalPages").unwrap_or_else(|_| total_count.div_ceil(page_size.max(1)));
-        let (customers, skipped) = keep_readable(items, customer, "customer");
-        let mut ids: Vec<&str> = customers.iter().map(|c| c.id.as_str()).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(shape(format!(
-                "customer {} appears twice on one page",
-                w[0]
-            )));
-        }
+        let (customers, mut skipped) = keep_readable(items, customer, "customer");
+        let customers = first_of_each(customers, |c| &c.id, "customer", &mut skipped);
         Ok(CustomerPage {
             customers,
             skipped,
@@ -825,23 +843,18 @@ impl Transaction {
         Transaction::check_list(items, Transaction::from_value)
     }
 
-    /// Keeps every identifiable item, and checks that no id appears twice in one list.
+    /// Keeps every identifiable item, the first of an id listed twice.
     fn check_list<T>(
         items: Vec<T>,
         transaction: impl Fn(T) -> Result<Transaction, ShapeError>,
     ) -> Result<TransactionList, ShapeError> {
-        let (transactions, skipped) = keep_readable(items, transaction, "transaction");
-        let mut ids: Vec<&str> = transactions
-            .iter()
-            .map(|t| t.transaction_id.as_str())
-            .collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return Err(shape(format!(
-                "transaction {} appears twice in one list",
-                w[0]
-            )));
-        }
+        let (transactions, mut skipped) = keep_readable(items, transaction, "transaction");
+        let transactions = first_of_each(
+            transactions,
+            |t| &t.transaction_id,
+            "transaction",
+            &mut skipped,
+        );
         Ok(TransactionList {
             transactions,
             skipped,
@@ -1130,8 +1143,16 @@ mod tests {
     fn page_checks_pagination_and_duplicates() {
         let ok = CustomerPage::from_value(page(json!([{"id": "a"}, {"id": "b"}]), 3)).unwrap();
         assert_eq!(ok.total_pages, 2);
-        let e = CustomerPage::from_value(page(json!([{"id": "a"}, {"id": "a"}]), 3)).unwrap_err();
-        assert!(e.0.contains("twice"), "{e}");
+        // An id listed twice: the first is kept, the second skipped and said so.
+        let twice = CustomerPage::from_value(page(
+            json!([{"id": "a", "name": "first"}, {"id": "a", "name": "second"}]),
+            3,
+        ))
+        .unwrap();
+        assert_eq!(twice.customers.len(), 1);
+        assert_eq!(twice.customers[0].name.as_deref(), Some("first"));
+        assert_eq!(twice.skipped.len(), 1);
+        assert!(twice.skipped[0].contains("twice"), "{:?}", twice.skipped);
         let e = CustomerPage::from_value(json!({"customers": []})).unwrap_err();
         assert!(e.0.contains("pagination"), "{e}");
         // Totals are not trusted, so totals that disagree are no reason to refuse a page.
@@ -1178,9 +1199,11 @@ mod tests {
     #[test]
     fn transaction_list_must_be_an_array_of_unique_ids() {
         assert!(Transaction::list_from_value(json!({"x": 1})).is_err());
-        let e =
+        let twice =
             Transaction::list_from_value(json!([{"transaction_id": "t"}, {"transaction_id": "t"}]))
-                .unwrap_err();
-        assert!(e.0.contains("twice"));
+                .unwrap();
+        assert_eq!(twice.transactions.len(), 1);
+        assert_eq!(twice.skipped.len(), 1);
+        assert!(twice.skipped[0].contains("twice"));
     }
 }

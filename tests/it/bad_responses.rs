@@ -118,12 +118,6 @@ async fn broken_list_responses_fail_clearly_and_change_nothing() {
             "no `pagination`",
         ),
         (
-            "a duplicate id",
-            "application/json",
-            page(json!([{"id": "cus_0"}, {"id": "cus_0"}]), 2, 1),
-            "appears twice",
-        ),
-        (
             "a huge body",
             "application/json",
             page(json!([{"id": "cus_0", "name": "x".repeat(10_000)}]), 1, 1),
