@@ -386,7 +386,7 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
     let db = &settings.store.path;
     let _lock = WriterLock::acquire(db, req.kind.as_str(), wait)?;
     let expected = if backfills(db, req.kind, settings) {
-        announce(&client, settings, false).await
+        announce(settings, &cancel, false).await
     } else {
         None
     };
@@ -424,7 +424,7 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
 async fn dry_run(settings: &Settings) -> Result<ExitCode> {
     let cancel = shutdown_token();
     let client = client(settings, &cancel)?;
-    let expected = announce(&client, settings, true).await;
+    let expected = announce(settings, &cancel, true).await;
     let pace = Pace::from_settings(&settings.api);
     let progress = progress::for_terminal("dry run", expected, pace, &client);
     let summary = sync::dry_run(&client, &sync_options(settings), &cancel, &*progress).await;
@@ -455,11 +455,16 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
 /// The first line of a backfill or dry run: how many requests it will send, at which
 /// rate, set by which setting, and so how long it takes (a 3,000-customer backfill at the
 /// default 4 requests/s is 12 minutes; it should say so before, not after). Costs two
-/// requests; returns the requests expected, for the progress ETA. A failure here is only
-/// logged: the run's own preflight reports it properly.
-async fn announce(client: &ApiClient, settings: &Settings, dry: bool) -> Option<u64> {
+/// requests; returns the requests expected of the run's own client, for the progress ETA.
+/// A failure here is only logged: the run's own preflight reports it properly.
+async fn announce(settings: &Settings, cancel: &CancellationToken, dry: bool) -> Option<u64> {
+    // One try per read, on a client of its own: with the API down, the run's preflight
+    // reports it after its retries, and this line must not spend them first.
+    let mut once = settings.clone();
+    once.api.max_retries = 0;
+    let client = client(&once, cancel).ok()?;
     let options = sync_options(settings);
-    match sync::estimate::quick(client, &options).await {
+    match sync::estimate::quick(&client, &options).await {
         Ok(e) => {
             let e = if dry { e.for_dry_run() } else { e };
             let pace = Pace::from_settings(&settings.api);
@@ -472,7 +477,7 @@ async fn announce(client: &ApiClient, settings: &Settings, dry: bool) -> Option<
                 e.customers,
                 pace.describe(e.requests())
             );
-            Some(e.requests() + e.spent)
+            Some(e.requests())
         }
         Err(e) => {
             tracing::debug!(error = %e, "could not estimate the run's requests");
