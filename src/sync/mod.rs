@@ -374,39 +374,8 @@ async fn run_recorded(
     rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
-    let existing = store.walk()?;
-    let resume = match existing {
-        Some(w) if !(req.restart || req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
-            Some(w)
-        }
-        _ => None,
-    };
-    let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
-    let has_full_walk = store.has_full_walk()?;
-    if kind == RunKind::Sync && resume.is_none() && !has_full_walk {
-        // Nothing to be incremental against: the first run is a backfill.
-        tracing::info!("no completed backfill in this mirror yet: running a backfill");
-        kind = RunKind::Backfill;
-    }
-    rec.kind = kind;
-    let run_id = store.start_run(kind)?;
-    rec.run_id = Some(run_id);
-    let initial = kind != RunKind::Sync && !has_full_walk;
-    let mut resumed_walk_of = None;
-    let walk = match resume {
-        Some(mut w) => {
-            resumed_walk_of = store.adopt_walk(run_id)?;
-            tracing::info!(run = run_id, of = resumed_walk_of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
-            w.run_id = run_id;
-            w
-        }
-        None => {
-            let w = new_walk(run_id, kind, initial, opts);
-            store.begin_walk(&w)?;
-            tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
-            w
-        }
-    };
+    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec)?;
+    let run_id = walk.run_id;
     let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
     let mut engine = Engine::new(
@@ -459,8 +428,68 @@ async fn run_recorded(
         .await;
     // A failure is recorded by `run`, once this writer's connection is closed.
     result.and(flushed).and(noted)?;
-    // A walk that could not list everyone is over, but the run did not succeed.
     let incomplete = engine.incomplete()?;
+    complete(&mut writer, run_id, (requests, retries), incomplete).await?;
+    if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
+        let since = &engine.walk.started_at;
+        engine.summary.not_reread = Some(r.not_reread_since(since, opts.settings.full_every.0)?);
+    }
+    // The run's time includes building deferred indexes at the end of a backfill.
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut engine.summary))
+}
+
+/// Resumes the unfinished walk (its kind wins) or starts a new one, and the run's row:
+/// the walk, with the run it resumes, if any. A `sync` into a mirror no backfill has
+/// completed runs a backfill.
+fn open_walk(
+    store: &mut Store,
+    req: RunRequest,
+    opts: &SyncOptions,
+    rec: &mut RunRecord,
+) -> Result<(Walk, Option<i64>), SyncError> {
+    let resume = match store.walk()? {
+        Some(w) if !(req.restart || req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
+            Some(w)
+        }
+        _ => None,
+    };
+    let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
+    let has_full_walk = store.has_full_walk()?;
+    if kind == RunKind::Sync && resume.is_none() && !has_full_walk {
+        // Nothing to be incremental against: the first run is a backfill.
+        tracing::info!("no completed backfill in this mirror yet: running a backfill");
+        kind = RunKind::Backfill;
+    }
+    rec.kind = kind;
+    let run_id = store.start_run(kind)?;
+    rec.run_id = Some(run_id);
+    match resume {
+        Some(mut w) => {
+            let of = store.adopt_walk(run_id)?;
+            tracing::info!(run = run_id, of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
+            w.run_id = run_id;
+            Ok((w, of))
+        }
+        None => {
+            let initial = kind != RunKind::Sync && !has_full_walk;
+            let w = new_walk(run_id, kind, initial, opts);
+            store.begin_walk(&w)?;
+            tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
+            Ok((w, None))
+        }
+    }
+}
+
+/// Ends the walk: `succeeded`, or, when it could not list everyone the list counts
+/// (`incomplete`, from [`Engine::incomplete`]), `failed` with the count (the walk is
+/// over either way) and that error.
+async fn complete(
+    writer: &mut Writer,
+    run_id: i64,
+    (requests, retries): (u64, u64),
+    incomplete: Option<SyncError>,
+) -> Result<(), SyncError> {
     let record = incomplete.as_ref().map(|e| match e {
         SyncError::Incomplete { missing, .. } => (*missing, e.to_string()),
         _ => unreachable!("incomplete() gives Incomplete"),
@@ -471,16 +500,7 @@ async fn run_recorded(
             s.complete_walk(run_id, requests, retries, missing)
         })
         .await?;
-    if let Some(e) = incomplete {
-        return Err(e);
-    }
-    if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
-        let since = &engine.walk.started_at;
-        engine.summary.not_reread = Some(r.not_reread_since(since, opts.settings.full_every.0)?);
-    }
-    // The run's time includes building deferred indexes at the end of a backfill.
-    engine.summary.duration_secs = started.elapsed().as_secs_f64();
-    Ok(std::mem::take(&mut engine.summary))
+    incomplete.map_or(Ok(()), Err)
 }
 
 /// This run's view of each route's budget: the client's last known numbers and the
