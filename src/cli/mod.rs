@@ -228,74 +228,77 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => demo::run(&db, customers, seed)
             .await
             .map(|_| ExitCode::SUCCESS),
-        command => {
-            let settings = load_settings(cli.config.as_deref())?;
-            lomi_sync::telemetry::init(&settings.log);
-            if !matches!(command, Command::CheckConfig) {
-                for w in env_warnings() {
-                    tracing::warn!("{w}");
-                }
-            }
-            if matches!(
-                command,
-                Command::Backfill {
-                    dry_run: false,
-                    estimate: false,
-                    ..
-                } | Command::Sync { .. }
-                    | Command::Run
-            ) {
-                settings.check_store_path()?;
-            }
-            match command {
-                Command::Backfill { estimate: true, .. } => estimate(&settings).await,
-                Command::Backfill {
-                    restart,
-                    dry_run: true,
-                    ..
-                } => {
-                    if restart {
-                        anyhow::bail!(
-                            "--restart and --dry-run do not go together: a dry run writes nothing"
-                        );
-                    }
-                    dry_run(&settings).await
-                }
-                Command::Backfill { restart, wait, .. } => {
-                    one_run(
-                        &settings,
-                        RunRequest {
-                            kind: RunKind::Backfill,
-                            restart,
-                        },
-                        wait,
-                    )
-                    .await
-                }
-                Command::Sync { full, wait } => {
-                    let kind = if full { RunKind::Full } else { RunKind::Sync };
-                    one_run(
-                        &settings,
-                        RunRequest {
-                            kind,
-                            restart: false,
-                        },
-                        wait,
-                    )
-                    .await
-                }
-                Command::Run => daemon(settings).await,
-                Command::Status {
-                    json,
-                    max_age,
-                    runs,
-                } => status(&settings, json, max_age, runs),
-                Command::Query { sql, format } => run_query(&settings, &sql, format),
-                Command::Backup { path, force } => backup(&settings, &path, force),
-                Command::CheckConfig => check_config(&settings, cli.config.as_deref()),
-                Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
-            }
+        command => with_settings(command, cli.config.as_deref()).await,
+    }
+}
+
+/// The commands that read the settings (every one but `sim` and `demo`).
+async fn with_settings(command: Command, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = load_settings(config)?;
+    lomi_sync::telemetry::init(&settings.log);
+    if !matches!(command, Command::CheckConfig) {
+        for w in env_warnings() {
+            tracing::warn!("{w}");
         }
+    }
+    if matches!(
+        command,
+        Command::Backfill {
+            dry_run: false,
+            estimate: false,
+            ..
+        } | Command::Sync { .. }
+            | Command::Run
+    ) {
+        settings.check_store_path()?;
+    }
+    match command {
+        Command::Backfill { estimate: true, .. } => estimate(&settings).await,
+        Command::Backfill {
+            restart,
+            dry_run: true,
+            ..
+        } => {
+            if restart {
+                anyhow::bail!(
+                    "--restart and --dry-run do not go together: a dry run writes nothing"
+                );
+            }
+            dry_run(&settings).await
+        }
+        Command::Backfill { restart, wait, .. } => {
+            one_run(
+                &settings,
+                RunRequest {
+                    kind: RunKind::Backfill,
+                    restart,
+                },
+                wait,
+            )
+            .await
+        }
+        Command::Sync { full, wait } => {
+            let kind = if full { RunKind::Full } else { RunKind::Sync };
+            one_run(
+                &settings,
+                RunRequest {
+                    kind,
+                    restart: false,
+                },
+                wait,
+            )
+            .await
+        }
+        Command::Run => daemon(settings).await,
+        Command::Status {
+            json,
+            max_age,
+            runs,
+        } => status(&settings, json, max_age, runs),
+        Command::Query { sql, format } => run_query(&settings, &sql, format),
+        Command::Backup { path, force } => backup(&settings, &path, force),
+        Command::CheckConfig => check_config(&settings, config),
+        Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
     }
 }
 
