@@ -260,6 +260,11 @@ pub struct ScheduleSettings {
     pub full_every: Option<HumanDuration>,
     /// How long SIGTERM waits for the page in flight before giving up.
     pub shutdown_timeout: HumanDuration,
+    /// A scheduled run that would wait longer than this for a route's rate-limit
+    /// window (the live service's 429 asks for 900 s) stops at its checkpoint instead,
+    /// recorded `deferred` with the time it may resume; the first tick after that time
+    /// resumes the walk. One-shot commands (`backfill`, `sync`) wait instead.
+    pub defer_after: HumanDuration,
 }
 
 impl Default for ScheduleSettings {
@@ -269,6 +274,7 @@ impl Default for ScheduleSettings {
             run_on_start: true,
             full_every: None,
             shutdown_timeout: Duration::from_secs(30).into(),
+            defer_after: Duration::from_secs(60).into(),
         }
     }
 }
@@ -471,6 +477,10 @@ impl Settings {
         positive(
             "schedule.shutdown_timeout",
             self.schedule.shutdown_timeout.0.as_millis() as u64,
+        )?;
+        positive(
+            "schedule.defer_after",
+            self.schedule.defer_after.0.as_millis() as u64,
         )?;
         if self.store.path.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {

@@ -3,13 +3,15 @@
 //! One run at a time: a tick that fires while a run is under way is skipped (and
 //! logged), and the next fire time is always computed from *now*, so ticks missed
 //! during a suspend are not replayed in a burst. A failed run is retried at the next
-//! tick; only a rejected API key stops the daemon, since no retry can fix it.
+//! tick; only a rejected API key stops the daemon, since no retry can fix it. A run
+//! deferred by the rate limit (`schedule.defer_after`) is resumed by the first tick
+//! after the time it recorded; the ticks before it are skipped.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -102,6 +104,9 @@ fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
     RunKind::Sync
 }
 
+/// A run task's result, as the daemon awaits it.
+type RunHandle = JoinHandle<Result<RunSummary, SyncError>>;
+
 impl Daemon {
     /// Runs until `shutdown` fires (returns `Ok`) or a run fails fatally.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
@@ -109,23 +114,13 @@ impl Daemon {
         let shared = Arc::new(self);
         // Runs get their own token: shutdown cancels it, but so could a fatal error.
         let runs_cancel = shutdown.child_token();
-        let mut current: Option<JoinHandle<Result<RunSummary, SyncError>>> = None;
-        let start_run = |kind: RunKind| -> JoinHandle<Result<RunSummary, SyncError>> {
-            let d = shared.clone();
-            let cancel = runs_cancel.clone();
-            tokio::spawn(async move {
-                tracing::info!(kind = kind.as_str(), "run starting");
-                let req = RunRequest {
-                    kind,
-                    restart: false,
-                };
-                sync::run(&d.client, &d.db, &d.options, req, &cancel, &NoProgress).await
-            })
-        };
+        let mut current: Option<RunHandle> = None;
+        // A deferral recorded by an earlier process holds too.
+        let mut deferred_until = recorded_deferral(&shared.db, &shared.settings);
         shared.notifier.ready();
         shared.notifier.status("waiting for the first run");
         if shared.settings.schedule.run_on_start {
-            current = Some(start_run(next_kind(&shared.db, &shared.settings)));
+            current = shared.start_if_due(&runs_cancel, deferred_until, "start");
         }
         let watchdog = watchdog_interval();
         let mut watchdog_tick =
@@ -137,18 +132,6 @@ impl Daemon {
                 break;
             };
             tracing::debug!(next = %next, "next tick");
-            // Sleep in short steps against the wall clock: a monotonic sleep would not
-            // notice a suspend, and a tick due during one must not fire late in a burst.
-            let tick = async {
-                loop {
-                    let left = (next - Utc::now()).to_std().unwrap_or_default();
-                    if left.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(left.min(Duration::from_secs(30))).await;
-                }
-            };
-            tokio::pin!(tick);
             let finished = async {
                 match current.as_mut() {
                     Some(h) => Some(h.await),
@@ -157,37 +140,18 @@ impl Daemon {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                    shared.notifier.watchdog();
-                    continue;
-                }
+                _ = watchdog_tick.tick(), if watchdog.is_some() => shared.notifier.watchdog(),
                 joined = finished => {
                     current = None;
-                    match joined {
-                        Some(Ok(Ok(s))) => {
-                            let line = summary_line(&s);
-                            tracing::info!(target: "lomi_sync::summary", "{line}");
-                            shared.notifier.status(&format!("last run succeeded: {line}"));
-                        }
-                        Some(Ok(Err(e))) if e.is_fatal() => {
-                            shared.notifier.status(&format!("stopped: {e}"));
-                            return Err(DaemonError::Fatal(e));
-                        }
-                        Some(Ok(Err(SyncError::Interrupted))) => {}
-                        Some(Ok(Err(e))) => {
-                            tracing::error!(error = %e, "run failed; retrying at the next tick");
-                            shared.notifier.status(&format!("last run failed: {e}"));
-                        }
-                        Some(Err(join)) => tracing::error!(error = %join, "run task panicked"),
-                        None => {}
+                    if let Some(joined) = joined {
+                        shared.run_ended(joined, &mut deferred_until)?;
                     }
-                    continue;
                 }
-                _ = &mut tick => {
+                _ = wall_clock_sleep_until(next) => {
                     if current.is_some() {
                         tracing::warn!(tick = %next, "tick skipped: the previous run is still going");
                     } else {
-                        current = Some(start_run(next_kind(&shared.db, &shared.settings)));
+                        current = shared.start_if_due(&runs_cancel, deferred_until, "tick");
                     }
                 }
             }
@@ -195,20 +159,109 @@ impl Daemon {
         shared.notifier.stopping();
         runs_cancel.cancel();
         if let Some(h) = current {
-            let timeout = shared.settings.schedule.shutdown_timeout.0;
-            match tokio::time::timeout(timeout, h).await {
-                Ok(Ok(Err(e))) if !matches!(e, SyncError::Interrupted) => {
-                    tracing::warn!(error = %e, "the run in flight ended with an error during shutdown")
-                }
-                Ok(_) => tracing::info!("the run in flight stopped; the next start resumes it"),
-                Err(_) => tracing::warn!(
-                    ?timeout,
-                    "the run in flight did not stop within schedule.shutdown_timeout"
-                ),
-            }
+            shared.stop_in_flight(h).await;
         }
         Ok(())
     }
+
+    /// Starts a run of the kind due, unless the last run was deferred to a time still
+    /// ahead (then the tick is skipped, and logged).
+    fn start_if_due(
+        self: &Arc<Self>,
+        cancel: &CancellationToken,
+        deferred_until: Option<DateTime<Utc>>,
+        why: &str,
+    ) -> Option<RunHandle> {
+        if let Some(until) = deferred_until.filter(|u| *u > Utc::now()) {
+            tracing::info!(until = %until.to_rfc3339_opts(SecondsFormat::Secs, true), "{why}: no run, the last one was deferred for the rate limit");
+            return None;
+        }
+        let kind = next_kind(&self.db, &self.settings);
+        let d = self.clone();
+        let cancel = cancel.clone();
+        Some(tokio::spawn(async move {
+            tracing::info!(kind = kind.as_str(), "run starting");
+            let req = RunRequest {
+                kind,
+                restart: false,
+            };
+            sync::run(&d.client, &d.db, &d.options, req, &cancel, &NoProgress).await
+        }))
+    }
+
+    /// Logs how a run ended and tells systemd; a fatal error stops the daemon. A
+    /// deferral sets `deferred_until`, which the next ticks respect.
+    fn run_ended(
+        &self,
+        joined: Result<Result<RunSummary, SyncError>, tokio::task::JoinError>,
+        deferred_until: &mut Option<DateTime<Utc>>,
+    ) -> Result<(), DaemonError> {
+        *deferred_until = None;
+        match joined {
+            Ok(Ok(s)) => {
+                let line = summary_line(&s);
+                tracing::info!(target: "lomi_sync::summary", "{line}");
+                self.notifier.status(&format!("last run succeeded: {line}"));
+            }
+            Ok(Err(e)) if e.is_fatal() => {
+                self.notifier.status(&format!("stopped: {e}"));
+                return Err(DaemonError::Fatal(e));
+            }
+            Ok(Err(SyncError::Interrupted)) => {}
+            Ok(Err(e @ SyncError::Deferred { until, .. })) => {
+                tracing::info!("run {e}");
+                self.notifier.status(&format!(
+                    "run deferred until {} (rate limit)",
+                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ));
+                *deferred_until = Some(until);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "run failed; retrying at the next tick");
+                self.notifier.status(&format!("last run failed: {e}"));
+            }
+            Err(join) => tracing::error!(error = %join, "run task panicked"),
+        }
+        Ok(())
+    }
+
+    /// On shutdown: waits up to `schedule.shutdown_timeout` for the run in flight to
+    /// commit what it fetched.
+    async fn stop_in_flight(&self, h: RunHandle) {
+        let timeout = self.settings.schedule.shutdown_timeout.0;
+        match tokio::time::timeout(timeout, h).await {
+            Ok(Ok(Err(e))) if !matches!(e, SyncError::Interrupted) => {
+                tracing::warn!(error = %e, "the run in flight ended with an error during shutdown")
+            }
+            Ok(_) => tracing::info!("the run in flight stopped; the next start resumes it"),
+            Err(_) => tracing::warn!(
+                ?timeout,
+                "the run in flight did not stop within schedule.shutdown_timeout"
+            ),
+        }
+    }
+}
+
+/// Sleeps until `next` in short steps against the wall clock: a monotonic sleep would
+/// not notice a suspend, and a tick due during one must not fire late in a burst.
+async fn wall_clock_sleep_until(next: DateTime<Utc>) {
+    loop {
+        let left = (next - Utc::now()).to_std().unwrap_or_default();
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(30))).await;
+    }
+}
+
+/// The resume time of the mirror's last run, if it was deferred; `None` if not, or if
+/// the mirror cannot say (not created or not migrated yet).
+fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTime<Utc>> {
+    let store = Store::open_read_only(db, settings.store.busy_timeout.0).ok()?;
+    let at = store.deferred_until().ok()??;
+    DateTime::parse_from_rfc3339(&at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The one line logged at the end of each run. An incremental run also says whose

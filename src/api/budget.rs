@@ -109,6 +109,8 @@ pub struct RouteReport {
     pub requests: u64,
     /// The window's length, as the longest reset seen suggests.
     pub window: Duration,
+    /// Until when a 429 holds the route back (wall clock), if it does now.
+    pub held_until: Option<SystemTime>,
 }
 
 /// How long `requests` take on a route whose windows allow `limit` per `window`, at
@@ -177,6 +179,8 @@ enum Plan {
     /// Nothing booked: plan again at this time (a first request on the route is out and
     /// its headers will say how to pace the rest).
     Later(Instant),
+    /// Nothing booked: the start would be further off than the deferral threshold.
+    Deferred(Instant),
 }
 
 /// How long the other requests of a route wait for its first response's headers before
@@ -185,11 +189,24 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 /// How often they look.
 const PROBE_POLL: Duration = Duration::from_millis(5);
 
+/// Why [`RouteBudgets::acquire`] gave no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The cancel token fired.
+    Cancelled,
+    /// The route's next slot is further off than the deferral threshold (see
+    /// [`RouteBudgets::with_deferral`]): nothing was sent, and the route may go on at
+    /// `until`.
+    Deferred { until: Instant },
+}
+
 /// Every route's budget; shared by the tasks of a run.
 #[derive(Debug)]
 pub struct RouteBudgets {
     share: f64,
     fallback: RateLimiter,
+    /// A slot planned further off than this is refused rather than waited for.
+    defer_after: Option<Duration>,
     routes: Mutex<HashMap<Route, RouteState>>,
 }
 
@@ -198,40 +215,55 @@ impl RouteBudgets {
         RouteBudgets {
             share,
             fallback,
+            defer_after: None,
             routes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Refuses ([`Refusal::Deferred`]) a slot more than `defer_after` away instead of
+    /// waiting for it: a scheduled run stops at a checkpoint and the daemon resumes it
+    /// later, rather than sit through a 15-minute window with a run open.
+    pub fn with_deferral(mut self, defer_after: Option<Duration>) -> RouteBudgets {
+        self.defer_after = defer_after;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Route, RouteState>> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for `route`'s next slot; `None` if `cancel` fired first.
-    pub async fn acquire(&self, route: Route, cancel: &CancellationToken) -> Option<Ticket> {
+    /// Waits for `route`'s next slot; refused if `cancel` fires first, or if the slot
+    /// is further off than the deferral threshold.
+    pub async fn acquire(
+        &self,
+        route: Route,
+        cancel: &CancellationToken,
+    ) -> Result<Ticket, Refusal> {
         loop {
             let (at, seq, holds) = match self.plan(route) {
                 Plan::Later(at) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => continue,
-                        _ = cancel.cancelled() => return None,
+                        _ = cancel.cancelled() => return Err(Refusal::Cancelled),
                     }
                 }
                 Plan::Fallback(seq, holds) => {
                     if !self.fallback.acquire(cancel).await {
-                        return None;
+                        return Err(Refusal::Cancelled);
                     }
                     (Instant::now(), seq, holds)
                 }
                 Plan::At(at, seq, holds) => (at, seq, holds),
+                Plan::Deferred(until) => return Err(Refusal::Deferred { until }),
             };
             if at > Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
-                    _ = cancel.cancelled() => return None,
+                    _ = cancel.cancelled() => return Err(Refusal::Cancelled),
                 }
             }
             if cancel.is_cancelled() {
-                return None;
+                return Err(Refusal::Cancelled);
             }
             let mut routes = self.lock();
             let s = routes.entry(route).or_default();
@@ -240,7 +272,7 @@ impl RouteBudgets {
                 continue;
             }
             s.sent += 1;
-            return Some(Ticket {
+            return Ok(Ticket {
                 route,
                 seq,
                 sent_at: Instant::now(),
@@ -249,37 +281,73 @@ impl RouteBudgets {
     }
 
     /// Plans the next start on `route` and books it (`started`, `last_start`), so that
-    /// requests planned but not yet sent count against the window too.
+    /// requests planned but not yet sent count against the window too. A start further
+    /// off than the deferral threshold is not booked: the run stops instead, and a
+    /// booking would push back the first request of the run that resumes it.
     fn plan(&self, route: Route) -> Plan {
         let mut routes = self.lock();
         let headers_seen = routes.values().any(|s| s.known.is_some());
         let s = routes.entry(route).or_default();
         let now = Instant::now();
         let floor = s.paused_until.filter(|&p| p > now).unwrap_or(now);
-        let Some(mut k) = s.known else {
-            if floor == now && headers_seen {
-                match s.probe {
-                    None => s.probe = Some(now),
-                    Some(p) if now < p + PROBE_WAIT => return Plan::Later(now + PROBE_POLL),
-                    Some(_) => {}
-                }
-                if s.probe == Some(now) {
-                    s.started += 1;
-                    s.last_start = Some(now);
-                    return Plan::At(now, s.started, s.holds);
-                }
-            }
-            s.started += 1;
-            s.last_start = Some(floor);
-            if floor > now {
-                return Plan::At(floor, s.started, s.holds);
-            }
-            return Plan::Fallback(s.started, s.holds);
+        if self.defer_after.is_some_and(|d| floor > now + d) {
+            return Plan::Deferred(floor);
+        }
+        let Some(k) = s.known else {
+            return Self::plan_without_headers(s, headers_seen, now, floor);
         };
+        let (at, rolled) = self.start_in_known_window(s, k, floor);
+        if self.defer_after.is_some_and(|d| at > now + d) {
+            return Plan::Deferred(at);
+        }
+        if let Some(k) = rolled {
+            s.known = Some(k);
+        }
+        s.last_start = Some(at);
+        s.started += 1;
+        Plan::At(at, s.started, s.holds)
+    }
+
+    /// A route that has not seen the headers: the first request probes (if another
+    /// route has), the others wait for its answer or take the configured averages.
+    fn plan_without_headers(
+        s: &mut RouteState,
+        headers_seen: bool,
+        now: Instant,
+        floor: Instant,
+    ) -> Plan {
+        if floor == now && headers_seen {
+            match s.probe {
+                None => s.probe = Some(now),
+                Some(p) if now < p + PROBE_WAIT => return Plan::Later(now + PROBE_POLL),
+                Some(_) => {}
+            }
+            if s.probe == Some(now) {
+                s.started += 1;
+                s.last_start = Some(now);
+                return Plan::At(now, s.started, s.holds);
+            }
+        }
+        s.started += 1;
+        s.last_start = Some(floor);
+        if floor > now {
+            return Plan::At(floor, s.started, s.holds);
+        }
+        Plan::Fallback(s.started, s.holds)
+    }
+
+    /// The next start in the window `k` describes, or in the next one (returned, to be
+    /// kept if the start is booked) when this one's share is spent.
+    fn start_in_known_window(
+        &self,
+        s: &RouteState,
+        mut k: Known,
+        floor: Instant,
+    ) -> (Instant, Option<Known>) {
         // Requests started since the response that said `remaining` are spent too.
         let spent = s.started.saturating_sub(k.seq);
-        let mut remaining = k.remaining.saturating_sub(spent as u32);
-        let mut at = next_start(
+        let remaining = k.remaining.saturating_sub(spent as u32);
+        let at = next_start(
             k.limit,
             remaining,
             k.reset_at,
@@ -287,20 +355,17 @@ impl RouteBudgets {
             s.last_start,
             floor,
         );
-        if at >= k.reset_at {
-            // The next window: assume it is whole until a response says otherwise.
-            while k.reset_at <= at {
-                k.reset_at += k.window;
-            }
-            k.remaining = k.limit;
-            k.seq = s.started;
-            remaining = k.limit;
-            at = next_start(k.limit, remaining, k.reset_at, self.share, None, at);
-            s.known = Some(k);
+        if at < k.reset_at {
+            return (at, None);
         }
-        s.last_start = Some(at);
-        s.started += 1;
-        Plan::At(at, s.started, s.holds)
+        // The next window: assume it is whole until a response says otherwise.
+        while k.reset_at <= at {
+            k.reset_at += k.window;
+        }
+        k.remaining = k.limit;
+        k.seq = s.started;
+        let at = next_start(k.limit, k.limit, k.reset_at, self.share, None, at);
+        (at, Some(k))
     }
 
     /// Reads a response's headers into the route's state. A response older than the one
@@ -354,6 +419,7 @@ impl RouteBudgets {
     /// What is known of each route that answered with the headers or met a 429.
     pub fn report(&self) -> Vec<RouteReport> {
         let routes = self.lock();
+        let now = Instant::now();
         let mut out: Vec<RouteReport> = routes
             .iter()
             .filter(|(_, s)| s.last_seen.is_some() || s.rate_limited > 0)
@@ -374,6 +440,10 @@ impl RouteBudgets {
                     rate_limited: s.rate_limited,
                     requests: s.sent,
                     window: s.known.map_or(Duration::ZERO, |k| k.window),
+                    held_until: s
+                        .paused_until
+                        .filter(|&p| p > now)
+                        .map(|p| SystemTime::now() + (p - now)),
                 }
             })
             .collect();
@@ -414,6 +484,7 @@ mod tests {
             rate_limited: 0,
             requests,
             window: secs(900),
+            held_until: None,
         };
         // 30,000 transaction reads at 3,000 per 15 minutes: 150 minutes; the list's
         // 500 pages fit in a fraction of one window.
@@ -523,6 +594,46 @@ mod tests {
         assert!(Instant::now() - start >= secs(10));
     }
 
+    /// With a deferral threshold, a slot further off than it is refused at once with
+    /// its time (a spent share waits for the reset; a 429 holds the route), while
+    /// slots nearer than it are waited for as usual and other routes go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_further_off_than_the_threshold_is_deferred_not_waited_for() {
+        let b = budgets(0.6).with_deferral(Some(secs(60)));
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        // 600 of 1000 over 900 s: a request every 1.5 s, waited for.
+        let t = b.acquire(Route::ListCustomers, &cancel).await.unwrap();
+        b.observe(t, obs(1000, 999, 900));
+        b.acquire(Route::ListCustomers, &cancel).await.unwrap();
+        assert!(Instant::now() - start < secs(2));
+        // The share is spent (400 of 1000 left is the others'): the reset is 900 s off.
+        let t = b.acquire(Route::GetCustomer, &cancel).await.unwrap();
+        b.observe(t, obs(1000, 400, 900));
+        let at = Instant::now();
+        match b.acquire(Route::GetCustomer, &cancel).await {
+            Err(Refusal::Deferred { until }) => {
+                assert!(until >= at + secs(899), "{:?}", until - at);
+            }
+            other => panic!("deferred, not {other:?}"),
+        }
+        assert_eq!(Instant::now(), at, "refused without waiting");
+        // A 429 holding a route for 900 s defers it too; the other route goes on.
+        b.hold(Route::CustomerTransactions, secs(900));
+        assert!(matches!(
+            b.acquire(Route::CustomerTransactions, &cancel).await,
+            Err(Refusal::Deferred { .. })
+        ));
+        b.acquire(Route::ListCustomers, &cancel).await.unwrap();
+        // Without a threshold the same wait is waited for.
+        let plain = budgets(0.6);
+        let t = plain.acquire(Route::GetCustomer, &cancel).await.unwrap();
+        plain.observe(t, obs(1000, 400, 900));
+        let at = Instant::now();
+        plain.acquire(Route::GetCustomer, &cancel).await.unwrap();
+        assert!(Instant::now() - at >= secs(899));
+    }
+
     /// A 429 holds back its route only, and the wait ends when the server said.
     #[tokio::test(start_paused = true)]
     async fn a_429_holds_back_its_route_only() {
@@ -597,7 +708,10 @@ mod tests {
             tokio::time::sleep(secs(1)).await;
             c2.cancel();
         });
-        assert!(b.acquire(Route::GetCustomer, &cancel).await.is_none());
+        assert_eq!(
+            b.acquire(Route::GetCustomer, &cancel).await.unwrap_err(),
+            Refusal::Cancelled
+        );
     }
 
     /// Once the server is known to send the headers, a route's first request goes out

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::budget::{Observation, Route, RouteBudgets, RouteReport, Ticket};
+use super::budget::{Observation, Refusal, Route, RouteBudgets, RouteReport, Ticket};
 use super::limiter::{RateLimiter, RateLimits};
 use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction, TransactionList};
 use crate::config::{ApiKey, ApiSettings, ConfigError};
@@ -64,6 +64,19 @@ pub enum ApiError {
     },
     #[error("stopped before {endpoint} completed (shutdown requested)")]
     Cancelled { endpoint: String },
+    /// Only with [`ClientOptions::defer_after`] set (the daemon's runs): the route must
+    /// wait longer than that for its rate-limit window, so the run stops instead.
+    #[error(
+        "{route} must wait {wait_secs} s for its rate-limit window (until {until}); \
+         the run stops at its checkpoint and a scheduled run after that resumes it",
+        route = route.template(),
+        until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Deferred {
+        route: Route,
+        until: chrono::DateTime<chrono::Utc>,
+        wait_secs: u64,
+    },
 }
 
 fn fmt_rid(rid: &Option<String>) -> String {
@@ -146,6 +159,11 @@ pub struct ClientOptions {
     pub limits: RateLimits,
     /// The share of each route's window this client may use (`api.budget_share`).
     pub budget_share: f64,
+    /// A rate-limit wait longer than this (a 429's `Retry-After`, or the next slot a
+    /// route's budget allows) ends the request with [`ApiError::Deferred`] instead of
+    /// waiting. Set for the daemon's runs (`schedule.defer_after`); `None` waits, as a
+    /// one-shot `backfill` should.
+    pub defer_after: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -165,6 +183,7 @@ impl ClientOptions {
                 window: api.rate_window.0,
             },
             budget_share: api.budget_share,
+            defer_after: None,
         })
     }
 }
@@ -236,7 +255,8 @@ impl ApiClient {
         Ok(ApiClient {
             inner: Arc::new(Inner {
                 http,
-                budgets: RouteBudgets::new(opts.budget_share, RateLimiter::new(opts.limits)),
+                budgets: RouteBudgets::new(opts.budget_share, RateLimiter::new(opts.limits))
+                    .with_deferral(opts.defer_after),
                 opts,
                 auth,
                 counters: Counters::default(),
@@ -389,10 +409,16 @@ impl ApiClient {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
         loop {
-            let Some(ticket) = self.inner.budgets.acquire(route, &self.inner.cancel).await else {
-                return Err(ApiError::Cancelled {
-                    endpoint: endpoint.to_string(),
-                });
+            let ticket = match self.inner.budgets.acquire(route, &self.inner.cancel).await {
+                Ok(ticket) => ticket,
+                Err(Refusal::Cancelled) => {
+                    return Err(ApiError::Cancelled {
+                        endpoint: endpoint.to_string(),
+                    });
+                }
+                Err(Refusal::Deferred { until }) => {
+                    return Err(deferred(route, until - tokio::time::Instant::now()));
+                }
             };
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             if attempt > 0 {
@@ -410,12 +436,21 @@ impl ApiClient {
                 Retry::Hold => {
                     let d = equal_jitter(opts.initial_backoff, opts.max_backoff, attempt);
                     self.inner.budgets.hold(route, d);
+                    if opts.defer_after.is_some_and(|t| d > t) {
+                        return Err(deferred(route, d));
+                    }
                     d
                 }
                 Retry::After {
                     wait: d,
                     hold_route,
                 } => {
+                    if opts.defer_after.is_some_and(|t| d > t) {
+                        if hold_route {
+                            self.inner.budgets.hold(route, d);
+                        }
+                        return Err(deferred(route, d));
+                    }
                     if d > opts.max_retry_after {
                         let request_id = match &err {
                             ApiError::Status { request_id, .. } => request_id.clone(),
@@ -610,6 +645,18 @@ impl ApiClient {
                 retry: Retry::No,
             },
         }
+    }
+}
+
+/// A route that must wait `wait` before its next request, as a deferral.
+fn deferred(route: Route, wait: Duration) -> ApiError {
+    // Not logged here: every request waiting on the route is refused alike, and the
+    // run says once that it was deferred.
+    let until = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    ApiError::Deferred {
+        route,
+        until,
+        wait_secs: wait.as_secs(),
     }
 }
 

@@ -366,8 +366,19 @@ fn key_mismatch(key: &ApiKey, settings: &Settings) -> Option<String> {
 }
 
 fn client(settings: &Settings, cancel: &CancellationToken) -> Result<ApiClient> {
+    client_deferring(settings, cancel, None)
+}
+
+/// The client of a run that stops, rather than waits, when a rate-limit wait is
+/// longer than `defer_after` (the daemon's runs).
+fn client_deferring(
+    settings: &Settings,
+    cancel: &CancellationToken,
+    defer_after: Option<Duration>,
+) -> Result<ApiClient> {
     let key = api_key(settings)?;
-    let opts = ClientOptions::from_settings(&settings.api).context("invalid [api] settings")?;
+    let mut opts = ClientOptions::from_settings(&settings.api).context("invalid [api] settings")?;
+    opts.defer_after = defer_after;
     if opts.base_url.scheme() == "http" && !is_loopback(&opts.base_url) {
         anyhow::bail!("refusing to send the API key over plain http");
     }
@@ -562,7 +573,7 @@ async fn daemon(settings: Settings) -> Result<ExitCode> {
     // Fail at start, not at the first tick, on anything a run would trip over.
     settings.schedule.parsed_cron()?;
     let cancel = shutdown_token();
-    let client = client(&settings, &cancel)?;
+    let client = client_deferring(&settings, &cancel, Some(settings.schedule.defer_after.0))?;
     let db = settings.store.path.clone();
     let _lock = WriterLock::acquire(&db, "daemon", false)?;
     // Create and migrate the store now, so READY=1 means "the store is open".
@@ -638,6 +649,11 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         println!(
             "{}",
             scheduler::not_reread_note(n).replace("this run", "that run")
+        );
+    }
+    if let Some(at) = r.runs.first().and_then(|run| run.resume_at.as_deref()) {
+        println!(
+            "last run deferred by the rate limit: the first scheduled run after {at} resumes it"
         );
     }
     match (&r.walk_in_progress, &r.writer) {

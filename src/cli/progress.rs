@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lomi_sync::api::ApiClient;
+use lomi_sync::api::budget::RouteReport;
 use lomi_sync::sync::estimate::Pace;
 use lomi_sync::sync::{Progress, ProgressInfo};
 use tokio::task::JoinHandle;
@@ -71,7 +72,8 @@ pub fn for_terminal(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                shared.show(client.counters().requests.load(Ordering::Relaxed));
+                let held = held_route(&client.route_budgets());
+                shared.show(client.counters().requests.load(Ordering::Relaxed), held);
             }
         })
     };
@@ -102,7 +104,7 @@ impl Shared {
         eta(requests, expected, self.started.elapsed(), &self.pace)
     }
 
-    fn show(&self, requests: u64) {
+    fn show(&self, requests: u64, held: Option<String>) {
         let info = self.info.lock().expect("progress lock").clone();
         let eta = self
             .eta(requests)
@@ -114,10 +116,13 @@ impl Shared {
                 }
                 bar.set_position(requests);
                 bar.set_message(format!(
-                    "ETA {} · {} customers listed · {}",
+                    "ETA {} · {} customers listed · {}{}",
                     eta.as_deref().unwrap_or("?"),
                     info.customers_seen,
-                    info.phase
+                    info.phase,
+                    held.as_deref()
+                        .map(|h| format!(" · {h}"))
+                        .unwrap_or_default()
                 ));
             }
             Sink::Lines { last } => {
@@ -134,6 +139,7 @@ impl Shared {
                     requests,
                     requests_expected = self.expected,
                     eta = eta.as_deref().unwrap_or("unknown"),
+                    waiting = held.as_deref().unwrap_or(""),
                     "progress"
                 );
             }
@@ -149,7 +155,7 @@ struct Reporting {
 impl Progress for Reporting {
     fn update(&self, p: &ProgressInfo) {
         *self.shared.info.lock().expect("progress lock") = p.clone();
-        self.shared.show(p.requests);
+        self.shared.show(p.requests, None);
     }
 }
 
@@ -160,6 +166,21 @@ impl Reporter for Reporting {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Why the run is waiting, if a 429 holds a route back: the route held longest and
+/// until when (UTC), as `GET /customers rate limited, waiting until 09:15:00Z`.
+fn held_route(routes: &[RouteReport]) -> Option<String> {
+    let r = routes
+        .iter()
+        .filter(|r| r.held_until.is_some())
+        .max_by_key(|r| r.held_until)?;
+    let until: chrono::DateTime<chrono::Utc> = r.held_until?.into();
+    Some(format!(
+        "{} rate limited, waiting until {}",
+        r.route.template(),
+        until.format("%H:%M:%SZ")
+    ))
 }
 
 /// Time left for `expected - done` requests: at the rate observed so far, and never less
@@ -188,6 +209,32 @@ mod tests {
             cap: 0,
             window: Duration::from_secs(900),
         }
+    }
+
+    #[test]
+    fn a_route_held_by_a_429_is_named_with_its_wait() {
+        use lomi_sync::api::budget::Route;
+        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        let report = |route, held_until| RouteReport {
+            route,
+            limit: 5000,
+            remaining: 0,
+            reset_at: at(0),
+            rate_limited: 1,
+            requests: 10,
+            window: Duration::from_secs(900),
+            held_until,
+        };
+        assert_eq!(held_route(&[report(Route::ListCustomers, None)]), None);
+        // 2025-03-01T09:15:00Z and 09:00:00Z: the longer wait is named.
+        let routes = [
+            report(Route::ListCustomers, Some(at(1_740_819_600))),
+            report(Route::CustomerTransactions, Some(at(1_740_820_500))),
+        ];
+        assert_eq!(
+            held_route(&routes).as_deref(),
+            Some("GET /customers/{id}/transactions rate limited, waiting until 09:15:00Z")
+        );
     }
 
     #[test]

@@ -104,20 +104,27 @@ impl RunKind {
     }
 }
 
-/// How a run ended.
+/// Where a run stands: `sync_runs.outcome`, whose CHECK admits exactly these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Under way (or its process died: [`Store::recover_stale_runs`] says so later).
+    Running,
     Succeeded,
     Failed,
     Interrupted,
+    /// A scheduled run that met a long rate-limit wait and stopped at a checkpoint;
+    /// `sync_runs.resume_at` says when the next tick may resume it.
+    Deferred,
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
+            Outcome::Running => "running",
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Deferred => "deferred",
         }
     }
 }
@@ -311,6 +318,10 @@ fn migrations() -> Migrations<'static> {
         ),
         M::up(include_str!("migrations/005_list_sweeps.sql")),
         M::up(include_str!("migrations/006_route_budgets.sql")),
+        M::up_with_hook(
+            include_str!("migrations/007_deferred_runs.sql"),
+            check_foreign_keys,
+        ),
     ])
 }
 
@@ -329,6 +340,20 @@ fn rebuild_deferred_indexes(tx: &rusqlite::Transaction) -> rusqlite_migration::H
     Ok(())
 }
 
+/// Fails a migration that rebuilt a table (with foreign keys off) if a reference no
+/// longer holds, so the transaction rolls back and the mirror stays as it was.
+fn check_foreign_keys(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    if broken > 0 {
+        return Err(rusqlite_migration::HookError::Hook(format!(
+            "{broken} rows refer to missing rows after rebuilding a table"
+        )));
+    }
+    Ok(())
+}
+
 /// A run that did not succeed, as [`record_unsuccessful_run`] writes it.
 #[derive(Clone, Debug)]
 pub struct RunFailure {
@@ -337,9 +362,11 @@ pub struct RunFailure {
     pub kind: RunKind,
     /// When the run began (for an inserted row).
     pub started_at: String,
-    /// `Failed` or `Interrupted`.
+    /// `Failed`, `Interrupted` or `Deferred`.
     pub outcome: Outcome,
     pub error: String,
+    /// For `Deferred`: when the walk may go on (the mirror's timestamp format).
+    pub resume_at: Option<String>,
     pub requests: u64,
     pub retries: u64,
 }
@@ -373,11 +400,21 @@ pub fn record_unsuccessful_run(
         .map_err(open_err)?;
     let (requests, retries) = (f.requests as i64, f.retries as i64);
     if let Some(id) = f.run_id {
-        let updated = conn.execute(
-            "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6
-             WHERE id = ?1",
-            params![id, f.outcome.as_str(), now(), f.error, requests, retries],
-        )?;
+        // Only a deferral names `resume_at`, which needs migration 7; a deferred run
+        // opened (so migrated) the mirror. The CHECK ties the outcome to the time.
+        let updated = match &f.resume_at {
+            Some(at) => conn.execute(
+                "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6,
+                                      resume_at = ?7
+                 WHERE id = ?1",
+                params![id, f.outcome.as_str(), now(), f.error, requests, retries, at],
+            )?,
+            None => conn.execute(
+                "UPDATE sync_runs SET outcome = ?2, finished_at = ?3, error = ?4, requests = ?5, retries = ?6
+                 WHERE id = ?1",
+                params![id, f.outcome.as_str(), now(), f.error, requests, retries],
+            )?,
+        };
         if updated == 1 {
             return Ok(id);
         }
@@ -438,8 +475,6 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
         // A group commit dirties a few thousand pages (the appended rows, and the leaves
         // of every randomly keyed index): with SQLite's default 2 MiB cache they spill to
         // the WAL mid-transaction and are written again at the commit.
@@ -449,9 +484,17 @@ impl Store {
         // commits is copied into the database once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", 4096)
             .map_err(open_err)?;
+        // Foreign keys are enforced from here on, not during migrations (the bundled
+        // SQLite turns them on by default): a table rebuild (migration 7) drops the
+        // old table, which with them on would fail or cascade into the tables that
+        // refer to it. Its hook checks them instead.
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(open_err)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -500,18 +543,22 @@ impl Store {
     /// with the writer lock held, when no other run can be live.
     pub fn recover_stale_runs(&self) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE sync_runs SET outcome = 'interrupted', finished_at = ?1,
+            "UPDATE sync_runs SET outcome = ?2, finished_at = ?1,
                     error = coalesce(error, 'the process stopped before the run ended')
-             WHERE outcome = 'running'",
-            params![now()],
+             WHERE outcome = ?3",
+            params![
+                now(),
+                Outcome::Interrupted.as_str(),
+                Outcome::Running.as_str()
+            ],
         )?)
     }
 
     /// Records the start of a run and returns its id.
     pub fn start_run(&self, kind: RunKind) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO sync_runs (kind, started_at, outcome) VALUES (?1, ?2, 'running')",
-            params![kind.as_str(), now()],
+            "INSERT INTO sync_runs (kind, started_at, outcome) VALUES (?1, ?2, ?3)",
+            params![kind.as_str(), now(), Outcome::Running.as_str()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -540,6 +587,20 @@ impl Store {
             params![run_id, skipped as i64],
         )?;
         Ok(())
+    }
+
+    /// When the last run may resume, if it was deferred (`sync_runs.resume_at`, the
+    /// mirror's timestamp format); `None` when the last run was not deferred.
+    pub fn deferred_until(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT resume_at FROM sync_runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// True once a backfill (or a full walk) has completed: later runs can be incremental.

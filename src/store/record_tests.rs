@@ -16,6 +16,7 @@ fn failure(run_id: Option<i64>) -> RunFailure {
         started_at: "2025-03-01T09:00:00.000Z".into(),
         outcome: Outcome::Failed,
         error: "database error: database is locked".into(),
+        resume_at: None,
         requests: 3,
         retries: 1,
     }
@@ -139,4 +140,90 @@ fn no_file_is_created_and_a_file_without_runs_is_an_error() {
         .unwrap();
     let err = record_unsuccessful_run(&other, Duration::from_secs(1), &failure(None)).unwrap_err();
     assert!(err.to_string().contains("sync_runs"), "{err}");
+}
+
+/// A deferred run keeps its resume time, which `deferred_until` and `status` give
+/// back; the schema refuses `deferred` without one (and a time on any other outcome).
+#[test]
+fn a_deferred_run_is_recorded_with_the_time_it_may_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = mirror(dir.path());
+    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let id = store.start_run(RunKind::Backfill).unwrap();
+    assert_eq!(store.deferred_until().unwrap(), None);
+    let mut f = failure(Some(id));
+    f.outcome = Outcome::Deferred;
+    f.resume_at = Some("2025-03-01T09:15:00.000000Z".into());
+    record_unsuccessful_run(&path, Duration::from_secs(1), &f).unwrap();
+    assert_eq!(
+        store.deferred_until().unwrap().as_deref(),
+        Some("2025-03-01T09:15:00.000000Z")
+    );
+    let status = store.status(5).unwrap();
+    assert_eq!(status.runs[0].outcome, "deferred");
+    assert_eq!(
+        status.runs[0].resume_at.as_deref(),
+        Some("2025-03-01T09:15:00.000000Z")
+    );
+    // A later run that is not deferred clears the question.
+    let next = store.start_run(RunKind::Sync).unwrap();
+    assert_eq!(store.deferred_until().unwrap(), None);
+    let c = store.conn();
+    let set = |outcome: &str, at: Option<&str>| {
+        c.execute(
+            "UPDATE sync_runs SET outcome = ?2, resume_at = ?3 WHERE id = ?1",
+            rusqlite::params![next, outcome, at],
+        )
+    };
+    assert!(set("deferred", None).is_err(), "deferred needs a time");
+    assert!(set("failed", Some("2025-03-01T09:15:00.000000Z")).is_err());
+    assert!(set("paused", None).is_err(), "an outcome the enum lacks");
+}
+
+/// Migration 7 rebuilds `sync_runs` for the new outcome: the runs, and the changes and
+/// route budgets that refer to them, are all kept, the `freshness` view still works,
+/// and foreign keys are enforced again afterwards.
+#[test]
+fn migration_7_keeps_the_runs_and_what_refers_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    {
+        let mut c = Connection::open(&path).unwrap();
+        super::migrations().to_version(&mut c, 6).unwrap();
+        c.execute_batch(
+            "INSERT INTO sync_runs (id, kind, started_at, finished_at, outcome, requests, missing_customers)
+                 VALUES (1, 'backfill', '2025-06-02T08:00:00.000000Z', '2025-06-02T08:01:00.000000Z',
+                         'succeeded', 42, 0),
+                        (2, 'sync', '2025-06-02T09:00:00.000000Z', NULL, 'running', 3, 0);
+             INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind)
+                 VALUES (1, '2025-06-02T08:00:30.000000Z', 'customer', 'c1', 'c1', 'created');
+             INSERT INTO run_route_budgets (run_id, route, rate_limit, remaining, rate_limited)
+                 VALUES (1, 'GET /customers', 5000, 4000, 2);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let c = store.conn();
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM sync_runs"), 2);
+    assert_eq!(count("SELECT requests FROM sync_runs WHERE id = 1"), 42);
+    assert_eq!(count("SELECT count(*) FROM changes WHERE run_id = 1"), 1);
+    assert_eq!(
+        count("SELECT rate_limited FROM run_route_budgets WHERE run_id = 1"),
+        2
+    );
+    let last: String = c
+        .query_row("SELECT last_success_at FROM freshness", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last, "2025-06-02T08:01:00.000000Z");
+    assert_eq!(count("PRAGMA foreign_keys"), 1);
+    assert!(
+        c.execute(
+            "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind)
+             VALUES (99, 'x', 'customer', 'c1', 'c1', 'created')",
+            [],
+        )
+        .is_err(),
+        "a change of a run that does not exist is refused"
+    );
 }

@@ -30,6 +30,8 @@ pub struct RunRow {
     /// Records skipped because their id could not be read.
     pub records_skipped: i64,
     pub error: Option<String>,
+    /// A deferred run: when the service's rate limit lets the walk go on (UTC).
+    pub resume_at: Option<String>,
 }
 
 /// Row counts of the mirror.
@@ -85,7 +87,7 @@ impl Store {
                     outcome, pages, requests, retries,
                     customers_inserted, customers_updated, customers_deleted, customers_restored,
                     transactions_inserted, transactions_updated, transactions_deleted, transactions_restored, error,
-                    records_skipped
+                    records_skipped, resume_at
              FROM sync_runs ORDER BY id DESC LIMIT ?1",
         )?;
         let runs = stmt
@@ -110,6 +112,7 @@ impl Store {
                     transactions_restored: r.get(16)?,
                     error: r.get(17)?,
                     records_skipped: r.get(18)?,
+                    resume_at: r.get(19)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

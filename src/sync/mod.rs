@@ -48,6 +48,18 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("the run was interrupted by a shutdown request; the next run resumes where it stopped")]
     Interrupted,
+    /// A scheduled run met a rate-limit wait longer than `schedule.defer_after`: it
+    /// stopped at a checkpoint, recorded `deferred` with `until`, and the daemon's next
+    /// tick after `until` resumes the walk.
+    #[error(
+        "deferred: {route} must wait for its rate-limit window until {until}; the next scheduled run after that resumes the walk",
+        route = route.template(),
+        until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Deferred {
+        route: crate::api::budget::Route,
+        until: chrono::DateTime<chrono::Utc>,
+    },
     #[error("the database writer thread stopped unexpectedly")]
     WriterGone,
     #[error(
@@ -70,10 +82,10 @@ pub enum SyncError {
 impl From<ApiError> for SyncError {
     /// A request cut short by shutdown is an interruption, not a failure.
     fn from(e: ApiError) -> Self {
-        if e.is_cancelled() {
-            SyncError::Interrupted
-        } else {
-            SyncError::Api(e)
+        match e {
+            ApiError::Cancelled { .. } => SyncError::Interrupted,
+            ApiError::Deferred { route, until, .. } => SyncError::Deferred { route, until },
+            e => SyncError::Api(e),
         }
     }
 }
@@ -317,10 +329,13 @@ async fn record_failure(
     rec: RunRecord,
     error: SyncError,
 ) -> SyncError {
-    let outcome = if matches!(error, SyncError::Interrupted) {
-        crate::store::Outcome::Interrupted
-    } else {
-        crate::store::Outcome::Failed
+    let (outcome, resume_at) = match &error {
+        SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
+        SyncError::Deferred { until, .. } => (
+            crate::store::Outcome::Deferred,
+            Some(crate::api::model::format_timestamp(*until)),
+        ),
+        _ => (crate::store::Outcome::Failed, None),
     };
     let failure = crate::store::RunFailure {
         run_id: rec.run_id,
@@ -328,6 +343,7 @@ async fn record_failure(
         started_at: rec.started_at,
         outcome,
         error: error.to_string(),
+        resume_at,
         requests: client.counters().requests.load(Ordering::Relaxed) - rec.base_requests,
         retries: client.counters().retries.load(Ordering::Relaxed) - rec.base_retries,
     };
@@ -402,8 +418,10 @@ async fn run_recorded(
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
-    if result.is_err() {
-        engine.salvage().await;
+    if let Err(e) = &result {
+        engine
+            .salvage(matches!(e, SyncError::Deferred { .. }))
+            .await;
     }
     engine.summary.list_page_cap = engine.walk.page_cap;
     let requests = client.counters().requests.load(Ordering::Relaxed) - base_requests;
@@ -1113,12 +1131,15 @@ impl<'a> Engine<'a> {
 
     /// After an error or an interruption: commits, in order, what the pages in flight
     /// fetched, so that the requests spent are not spent again. After a shutdown every
-    /// fetch ends at once (its requests are cancelled); after an error only the pages
-    /// already done are taken. Once a page is incomplete, everything after it commits
+    /// fetch ends at once (its requests are cancelled), after a deferral soon (its
+    /// long waits are refused too); after an error only the pages already done are
+    /// taken. Once a page is incomplete, everything after it commits
     /// with that page's start as the checkpoint: the resumed run reads it again and
     /// skips the customers committed.
-    async fn salvage(&mut self) {
-        let interrupted = self.cancel.is_cancelled();
+    async fn salvage(&mut self, deferred: bool) {
+        // Interrupted or deferred, the pages in flight end soon (their waits are cut
+        // short or deferred too): wait for them, and keep what they fetched.
+        let interrupted = self.cancel.is_cancelled() || deferred;
         let mut floor = None;
         if let Some(stopped) = self.stopped.take() {
             floor = Some(stopped.restart.clone());

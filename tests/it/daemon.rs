@@ -129,3 +129,64 @@ async fn check_config_shows_the_next_five_fire_times_and_hides_the_key() {
         "{stdout}"
     );
 }
+
+/// The daemon under a spent rate-limit window: the run is recorded `deferred` with the
+/// time it may resume, ticks before that time start nothing, a tick after it resumes
+/// the walk, and the mirror ends exact with no failed run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_daemon_run_is_deferred_and_a_later_tick_resumes_it() {
+    use lomi_sync::sim::{RateLimit, Route, SimOptions};
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: 40,
+            window: Duration::from_secs(4),
+        }),
+        ..small_sim_options(100, 32)
+    })
+    .await;
+    sim.sim.drain_rate_limit(Route::CustomerTransactions, 40);
+    let m = Mirror::new(&sim);
+    let config = m.config_file(
+        "[schedule]\ncron = \"* * * * * *\"\nrun_on_start = true\ndefer_after = \"1s\"",
+    );
+    let mut child = command(Some(&config), Some(&sim.api_key), &["run"])
+        .spawn()
+        .unwrap();
+    let done = wait_for(60, || {
+        runs_sum(&m.db, "sum(outcome = 'deferred')") >= 1
+            && runs_sum(&m.db, "sum(outcome = 'succeeded')") >= 1
+    })
+    .await;
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done, "a deferred run, then a successful one, within 60 s");
+    assert_eq!(status.code(), Some(0));
+    let conn = m.conn();
+    let runs: Vec<(String, String, Option<String>)> = conn
+        .prepare("SELECT outcome, started_at, resume_at FROM sync_runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for pair in runs.windows(2) {
+        if let (("deferred", _, Some(resume)), (_, started, _)) =
+            ((pair[0].0.as_str(), &pair[0].1, &pair[0].2), &pair[1])
+        {
+            assert!(
+                started >= resume,
+                "a run started before the resume time: {runs:?}"
+            );
+        }
+    }
+    assert!(runs.iter().all(|r| r.0 != "failed"), "{runs:?}");
+    let first_success = runs.iter().position(|r| r.0 == "succeeded").unwrap();
+    assert!(
+        runs[..first_success].iter().any(|r| r.0 == "deferred"),
+        "{runs:?}"
+    );
+    m.assert_equals_truth(&sim);
+}

@@ -20,6 +20,9 @@ pub struct Mirror {
     pub db: PathBuf,
     pub settings: Settings,
     pub key: String,
+    /// The client's `defer_after`, as the daemon sets it (`None`: waits, as one-shot
+    /// commands do).
+    pub defer_after: Option<Duration>,
 }
 
 impl Mirror {
@@ -41,6 +44,7 @@ impl Mirror {
             db,
             settings,
             key: sim.api_key.clone(),
+            defer_after: None,
         }
     }
 
@@ -55,7 +59,9 @@ impl Mirror {
         restart: bool,
         cancel: &CancellationToken,
     ) -> Result<RunSummary, SyncError> {
-        let opts = ClientOptions::from_settings(&self.settings.api).expect("valid api settings");
+        let mut opts =
+            ClientOptions::from_settings(&self.settings.api).expect("valid api settings");
+        opts.defer_after = self.defer_after;
         let client =
             ApiClient::new(opts, &ApiKey::new(self.key.clone()), cancel.clone()).expect("client");
         let _lock = WriterLock::acquire(&self.db, kind.as_str(), false)?;

@@ -192,3 +192,62 @@ async fn dry_run_estimates_with_the_per_route_budgets() {
         "{text}"
     );
 }
+
+/// A run that may not wait longer than `defer_after` (the daemon's) stops when a
+/// route's window is spent: recorded `deferred` with the time it may resume and the
+/// walk kept; runs started after that time resume the walk, and the last one ends
+/// exact, with nothing read twice beyond the pages in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_meets_a_long_wait_is_deferred_and_the_next_resumes_it() {
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: LIMIT,
+            window: Duration::from_secs(3),
+        }),
+        ..small_sim_options(150, 154)
+    })
+    .await;
+    let mut m = mirror(&sim);
+    m.defer_after = Some(Duration::from_millis(500));
+    // Another client on the IP has spent this window of the transactions route.
+    sim.sim.drain_rate_limit(Route::CustomerTransactions, LIMIT);
+    let mut deferred = 0;
+    let summary = loop {
+        match m.run(RunKind::Backfill).await {
+            Ok(s) => break s,
+            Err(lomi_sync::sync::SyncError::Deferred { until, .. }) => {
+                deferred += 1;
+                assert!(deferred <= 20, "the walk makes progress");
+                let status = Store::open_read_only(&m.db, Duration::from_secs(5))
+                    .unwrap()
+                    .status(1)
+                    .unwrap();
+                assert_eq!(status.runs[0].outcome, "deferred");
+                let at = status.runs[0].resume_at.clone().expect("a resume time");
+                assert_eq!(at, lomi_sync::api::model::format_timestamp(until));
+                assert!(status.walk_in_progress.is_some(), "the walk is kept");
+                let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => panic!("deferred or done, not: {e}"),
+        }
+    };
+    assert!(deferred >= 1, "the spent window deferred the run");
+    assert!(summary.resumed_walk_of.is_some());
+    m.assert_equals_truth(&sim);
+    assert_eq!(
+        m.count("SELECT count(*) FROM sync_runs WHERE outcome = 'failed'"),
+        0
+    );
+    // Whatever the deferred runs fetched was committed, not fetched again: the
+    // transactions route read each active customer about once.
+    let report = sim.sim.rate_limit().unwrap();
+    let active = m
+        .count("SELECT count(DISTINCT customer_id) FROM transactions WHERE deleted_at IS NULL")
+        as u32;
+    let tx_reads = used(&report, Route::CustomerTransactions) - LIMIT;
+    assert!(
+        tx_reads <= active + 2 * 8 * deferred,
+        "{tx_reads} reads for {active} active customers"
+    );
+}
