@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, StatusFilter};
 use crate::config::SyncSettings;
-use crate::store::{Applied, NotReread, PlanInfo, RunKind, Store, StoreError, Walk};
+use crate::store::{Applied, NotReread, Phase, PlanInfo, RunKind, Store, StoreError, Walk};
 use pipeline::{PageInFlight, Stopped};
 pub use run::{dry_run, run};
 use walk::segments;
@@ -112,13 +112,27 @@ pub trait Progress: Send + Sync {
 }
 
 /// A snapshot of a walk's progress.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ProgressInfo {
-    pub phase: &'static str,
+    /// The phase the walk is in (`Display`: `list`, `topup`, `sweep`, `confirm`,
+    /// `rolling`).
+    pub phase: Phase,
     pub customers_seen: u64,
     /// Customers the list says exist, summed over the segments seen so far.
     pub customers_total: u64,
     pub requests: u64,
+}
+
+impl Default for ProgressInfo {
+    /// Before the first report: the walk starts by listing.
+    fn default() -> Self {
+        ProgressInfo {
+            phase: Phase::List,
+            customers_seen: 0,
+            customers_total: 0,
+            requests: 0,
+        }
+    }
 }
 
 /// A progress sink that ignores everything.
@@ -131,7 +145,9 @@ impl Progress for NoProgress {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunSummary {
     pub run_id: Option<i64>,
-    pub kind: &'static str,
+    /// The walk's kind (a resumed walk's own; `Display` and JSON: `backfill`, `sync`,
+    /// `full`).
+    pub kind: RunKind,
     /// The run that started the walk this run finished, if it resumed one.
     pub resumed_walk_of: Option<i64>,
     pub duration_secs: f64,
@@ -226,7 +242,7 @@ impl<'a> Engine<'a> {
             writer,
             reader,
             summary: RunSummary {
-                kind: walk.kind.as_str(),
+                kind: walk.kind,
                 ..RunSummary::default()
             },
             walk,
@@ -255,7 +271,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn report(&self, phase: &'static str) {
+    fn report(&self, phase: Phase) {
         self.progress.update(&ProgressInfo {
             phase,
             customers_seen: self.summary.customers_seen,

@@ -9,7 +9,7 @@ use super::walk::seen_bit;
 use super::{Engine, SyncError};
 use crate::api::model::TransactionList;
 use crate::api::{ApiClient, ApiError, CustomerRead};
-use crate::store::{Batch, Observed, Walk};
+use crate::store::{Batch, Observed, SeenIn, Walk};
 
 /// What fetching a job produced.
 pub(super) enum Fetched {
@@ -35,7 +35,7 @@ pub(super) const CHUNK_SECS: f64 = 1.0;
 /// One page's fetches, running, and what to commit with their results.
 pub(super) struct PageInFlight {
     fetches: JoinHandle<Vec<(String, Result<Fetched, ApiError>)>>,
-    segment: &'static str,
+    segment: SeenIn,
     pages: u32,
     checkpoint: Walk,
     /// The walk where this page started: what a part of it commits with, so that a
@@ -50,13 +50,13 @@ pub(super) struct PageInFlight {
 /// page started.
 pub(super) struct Stopped {
     restart: Walk,
-    segment: &'static str,
+    segment: SeenIn,
     fetched: Vec<(String, Fetched)>,
 }
 
 /// Where a batch goes in the walk: what [`Engine::submit`] needs of a page in flight.
 pub(super) struct Part {
-    segment: &'static str,
+    segment: SeenIn,
     pages: u32,
     checkpoint: Walk,
     also_seen: Vec<String>,
@@ -69,7 +69,7 @@ impl Engine<'_> {
     pub(super) async fn start_chunked(
         &mut self,
         jobs: Vec<Job>,
-        segment: &'static str,
+        segment: SeenIn,
         pages: u32,
         checkpoint: Walk,
         also_seen: Vec<String>,
@@ -152,7 +152,7 @@ impl Engine<'_> {
     pub(super) fn start(
         &mut self,
         jobs: Vec<Job>,
-        segment: &'static str,
+        segment: SeenIn,
         pages: u32,
         checkpoint: Walk,
         also_seen: Vec<String>,

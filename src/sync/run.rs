@@ -146,7 +146,7 @@ pub(super) async fn run_recorded(
             engine.snapshot = r.plan_snapshot(&hot, &pending)?;
         }
         for (id, segment) in r.walk_seen()? {
-            engine.mark_seen(id, seen_bit(&segment));
+            engine.mark_seen(id, seen_bit(segment));
         }
     }
     engine.summary.resumed_walk_of = resumed_walk_of;
@@ -198,10 +198,11 @@ pub(super) fn open_walk(
     opts: &SyncOptions,
     rec: &mut RunRecord,
 ) -> Result<(Walk, Option<i64>), SyncError> {
-    let resume = match store.walk()? {
-        Some(w) if !(req.restart || req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => {
-            Some(w)
-        }
+    // A restart never reads the walk it forgets: it is the way past one that cannot be
+    // read (`StoreError::UnreadableWalk`).
+    let found = if req.restart { None } else { store.walk()? };
+    let resume = match found {
+        Some(w) if !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => Some(w),
         _ => None,
     };
     let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
@@ -217,7 +218,14 @@ pub(super) fn open_walk(
     match resume {
         Some(mut w) => {
             let of = store.adopt_walk(run_id)?;
-            tracing::info!(run = run_id, of, phase = w.phase.as_str(), segment = %w.segment, page = w.next_page, "resuming an unfinished walk");
+            tracing::info!(
+                run = run_id,
+                of,
+                phase = w.phase.as_str(),
+                segment = w.segment.as_str(),
+                page = w.next_page,
+                "resuming an unfinished walk"
+            );
             w.run_id = run_id;
             Ok((w, of))
         }
@@ -225,7 +233,12 @@ pub(super) fn open_walk(
             let initial = kind != RunKind::Sync && !has_full_walk;
             let w = new_walk(run_id, kind, initial, opts);
             store.begin_walk(&w)?;
-            tracing::info!(run = run_id, kind = kind.as_str(), segment = %w.segment, "walk started: listing customers");
+            tracing::info!(
+                run = run_id,
+                kind = kind.as_str(),
+                segment = w.segment.as_str(),
+                "walk started: listing customers"
+            );
             Ok((w, None))
         }
     }
@@ -291,7 +304,10 @@ pub async fn dry_run(
     let started = Instant::now();
     preflight(client).await?;
     let walk = new_walk(0, RunKind::Backfill, true, opts);
-    tracing::info!(segment = %walk.segment, "dry run walk started: listing customers");
+    tracing::info!(
+        segment = walk.segment.as_str(),
+        "dry run walk started: listing customers"
+    );
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
     engine.walk_all().await?;
     engine.summary.list_page_cap = engine.walk.page_cap;
@@ -312,7 +328,7 @@ pub(super) fn new_walk(run_id: i64, kind: RunKind, initial: bool, opts: &SyncOpt
         kind,
         started_at: now(),
         phase: Phase::List,
-        segment: segments(&opts.settings)[0].as_str().to_string(),
+        segment: segments(&opts.settings)[0],
         next_page: 1,
         page_size: opts.page_size,
         last_total: None,

@@ -9,7 +9,7 @@ use super::run::ago;
 use super::{Engine, SyncError, listing};
 use crate::api::{ApiError, Customer, CustomerPage, StatusFilter};
 use crate::config::SyncSettings;
-use crate::store::{Phase, RunKind, Walk};
+use crate::store::{Phase, RunKind, SeenIn, Walk};
 
 pub(super) fn segments(s: &SyncSettings) -> Vec<StatusFilter> {
     if s.use_status_filter {
@@ -35,10 +35,10 @@ pub(super) fn segment_index(s: StatusFilter) -> usize {
 }
 
 /// Where a walk saw a customer, as bits: listed in a segment, or read by a later phase.
-pub(super) fn seen_bit(segment: &str) -> u8 {
-    match StatusFilter::parse(segment) {
-        Some(s) => 1 << segment_index(s),
-        None => SEEN_READ,
+pub(super) fn seen_bit(seen: SeenIn) -> u8 {
+    match seen {
+        SeenIn::Listed(s) => 1 << segment_index(s),
+        SeenIn::Confirm | SeenIn::Rolling => SEEN_READ,
     }
 }
 
@@ -51,11 +51,15 @@ pub(super) const SEEN_READ: u8 = 0b1000;
 impl Engine<'_> {
     pub(super) async fn walk_all(&mut self) -> Result<(), SyncError> {
         loop {
-            tracing::debug!(phase = self.walk.phase.as_str(), segment = %self.walk.segment, page = self.walk.next_page, "walk step");
+            tracing::debug!(
+                phase = self.walk.phase.as_str(),
+                segment = self.walk.segment.as_str(),
+                page = self.walk.next_page,
+                "walk step"
+            );
             match self.walk.phase {
                 Phase::List | Phase::Topup | Phase::Sweep => {
-                    let seg = StatusFilter::parse(&self.walk.segment).unwrap_or(StatusFilter::All);
-                    self.list_segment(seg).await?;
+                    self.list_segment(self.walk.segment).await?;
                 }
                 Phase::Confirm => {
                     if self.writer.is_none() {
@@ -80,7 +84,7 @@ impl Engine<'_> {
         let segs = segments(&self.opts.settings);
         let i = segs
             .iter()
-            .position(|s| s.as_str() == self.walk.segment)
+            .position(|s| *s == self.walk.segment)
             .unwrap_or(0);
         let mut w = self.walk.clone();
         w.next_page = 1;
@@ -89,10 +93,10 @@ impl Engine<'_> {
         self.probing = false;
         self.read_to = None;
         match (w.phase, segs.get(i + 1)) {
-            (Phase::List | Phase::Topup, Some(next)) => w.segment = next.as_str().into(),
+            (Phase::List | Phase::Topup, Some(next)) => w.segment = *next,
             (Phase::List, None) => {
                 w.phase = Phase::Topup;
-                w.segment = segs[0].as_str().into();
+                w.segment = segs[0];
             }
             _ => self.after_listing(&mut w, &segs),
         }
@@ -127,7 +131,7 @@ impl Engine<'_> {
             Some(t) if missing > 0 && w.pass < listing::MAX_SWEEPS => {
                 w.pass += 1;
                 w.phase = Phase::Sweep;
-                w.segment = segs[t].as_str().into();
+                w.segment = segs[t];
                 w.page_size = listing::sweep_page_size(w.page_cap);
                 tracing::warn!(
                     segment = segs[t].as_str(),
@@ -148,7 +152,7 @@ impl Engine<'_> {
                 }
                 w.counts.missing = (missing > 0).then_some(missing);
                 w.phase = Phase::Confirm;
-                w.segment = StatusFilter::All.as_str().into();
+                w.segment = StatusFilter::All;
             }
         }
     }
@@ -272,13 +276,13 @@ impl Engine<'_> {
             }
         };
         let jobs = self.plan(fresh, seg)?;
-        self.start_chunked(jobs, seg.as_str(), 1, next.clone(), also_seen)
+        self.start_chunked(jobs, SeenIn::Listed(seg), 1, next.clone(), also_seen)
             .await?;
         if done {
             self.drain().await?;
         }
         self.walk = next;
-        self.report(phase.as_str());
+        self.report(phase);
         Ok(done)
     }
 
@@ -353,7 +357,7 @@ impl Engine<'_> {
         customers: Vec<Customer>,
         seg: StatusFilter,
     ) -> (Vec<Customer>, Vec<String>) {
-        let bit = seen_bit(seg.as_str());
+        let bit = seen_bit(SeenIn::Listed(seg));
         let mut fresh = Vec::with_capacity(customers.len());
         let mut also = Vec::new();
         for c in customers {
@@ -377,7 +381,7 @@ impl Engine<'_> {
     pub(super) fn listed_in(&self, id: &str, seg: StatusFilter) -> bool {
         self.seen
             .get(id)
-            .is_some_and(|m| m & seen_bit(seg.as_str()) != 0)
+            .is_some_and(|m| m & seen_bit(SeenIn::Listed(seg)) != 0)
     }
 
     /// Customers the list counts that the walk could not list, less those the confirm
@@ -409,7 +413,7 @@ impl Engine<'_> {
             self.listed_distinct += 1;
         }
         for (i, s) in SEGMENTS.iter().enumerate() {
-            if bit & seen_bit(s.as_str()) != 0 {
+            if bit & seen_bit(SeenIn::Listed(*s)) != 0 {
                 self.listed[i] += 1;
             }
         }
@@ -434,14 +438,14 @@ impl Engine<'_> {
             let checkpoint = self.walk.clone();
             self.start_chunked(
                 transaction_jobs(ids, true),
-                "confirm",
+                SeenIn::Confirm,
                 0,
                 checkpoint,
                 Vec::new(),
             )
             .await?;
             self.drain().await?;
-            self.report("confirm");
+            self.report(Phase::Confirm);
         }
     }
 
@@ -494,7 +498,7 @@ impl Engine<'_> {
             let checkpoint = self.walk.clone();
             self.start_chunked(
                 transaction_jobs(page, false),
-                "rolling",
+                SeenIn::Rolling,
                 0,
                 checkpoint,
                 Vec::new(),
@@ -502,7 +506,7 @@ impl Engine<'_> {
             .await?;
         }
         self.drain().await?;
-        self.report("rolling");
+        self.report(Phase::Rolling);
         Ok(())
     }
 }
