@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Store, StoreError, Walk, now};
+use super::{SeenIn, Store, StoreError, Walk, now};
 use crate::api::model::{Customer, RawObject, Transaction};
 
 /// A customer as the API showed it.
@@ -32,8 +32,8 @@ pub struct Batch {
     pub incomplete: Vec<String>,
     /// Customers the API confirmed gone (404).
     pub gone: Vec<String>,
-    /// Customers the walk has now seen, with the list segment they were seen in.
-    pub seen: Vec<(String, &'static str)>,
+    /// Customers the walk has now seen, with where.
+    pub seen: Vec<(String, SeenIn)>,
     /// The walk's progress after this batch.
     pub checkpoint: Option<Walk>,
     /// List pages this batch represents (for the run's counters).
@@ -147,7 +147,7 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
                 "INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)",
             )?;
             for (id, segment) in &b.seen {
-                seen.execute(params![id, segment])?;
+                seen.execute(params![id, segment.as_str()])?;
             }
         }
         if let Some(w) = &b.checkpoint {
@@ -158,7 +158,7 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
             )?
             .execute(params![
                 w.phase.as_str(),
-                w.segment,
+                w.segment.as_str(),
                 w.next_page as i64,
                 w.last_total.map(|t| t as i64),
                 w.page_size,

@@ -13,6 +13,8 @@ pub mod lock;
 mod record_tests;
 mod status;
 mod v4;
+#[cfg(test)]
+mod walk_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ pub use budgets::RouteBudgetRow;
 pub use lock::WriterLock;
 pub use status::{NotReread, RunRow, StatusReport, Totals};
 
+use crate::api::StatusFilter;
 use crate::api::model::format_timestamp;
 
 /// Errors of the store; messages say what to do.
@@ -54,6 +57,14 @@ pub enum StoreError {
         "the mirror {path} is being written by {holder}; wait for that run to end or pass --wait"
     )]
     Locked { path: PathBuf, holder: String },
+    /// The walk a killed run left cannot be read (`detail` says which value): rather
+    /// than forget it silently (a resumed run would lose what the walk counted), the run
+    /// stops and says how to go on.
+    #[error(
+        "the unfinished walk in the mirror cannot be read ({detail}); it was probably written by a newer \
+         lomi-sync: run that version to finish it, or run `lomi-sync backfill --restart` to forget it and walk again"
+    )]
+    UnreadableWalk { detail: String },
     #[error("cannot bring the mirror's schema up to date: {0}")]
     Migrate(String),
     #[error("database error: {0}")]
@@ -71,12 +82,16 @@ pub enum StoreError {
     BackupCheck { path: PathBuf, check: String },
 }
 
-/// Which kind of walk a run makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which kind of walk a run makes. Stored as [`RunKind::as_str`] (`walk.kind` and
+/// `sync_runs.kind`); `Display` and JSON give the same word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RunKind {
     /// Every customer and every active customer's transactions.
     Backfill,
-    /// Incremental: the list, plus the transactions worth re-reading.
+    /// Incremental: the list, plus the transactions worth re-reading. The default: what
+    /// `lomi-sync sync` and a daemon tick run.
+    #[default]
     Sync,
     /// A scheduled full reconciliation: like a backfill, recorded as such.
     Full,
@@ -101,6 +116,19 @@ impl RunKind {
     /// Full walks re-read every active customer's transactions.
     pub fn is_full(self) -> bool {
         !matches!(self, RunKind::Sync)
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored word (`"sync"`), as reports and tests read it.
+impl PartialEq<&str> for RunKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -136,7 +164,9 @@ pub struct Walk {
     pub kind: RunKind,
     pub started_at: String,
     pub phase: Phase,
-    pub segment: String,
+    /// The list segment the walk is reading (the confirm and rolling phases keep
+    /// `All`). Stored as `walk.segment`.
+    pub segment: StatusFilter,
     pub next_page: u64,
     pub page_size: u32,
     pub last_total: Option<u64>,
@@ -175,7 +205,8 @@ impl ListCounts {
     }
 }
 
-/// The phases of a walk, in order.
+/// The phases of a walk, in order. Stored as [`Phase::as_str`] in `walk.phase` (a CHECK
+/// constraint keeps it to these words); `Display` gives the same word, as progress shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Paging through the customer list, segment by segment.
@@ -209,6 +240,44 @@ impl Phase {
             "confirm" => Some(Phase::Confirm),
             "rolling" => Some(Phase::Rolling),
             _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a walk saw a customer: listed in a segment, or read one by one by a later
+/// phase. Stored as [`SeenIn::as_str`] in `walk_seen.segment` (a CHECK constraint keeps
+/// it to these words). The completeness check counts the listings; the rolling phase
+/// skips customers listed `inactive`; the confirm phase's reads of customers still
+/// present are not missing ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SeenIn {
+    /// Listed in this segment of `GET /customers` (by a list pass, a top-up or a sweep).
+    Listed(StatusFilter),
+    /// Read by the confirm phase (`GET /customers/{id}`): the walk had not listed it.
+    Confirm,
+    /// Its transactions re-read by the rolling phase.
+    Rolling,
+}
+
+impl SeenIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeenIn::Listed(s) => s.as_str(),
+            SeenIn::Confirm => "confirm",
+            SeenIn::Rolling => "rolling",
+        }
+    }
+    pub fn parse(s: &str) -> Option<SeenIn> {
+        match s {
+            "confirm" => Some(SeenIn::Confirm),
+            "rolling" => Some(SeenIn::Rolling),
+            _ => StatusFilter::parse(s).map(SeenIn::Listed),
         }
     }
 }
@@ -322,6 +391,7 @@ fn migrations() -> Migrations<'static> {
             include_str!("migrations/007_deferred_runs.sql"),
             check_foreign_keys,
         ),
+        M::up(include_str!("migrations/008_walk_checks.sql")),
     ])
 }
 
@@ -635,7 +705,9 @@ impl Store {
         )?)
     }
 
-    /// The walk in progress, if a run stopped before finishing one.
+    /// The walk in progress, if a run stopped before finishing one. A walk whose kind,
+    /// phase or segment this version does not know is [`StoreError::UnreadableWalk`],
+    /// never `None`: dropping it would lose what it had counted and read.
     pub fn walk(&self) -> Result<Option<Walk>, StoreError> {
         let row = self
             .conn
@@ -662,37 +734,38 @@ impl Store {
                 },
             )
             .optional()?;
-        Ok(row.and_then(
-            |(
-                run_id,
-                kind,
-                started_at,
-                phase,
-                segment,
-                next_page,
-                page_size,
-                last_total,
-                initial,
-                pass,
-                page_cap,
-                counts,
-            )| {
-                Some(Walk {
-                    run_id,
-                    kind: RunKind::parse(&kind)?,
-                    started_at,
-                    phase: Phase::parse(&phase)?,
-                    segment,
-                    next_page: next_page.max(1) as u64,
-                    page_size: page_size as u32,
-                    last_total: last_total.map(|t| t as u64),
-                    pass: pass as u32,
-                    page_cap: page_cap.map(|c| c as u32),
-                    counts,
-                    initial,
-                })
-            },
-        ))
+        let Some((
+            run_id,
+            kind,
+            started_at,
+            phase,
+            segment,
+            next_page,
+            page_size,
+            last_total,
+            initial,
+            pass,
+            page_cap,
+            counts,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Walk {
+            run_id,
+            kind: RunKind::parse(&kind).ok_or_else(|| unreadable("kind", &kind))?,
+            started_at,
+            phase: Phase::parse(&phase).ok_or_else(|| unreadable("phase", &phase))?,
+            segment: StatusFilter::parse(&segment)
+                .ok_or_else(|| unreadable("segment", &segment))?,
+            next_page: next_page.max(1) as u64,
+            page_size: page_size as u32,
+            last_total: last_total.map(|t| t as u64),
+            pass: pass as u32,
+            page_cap: page_cap.map(|c| c as u32),
+            counts,
+            initial,
+        }))
     }
 
     /// Starts a new walk, forgetting any unfinished one.
@@ -715,7 +788,7 @@ impl Store {
                 w.kind.as_str(),
                 w.started_at,
                 w.phase.as_str(),
-                w.segment,
+                w.segment.as_str(),
                 w.next_page as i64,
                 w.page_size,
                 w.last_total.map(|t| t as i64),
@@ -853,15 +926,20 @@ impl Store {
     }
 
     /// Customers the unfinished walk had seen before this process took it over, with
-    /// where: a list segment (`active`, `inactive`, `all`) or a later phase.
-    pub fn walk_seen(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// where. A place this version does not know is [`StoreError::UnreadableWalk`].
+    pub fn walk_seen(&self) -> Result<Vec<(String, SeenIn)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT customer_id, segment FROM walk_seen")?;
-        let ids = stmt
+        let rows: Vec<(String, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        Ok(ids)
+        rows.into_iter()
+            .map(|(id, s)| match SeenIn::parse(&s) {
+                Some(seen) => Ok((id, seen)),
+                None => Err(unreadable("walk_seen.segment", &s)),
+            })
+            .collect()
     }
 
     /// Live mirrored customers the walk in progress has not seen yet.
@@ -906,6 +984,13 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((eligible as u64, overdue as u64))
+    }
+}
+
+/// The error for a walk column holding a value this version does not know.
+fn unreadable(column: &str, value: &str) -> StoreError {
+    StoreError::UnreadableWalk {
+        detail: format!("{column} {value:?}"),
     }
 }
 

@@ -146,7 +146,7 @@ impl Store {
                 w.kind.as_str(),
                 w.run_id,
                 w.phase.as_str(),
-                w.segment,
+                w.segment.as_str(),
                 w.next_page
             );
             // The daemon holds the lock between runs too: only a run marked running

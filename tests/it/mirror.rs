@@ -402,3 +402,173 @@ async fn broken_responses_fail_the_run_with_the_endpoint_and_keep_the_mirror() {
             .all(|d| d.starts_with("transaction"))
     );
 }
+
+/// Stops a slow backfill once a few pages are committed: a mirror with a walk in
+/// progress.
+async fn interrupted_backfill(sim: &crate::support::TestSim, m: &Mirror) {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    let db = m.db.clone();
+    tokio::spawn(async move {
+        crate::harness::wait_for(30, || crate::harness::runs_sum(&db, "sum(pages)") >= 3).await;
+        c.cancel();
+    });
+    let err = m
+        .run_with(RunKind::Backfill, false, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Interrupted), "{err}");
+    assert_eq!(m.count("SELECT count(*) FROM walk"), 1);
+    sim.sim.set_faults(Faults::default());
+}
+
+/// A mirror written before migration 8 (the walk tables without CHECK constraints),
+/// killed mid-walk: the upgrade keeps the walk, and the next run resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
+    let sim = spawn_sim(slow_sim_options(400, 91, 5)).await;
+    let m = Mirror::new(&sim);
+    interrupted_backfill(&sim, &m).await;
+    let walk_before: (String, String, i64) = m
+        .conn()
+        .query_row("SELECT phase, segment, next_page FROM walk", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let seen_before = m.count("SELECT count(*) FROM walk_seen");
+    // Back to the walk tables of version 6 (migration 5's), as an older lomi-sync left them.
+    m.conn()
+        .execute_batch(
+            "CREATE TABLE walk_old (
+                 id INTEGER PRIMARY KEY CHECK (id = 1), run_id INTEGER NOT NULL, kind TEXT NOT NULL,
+                 started_at TEXT NOT NULL, phase TEXT NOT NULL, segment TEXT NOT NULL,
+                 next_page INTEGER NOT NULL, page_size INTEGER NOT NULL, last_total INTEGER,
+                 initial INTEGER NOT NULL DEFAULT 0, pass INTEGER NOT NULL DEFAULT 0, page_cap INTEGER,
+                 list_counts TEXT NOT NULL DEFAULT '{}');
+             INSERT INTO walk_old SELECT * FROM walk;
+             DROP TABLE walk;
+             ALTER TABLE walk_old RENAME TO walk;
+             CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,
+                                         PRIMARY KEY (customer_id, segment)) WITHOUT ROWID;
+             INSERT INTO walk_seen_old SELECT * FROM walk_seen;
+             DROP TABLE walk_seen;
+             ALTER TABLE walk_seen_old RENAME TO walk_seen;
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    assert_eq!(m.count("SELECT count(*) FROM walk_seen"), seen_before);
+    let s = m.run(RunKind::Backfill).await.unwrap();
+    assert!(s.resumed_walk_of.is_some(), "the walk was resumed");
+    assert!(
+        s.applied.pages < 400 / 25 * 2,
+        "resumed at {walk_before:?}, not restarted: {} pages",
+        s.applied.pages
+    );
+    let schema: String = m
+        .conn()
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'walk'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(schema.contains("CHECK (phase IN"), "{schema}");
+    m.assert_equals_truth(&sim);
+}
+
+/// A walk whose phase this version does not know stops the run with an error that says
+/// what to run (before, it was silently dropped and a new walk started); `backfill
+/// --restart` then forgets it and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_walk_stops_the_run_and_restart_gets_past_it() {
+    let sim = spawn_sim(slow_sim_options(400, 92, 5)).await;
+    let m = Mirror::new(&sim);
+    interrupted_backfill(&sim, &m).await;
+    m.conn()
+        .execute_batch("PRAGMA ignore_check_constraints = ON; UPDATE walk SET phase = 'replay';")
+        .unwrap();
+    let err = m.run(RunKind::Backfill).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::Store(lomi_sync::store::StoreError::UnreadableWalk { .. })
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("phase \"replay\"") && text.contains("`lomi-sync backfill --restart`"),
+        "{text}"
+    );
+    assert_eq!(m.count("SELECT count(*) FROM walk"), 1, "the walk is kept");
+    let s = m
+        .run_with(
+            RunKind::Backfill,
+            true,
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(s.resumed_walk_of.is_none());
+    m.assert_equals_truth(&sim);
+}
+
+/// Progress names each phase as the walk is in it, with today's words: a top-up
+/// reports `topup`, not `list`; the confirm phase `confirm`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reports_each_phase_of_the_walk() {
+    use lomi_sync::store::Phase;
+    use lomi_sync::sync::{Progress, ProgressInfo};
+
+    #[derive(Default)]
+    struct Phases(std::sync::Mutex<Vec<Phase>>);
+    impl Progress for Phases {
+        fn update(&self, p: &ProgressInfo) {
+            let mut v = self.0.lock().unwrap();
+            if v.last() != Some(&p.phase) {
+                v.push(p.phase);
+            }
+        }
+    }
+
+    let sim = spawn_sim(small_sim_options(60, 93)).await;
+    let m = Mirror::new(&sim);
+    m.run(RunKind::Backfill).await.unwrap();
+    // Deleted customers the list no longer shows: the next walk confirms them.
+    sim.sim.mutate(&Mutation {
+        delete: 3,
+        ..Mutation::default()
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let opts = lomi_sync::api::ClientOptions::from_settings(&m.settings.api).unwrap();
+    let client = lomi_sync::api::ApiClient::new(
+        opts,
+        &lomi_sync::config::ApiKey::new(m.key.clone()),
+        cancel.clone(),
+    )
+    .unwrap();
+    let sync_opts = lomi_sync::sync::SyncOptions {
+        page_size: m.settings.api.page_size,
+        concurrency: m.settings.api.concurrency as usize,
+        settings: m.settings.sync.clone(),
+        busy_timeout: m.settings.store.busy_timeout.0,
+    };
+    let phases = Phases::default();
+    let req = lomi_sync::sync::RunRequest {
+        kind: RunKind::Sync,
+        restart: false,
+    };
+    let s = lomi_sync::sync::run(&client, &m.db, &sync_opts, req, &cancel, &phases)
+        .await
+        .unwrap();
+    assert_eq!(s.kind, RunKind::Sync);
+    assert_eq!(s.kind.to_string(), "sync");
+    let seen = phases.0.into_inner().unwrap();
+    assert_eq!(
+        seen,
+        [Phase::List, Phase::Topup, Phase::Confirm, Phase::Rolling],
+        "{seen:?}"
+    );
+    let words: Vec<String> = seen.iter().map(ToString::to_string).collect();
+    assert_eq!(words, ["list", "topup", "confirm", "rolling"]);
+}

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use lomi_sync::api::StatusFilter;
 use lomi_sync::store::{Phase, RunKind, Store, Walk, WriterLock, lock::lock_path, now};
 
 use crate::harness::{Mirror, command, run_bin, text};
@@ -183,7 +184,7 @@ async fn logs_off_a_terminal_carry_no_escape_codes_and_print_values() {
             kind: RunKind::Backfill,
             started_at: now(),
             phase: Phase::List,
-            segment: "active".into(),
+            segment: StatusFilter::Active,
             next_page: 1,
             page_size: 25,
             last_total: None,
@@ -233,7 +234,7 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
             kind: RunKind::Sync,
             started_at: now(),
             phase: Phase::List,
-            segment: "active".into(),
+            segment: StatusFilter::Active,
             next_page: 3,
             page_size: 25,
             last_total: None,

@@ -1,0 +1,361 @@
+//! A run's lifecycle: the preflight, opening (or resuming) the walk, recording the run
+//! in `sync_runs` however it ends, and the dry run.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::walk::{seen_bit, segments};
+use super::writer::Writer;
+use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
+use crate::api::{ApiClient, StatusFilter};
+use crate::store::{Phase, RunKind, Store, StoreError, Walk, now};
+
+/// How far a run got, for recording it if it fails (see [`run`]).
+pub(super) struct RunRecord {
+    kind: RunKind,
+    started_at: String,
+    /// The preflight passed and the mirror is being opened: from here on, a failure
+    /// is recorded.
+    opened: bool,
+    /// The run's `sync_runs` row, once written.
+    run_id: Option<i64>,
+    base_requests: u64,
+    base_retries: u64,
+}
+
+/// Runs one walk against the mirror at `db` (the caller holds its writer lock).
+///
+/// Every run that gets as far as opening the mirror leaves a `sync_runs` row. A run
+/// that fails, even before its row is written (a database another program is writing,
+/// a migration that cannot run), is recorded `failed` (or `interrupted`) with its error
+/// from a connection of its own once the run's connections are closed; if even that
+/// cannot be written, the error says so ([`SyncError::Unrecorded`]). A run stopped at
+/// the preflight, before the mirror is opened, writes nothing (a rejected key creates
+/// no file).
+pub async fn run(
+    client: &ApiClient,
+    db: &Path,
+    opts: &SyncOptions,
+    req: RunRequest,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
+    let mut rec = RunRecord {
+        kind: req.kind,
+        started_at: now(),
+        opened: false,
+        run_id: None,
+        base_requests: client.counters().requests.load(Ordering::Relaxed),
+        base_retries: client.counters().retries.load(Ordering::Relaxed),
+    };
+    match run_recorded(client, db, opts, req, cancel, progress, &mut rec).await {
+        Ok(summary) => Ok(summary),
+        Err(e) if !rec.opened || !db.exists() => Err(e),
+        Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+    }
+}
+
+/// Writes a failed run's row (see [`run`]) and returns the error to report: the run's
+/// own, or [`SyncError::Unrecorded`] if the row could not be written.
+pub(super) async fn record_failure(
+    client: &ApiClient,
+    db: &Path,
+    busy_timeout: Duration,
+    rec: RunRecord,
+    error: SyncError,
+) -> SyncError {
+    let (outcome, resume_at) = match &error {
+        SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
+        SyncError::Deferred { until, .. } => (
+            crate::store::Outcome::Deferred,
+            Some(crate::api::model::format_timestamp(*until)),
+        ),
+        _ => (crate::store::Outcome::Failed, None),
+    };
+    let failure = crate::store::RunFailure {
+        run_id: rec.run_id,
+        kind: rec.kind,
+        started_at: rec.started_at,
+        outcome,
+        error: error.to_string(),
+        resume_at,
+        requests: client.counters().requests.load(Ordering::Relaxed) - rec.base_requests,
+        retries: client.counters().retries.load(Ordering::Relaxed) - rec.base_retries,
+    };
+    let path = db.to_owned();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::store::record_unsuccessful_run(&path, busy_timeout, &failure)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            path: db.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    });
+    match written {
+        Ok(id) => {
+            tracing::debug!(run = id, "the failed run is recorded");
+            error
+        }
+        Err(record) => SyncError::Unrecorded {
+            error: Box::new(error),
+            record,
+        },
+    }
+}
+
+/// The walk of [`run`], which records how far it got in `rec`.
+pub(super) async fn run_recorded(
+    client: &ApiClient,
+    db: &Path,
+    opts: &SyncOptions,
+    req: RunRequest,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+    rec: &mut RunRecord,
+) -> Result<RunSummary, SyncError> {
+    let started = Instant::now();
+    // Counters are per client and a daemon reuses its client: report this run's share.
+    let base_requests = client.counters().requests.load(Ordering::Relaxed);
+    let base_retries = client.counters().retries.load(Ordering::Relaxed);
+    let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
+    let base_budgets = client.route_budgets();
+    preflight(client).await?;
+    rec.opened = true;
+    let mut store = Store::open(db, opts.busy_timeout)?;
+    store.recover_stale_runs()?;
+    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec)?;
+    let run_id = walk.run_id;
+    let initial_load = walk.initial;
+    let reader = Store::open_read_only(db, opts.busy_timeout)?;
+    let mut engine = Engine::new(
+        client,
+        opts,
+        cancel,
+        progress,
+        Some(Writer::spawn(store)),
+        Some(reader),
+        walk,
+    );
+    engine.run_id = run_id;
+    engine.initial_load = initial_load;
+    if let Some(r) = &engine.reader {
+        if !initial_load {
+            let hot = ago(opts.settings.hot_window.0);
+            let pending = ago(opts.settings.pending_window.0);
+            engine.snapshot = r.plan_snapshot(&hot, &pending)?;
+        }
+        for (id, segment) in r.walk_seen()? {
+            engine.mark_seen(id, seen_bit(segment));
+        }
+    }
+    engine.summary.resumed_walk_of = resumed_walk_of;
+    engine.summary.run_id = Some(run_id);
+    let result = engine.walk_all().await;
+    if let Err(e) = &result {
+        engine
+            .salvage(matches!(e, SyncError::Deferred { .. }))
+            .await;
+    }
+    engine.summary.list_page_cap = engine.walk.page_cap;
+    let requests = client.counters().requests.load(Ordering::Relaxed) - base_requests;
+    let retries = client.counters().retries.load(Ordering::Relaxed) - base_retries;
+    let mut writer = engine.writer.take().expect("a writer for a real run");
+    // Commit what was fetched before deciding the outcome: pages already complete
+    // are kept even when the run stops.
+    let flushed = writer.flush().await;
+    engine.summary.applied = writer.applied;
+    engine.summary.rows_written = writer.applied.rows_written();
+    engine.summary.requests = requests;
+    engine.summary.retries = retries;
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    let skipped = client.counters().skipped.load(Ordering::Relaxed) - base_skipped;
+    engine.summary.records_skipped = skipped;
+    let budgets = route_budget_rows(&client.route_budgets(), &base_budgets);
+    let noted = writer
+        .call(move |s| {
+            s.note_records_skipped(run_id, skipped)?;
+            s.note_route_budgets(run_id, &budgets)
+        })
+        .await;
+    // A failure is recorded by `run`, once this writer's connection is closed.
+    result.and(flushed).and(noted)?;
+    let incomplete = engine.incomplete()?;
+    complete(&mut writer, run_id, (requests, retries), incomplete).await?;
+    if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
+        let since = &engine.walk.started_at;
+        engine.summary.not_reread = Some(r.not_reread_since(since, opts.settings.full_every.0)?);
+    }
+    // The run's time includes building deferred indexes at the end of a backfill.
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut engine.summary))
+}
+
+/// Resumes the unfinished walk (its kind wins) or starts a new one, and the run's row:
+/// the walk, with the run it resumes, if any. A `sync` into a mirror no backfill has
+/// completed runs a backfill.
+pub(super) fn open_walk(
+    store: &mut Store,
+    req: RunRequest,
+    opts: &SyncOptions,
+    rec: &mut RunRecord,
+) -> Result<(Walk, Option<i64>), SyncError> {
+    // A restart never reads the walk it forgets: it is the way past one that cannot be
+    // read (`StoreError::UnreadableWalk`).
+    let found = if req.restart { None } else { store.walk()? };
+    let resume = match found {
+        Some(w) if !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => Some(w),
+        _ => None,
+    };
+    let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
+    let has_full_walk = store.has_full_walk()?;
+    if kind == RunKind::Sync && resume.is_none() && !has_full_walk {
+        // Nothing to be incremental against: the first run is a backfill.
+        tracing::info!("no completed backfill in this mirror yet: running a backfill");
+        kind = RunKind::Backfill;
+    }
+    rec.kind = kind;
+    let run_id = store.start_run(kind)?;
+    rec.run_id = Some(run_id);
+    match resume {
+        Some(mut w) => {
+            let of = store.adopt_walk(run_id)?;
+            tracing::info!(
+                run = run_id,
+                of,
+                phase = w.phase.as_str(),
+                segment = w.segment.as_str(),
+                page = w.next_page,
+                "resuming an unfinished walk"
+            );
+            w.run_id = run_id;
+            Ok((w, of))
+        }
+        None => {
+            let initial = kind != RunKind::Sync && !has_full_walk;
+            let w = new_walk(run_id, kind, initial, opts);
+            store.begin_walk(&w)?;
+            tracing::info!(
+                run = run_id,
+                kind = kind.as_str(),
+                segment = w.segment.as_str(),
+                "walk started: listing customers"
+            );
+            Ok((w, None))
+        }
+    }
+}
+
+/// Ends the walk: `succeeded`, or, when it could not list everyone the list counts
+/// (`incomplete`, from [`Engine::incomplete`]), `failed` with the count (the walk is
+/// over either way) and that error.
+pub(super) async fn complete(
+    writer: &mut Writer,
+    run_id: i64,
+    (requests, retries): (u64, u64),
+    incomplete: Option<SyncError>,
+) -> Result<(), SyncError> {
+    let record = incomplete.as_ref().map(|e| match e {
+        SyncError::Incomplete { missing, .. } => (*missing, e.to_string()),
+        _ => unreachable!("incomplete() gives Incomplete"),
+    });
+    writer
+        .call(move |s| {
+            let missing = record.as_ref().map(|(n, e)| (*n, e.as_str()));
+            s.complete_walk(run_id, requests, retries, missing)
+        })
+        .await?;
+    incomplete.map_or(Ok(()), Err)
+}
+
+/// This run's view of each route's budget: the client's last known numbers and the
+/// 429s met since `base` (a daemon's client outlives its runs).
+pub(super) fn route_budget_rows(
+    now: &[crate::api::budget::RouteReport],
+    base: &[crate::api::budget::RouteReport],
+) -> Vec<crate::store::RouteBudgetRow> {
+    now.iter()
+        .map(|r| {
+            let before = base
+                .iter()
+                .find(|b| b.route == r.route)
+                .map_or(0, |b| b.rate_limited);
+            let seen = r.limit > 0;
+            crate::store::RouteBudgetRow {
+                route: r.route.template().to_string(),
+                limit: seen.then_some(i64::from(r.limit)),
+                remaining: seen.then_some(i64::from(r.remaining)),
+                reset_at: seen.then(|| {
+                    chrono::DateTime::<chrono::Utc>::from(r.reset_at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+                rate_limited: (r.rate_limited - before) as i64,
+            }
+        })
+        .filter(|row| row.limit.is_some() || row.rate_limited > 0)
+        .collect()
+}
+
+/// Walks everything and writes nothing: how long and how many requests a backfill takes.
+pub async fn dry_run(
+    client: &ApiClient,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
+    let started = Instant::now();
+    preflight(client).await?;
+    let walk = new_walk(0, RunKind::Backfill, true, opts);
+    tracing::info!(
+        segment = walk.segment.as_str(),
+        "dry run walk started: listing customers"
+    );
+    let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);
+    engine.walk_all().await?;
+    engine.summary.list_page_cap = engine.walk.page_cap;
+    if let Some(e) = engine.incomplete()? {
+        return Err(e);
+    }
+    engine.summary.requests = client.counters().requests.load(Ordering::Relaxed);
+    engine.summary.retries = client.counters().retries.load(Ordering::Relaxed);
+    engine.summary.records_skipped = client.counters().skipped.load(Ordering::Relaxed);
+    engine.summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut engine.summary))
+}
+
+/// A walk at its start: the first segment's first page.
+pub(super) fn new_walk(run_id: i64, kind: RunKind, initial: bool, opts: &SyncOptions) -> Walk {
+    Walk {
+        run_id,
+        kind,
+        started_at: now(),
+        phase: Phase::List,
+        segment: segments(&opts.settings)[0],
+        next_page: 1,
+        page_size: opts.page_size,
+        last_total: None,
+        pass: 0,
+        page_cap: None,
+        counts: Default::default(),
+        initial,
+    }
+}
+
+pub(super) fn ago(d: Duration) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+    crate::api::model::format_timestamp(t)
+}
+
+/// One cheap request before anything is opened or written: a rejected key or a wrong
+/// base URL fails here, leaving the mirror (or its absence) exactly as it was.
+pub(super) async fn preflight(client: &ApiClient) -> Result<(), SyncError> {
+    match client.list_customers(1, 1, StatusFilter::All).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_cancelled() => Err(SyncError::Interrupted),
+        Err(e) => Err(e.into()),
+    }
+}
