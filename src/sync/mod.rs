@@ -17,6 +17,7 @@
 
 pub mod estimate;
 pub mod listing;
+mod summary;
 mod writer;
 
 use std::collections::{HashMap, VecDeque};
