@@ -612,26 +612,10 @@ fn closest_by<'k>(
     let limit = (word.chars().count() / 3).max(2);
     known
         .iter()
-        .map(|k| (edit_distance(word, &form(k)), k))
+        .map(|k| (strsim::levenshtein(word, &form(k)), k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Appends `; did you mean `x`?` to the config crate's "unknown field `y`" message,
@@ -1128,7 +1112,10 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
         }
-        assert_eq!(edit_distance("pth", "path"), 1);
+        assert_eq!(
+            closest("pth", &["path".to_string()]).map(String::as_str),
+            Some("path")
+        );
     }
 
     #[test]
