@@ -1,5 +1,6 @@
-//! Command-line interface: parses arguments, loads settings, wires the library
-//! together for each command. `anyhow` lives here and nowhere in the library.
+//! Command-line interface: parses arguments, loads settings, and runs each command on
+//! the library's one wiring ([`lomi_sync::app::Mirror`]). `anyhow` lives here and
+//! nowhere in the library.
 
 mod demo;
 mod progress;
