@@ -143,8 +143,9 @@ pub struct Settings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
-    /// `https://api.lomi.africa` (live) or `https://sandbox.api.lomi.africa` (test).
-    pub base_url: String,
+    /// `https://api.lomi.africa` (live) or `https://sandbox.api.lomi.africa` (test),
+    /// parsed and checked as the settings load ([`BaseUrl`]).
+    pub base_url: BaseUrl,
     /// A file that holds the API key (e.g. a systemd credential); else `LOMI_API_KEY`.
     pub api_key_file: Option<PathBuf>,
     /// Customers per list page.
@@ -178,7 +179,7 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
-            base_url: "https://api.lomi.africa".into(),
+            base_url: BaseUrl::parse("https://api.lomi.africa").expect("the default URL is valid"),
             api_key_file: None,
             page_size: 200,
             concurrency: 8,
@@ -252,8 +253,9 @@ impl Default for SyncSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSettings {
-    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week`.
-    pub cron: String,
+    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week`,
+    /// parsed as the settings load ([`CronSchedule`]).
+    pub cron: CronSchedule,
     /// Run once at start instead of waiting for the first tick.
     pub run_on_start: bool,
     /// Force a full reconciliation walk (every customer's transactions) this often.
@@ -270,7 +272,7 @@ pub struct ScheduleSettings {
 impl Default for ScheduleSettings {
     fn default() -> Self {
         ScheduleSettings {
-            cron: "0 */15 * * * *".into(),
+            cron: CronSchedule::parse("0 */15 * * * *").expect("the default cron is valid"),
             run_on_start: true,
             full_every: None,
             shutdown_timeout: Duration::from_secs(30).into(),
@@ -353,10 +355,13 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
-        let settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(with_suggestion(&e.to_string())))?;
+        let settings: Settings =
+            builder
+                .build()
+                .and_then(|c| c.try_deserialize())
+                .map_err(|e| {
+                    ConfigError::Load(with_suggestion(&without_repeated_key(&e.to_string())))
+                })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -426,7 +431,6 @@ impl Settings {
 
     /// Checks what serde cannot: ranges, URL schemes, the cron expression.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.api.base_url()?;
         let positive = |key: &'static str, v: u64| {
             if v == 0 {
                 Err(ConfigError::Invalid {
@@ -488,7 +492,6 @@ impl Settings {
                 problem: "is empty".into(),
             });
         }
-        self.schedule.parsed_cron()?;
         Ok(())
     }
 
@@ -619,26 +622,10 @@ fn closest_by<'k>(
     let limit = (word.chars().count() / 3).max(2);
     known
         .iter()
-        .map(|k| (edit_distance(word, &form(k)), k))
+        .map(|k| (strsim::levenshtein(word, &form(k)), k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Appends `; did you mean `x`?` to the config crate's "unknown field `y`" message,
@@ -670,51 +657,186 @@ fn with_suggestion(message: &str) -> String {
 }
 
 impl ApiSettings {
-    /// The validated base URL. Plain `http://` is accepted only for loopback hosts,
-    /// so the key never crosses a network in clear text.
+    /// The base URL as a [`Url`], already validated when the settings loaded (kept for
+    /// callers that take it as a fallible step; [`ApiSettings::base_url`] the field is
+    /// the same value).
     pub fn base_url(&self) -> Result<Url, ConfigError> {
+        Ok(self.base_url.url().clone())
+    }
+
+    /// The environment a base URL serves, when it is one of lomi.'s own.
+    pub fn environment(&self) -> Option<&'static str> {
+        match self.base_url.url().host_str()? {
+            "api.lomi.africa" => Some("live"),
+            "sandbox.api.lomi.africa" => Some("test"),
+            _ => None,
+        }
+    }
+}
+
+/// `api.base_url`, parsed once as the settings load. Plain `http://` is accepted only
+/// for loopback hosts, so the key never crosses a network in clear text; no query or
+/// fragment (paths are appended to it). Keeps the text as written, so `check-config`
+/// and messages show what the user wrote (a parsed [`Url`] would add a `/`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BaseUrl {
+    text: String,
+    url: Url,
+}
+
+impl BaseUrl {
+    /// Parses and checks a base URL; the error names `api.base_url` and the problem.
+    pub fn parse(text: &str) -> Result<BaseUrl, ConfigError> {
         let invalid = |problem: String| ConfigError::Invalid {
             key: "api.base_url",
             problem,
         };
-        let url = Url::parse(&self.base_url)
-            .map_err(|e| invalid(format!("`{}` is not a URL ({e})", self.base_url)))?;
+        let url = Url::parse(text).map_err(|e| invalid(format!("`{text}` is not a URL ({e})")))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
             "http" => {
                 return Err(invalid(format!(
-                    "`{}` uses plain http to a non-loopback host; use https (the API key would travel in clear text)",
-                    self.base_url
+                    "`{text}` uses plain http to a non-loopback host; use https (the API key would travel in clear text)"
                 )));
             }
             other => {
-                return Err(invalid(format!(
-                    "`{}` has scheme `{other}`; use https",
-                    self.base_url
-                )));
+                return Err(invalid(format!("`{text}` has scheme `{other}`; use https")));
             }
         }
         if url.host().is_none() {
-            return Err(invalid(format!("`{}` has no host", self.base_url)));
+            return Err(invalid(format!("`{text}` has no host")));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(format!(
-                "`{}` must not carry a query or fragment",
-                self.base_url
+                "`{text}` must not carry a query or fragment"
             )));
         }
-        Ok(url)
+        Ok(BaseUrl {
+            text: text.to_owned(),
+            url,
+        })
     }
 
-    /// The environment a base URL serves, when it is one of lomi.'s own.
-    pub fn environment(&self) -> Option<&'static str> {
-        let url = Url::parse(&self.base_url).ok()?;
-        match url.host_str()? {
-            "api.lomi.africa" => Some("live"),
-            "sandbox.api.lomi.africa" => Some("test"),
-            _ => None,
+    /// The parsed URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The URL as written in the settings.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for BaseUrl {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BaseUrl::parse(s)
+    }
+}
+
+impl TryFrom<String> for BaseUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        BaseUrl::parse(&s).map_err(keyed_problem)
+    }
+}
+
+impl From<BaseUrl> for String {
+    fn from(u: BaseUrl) -> String {
+        u.text
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A typed setting's error as serde carries it: `key problem`, which
+/// [`without_repeated_key`] recognises.
+fn keyed_problem(e: ConfigError) -> String {
+    match e {
+        ConfigError::Invalid { key, problem } => format!("{key} {problem}"),
+        other => other.to_string(),
+    }
+}
+
+/// The config crate appends `` for key `K` `` to a value's error; a typed setting's
+/// error already starts with its key ([`keyed_problem`]), so the suffix goes.
+fn without_repeated_key(message: &str) -> String {
+    if let Some((head, key)) = message.rsplit_once(" for key `") {
+        let key = key.trim_end_matches('`');
+        if head.starts_with(&format!("{key} ")) {
+            return head.to_string();
         }
+    }
+    message.to_string()
+}
+
+/// `schedule.cron`, parsed once as the settings load (the daemon and `check-config`
+/// use the parsed schedule; the text is kept for messages and `check-config`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CronSchedule {
+    text: String,
+    schedule: cron::Schedule,
+}
+
+impl CronSchedule {
+    /// Parses a cron expression; the error names `schedule.cron`, the expression and
+    /// the problem.
+    pub fn parse(text: &str) -> Result<CronSchedule, ConfigError> {
+        let schedule = cron::Schedule::from_str(text).map_err(|e| ConfigError::Invalid {
+            key: "schedule.cron",
+            problem: format!(
+                "`{text}` is not a valid cron expression ({}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
+                cron_problem(text, &e.to_string())
+            ),
+        })?;
+        Ok(CronSchedule {
+            text: text.to_owned(),
+            schedule,
+        })
+    }
+
+    /// The parsed schedule.
+    pub fn schedule(&self) -> &cron::Schedule {
+        &self.schedule
+    }
+
+    /// The expression as written in the settings.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for CronSchedule {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CronSchedule::parse(s)
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        CronSchedule::parse(&s).map_err(keyed_problem)
+    }
+}
+
+impl From<CronSchedule> for String {
+    fn from(c: CronSchedule) -> String {
+        c.text
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -729,16 +851,10 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 impl ScheduleSettings {
-    /// The parsed cron schedule; the error names the expression and the problem.
+    /// The parsed cron schedule, already validated when the settings loaded (kept for
+    /// callers that take it as a fallible step; the field holds the same value).
     pub fn parsed_cron(&self) -> Result<cron::Schedule, ConfigError> {
-        cron::Schedule::from_str(&self.cron).map_err(|e| ConfigError::Invalid {
-            key: "schedule.cron",
-            problem: format!(
-                "`{}` is not a valid cron expression ({}); it needs a seconds field, e.g. \"0 */15 * * * *\" for every 15 minutes",
-                self.cron,
-                cron_problem(&self.cron, &e.to_string())
-            ),
-        })
+        Ok(self.cron.schedule().clone())
     }
 }
 
@@ -779,9 +895,9 @@ mod tests {
     #[test]
     fn empty_file_gives_documented_defaults() {
         let s = load_toml("", &[]).unwrap();
-        assert_eq!(s.api.base_url, "https://api.lomi.africa");
+        assert_eq!(s.api.base_url.as_str(), "https://api.lomi.africa");
         assert_eq!(s.api.page_size, 200);
-        assert_eq!(s.schedule.cron, "0 */15 * * * *");
+        assert_eq!(s.schedule.cron.as_str(), "0 */15 * * * *");
     }
 
     #[test]
@@ -843,6 +959,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("concurrency"), "{err}");
+    }
+
+    #[test]
+    fn base_url_and_cron_are_parsed_at_load_and_keep_their_text() {
+        let s = load_toml(
+            "[api]\nbase_url = \"http://127.0.0.1:8787\"\n[schedule]\ncron = \"0 0 * * * *\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.api.base_url.url().port(), Some(8787));
+        // As written, not as `Url` normalises it (`http://127.0.0.1:8787/`).
+        assert_eq!(s.api.base_url.to_string(), "http://127.0.0.1:8787");
+        let shown = serde_json::to_value(&s).unwrap();
+        assert_eq!(shown["api"]["base_url"], "http://127.0.0.1:8787");
+        assert_eq!(shown["schedule"]["cron"], "0 0 * * * *");
+        assert!(
+            s.schedule
+                .cron
+                .schedule()
+                .upcoming(chrono::Utc)
+                .next()
+                .is_some()
+        );
+        let err = "ftp://x".parse::<BaseUrl>().unwrap_err().to_string();
+        assert!(
+            err.contains("api.base_url") && err.contains("use https"),
+            "{err}"
+        );
+        // The key once, as before the URL was typed: not `... for key `api.base_url``.
+        let err = load_toml("[api]\nbase_url = \"ftp://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid configuration: api.base_url `ftp://x` has scheme `ftp`; use https"
+        );
+        let err = load_toml("", &[("LOMI_SYNC__SCHEDULE__CRON", "* * *")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid configuration: schedule.cron `* * *` is not a valid")
+                && err.ends_with("for every 15 minutes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -962,7 +1122,10 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
         }
-        assert_eq!(edit_distance("pth", "path"), 1);
+        assert_eq!(
+            closest("pth", &["path".to_string()]).map(String::as_str),
+            Some("path")
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! Data flows one way: [`api`] fetches and checks, [`sync`] decides what changed,
 //! [`store`] writes. The store never does HTTP and the API client never touches SQLite.
+//! [`app::Mirror::build`] wires them from the settings, for the binary and the tests alike.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod money;
 pub mod query;

@@ -21,19 +21,21 @@ pub fn minor_unit_exponent(currency: &str) -> u32 {
     }
 }
 
-/// A decimal written as text: `-12.50`, `10000`, `1e3`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decimal {
-    negative: bool,
-    /// All significant digits, without the point.
-    digits: String,
-    /// How many of `digits` lie after the decimal point (may be negative after an exponent).
-    scale: i64,
-}
+/// An exact decimal read from text (`-12.50`, `10000`, `1e3`): a `rust_decimal`, whose
+/// 96-bit mantissa holds 28 significant digits. That is more than any amount
+/// [`Decimal::to_minor`] can return needs (an `i64` has 19 digits, shifted by at most 3
+/// for the minor unit); a text that needs more (digits past 28 decimal places that
+/// are not zeros, or a magnitude past 7.9e28) cannot be a whole count of minor units
+/// that fits an `i64`, and is refused, as is any out-of-range value: `None`, never
+/// a panic or a rounded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal(rust_decimal::Decimal);
 
 impl Decimal {
-    /// Parses JSON number syntax (and a plain decimal string). Returns `None` for
-    /// anything else, e.g. `NaN`, `1,5` or an empty string.
+    /// Parses JSON number syntax (and a plain decimal string such as `.5` or `+1`).
+    /// Returns `None` for anything else, e.g. `NaN`, `1,5`, `1_000` or an empty string,
+    /// and for a value `rust_decimal` cannot hold exactly. The syntax is checked here;
+    /// the arithmetic is `rust_decimal`'s.
     pub fn parse(text: &str) -> Option<Decimal> {
         let s = text.trim();
         let (negative, s) = match s.strip_prefix('-') {
@@ -41,62 +43,68 @@ impl Decimal {
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
         let (mantissa, exponent) = match s.find(['e', 'E']) {
-            Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
-            None => (s, 0),
+            Some(i) => (&s[..i], Some(s[i + 1..].parse::<i32>().ok()?)),
+            None => (s, None),
         };
-        let (int, frac) = match mantissa.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (mantissa, ""),
-        };
-        if int.is_empty() && frac.is_empty() {
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        // JSON's digits only: rust_decimal would also read `_` separators and signs.
+        if (int.is_empty() && frac.is_empty())
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
             return None;
         }
-        if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-            return None;
+        // Leading and trailing zeros say nothing of the value, and past 28 digits they
+        // would make the exact parse refuse a value it holds.
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        let canonical = format!(
+            "{}{}.{}",
+            if negative { "-" } else { "" },
+            if int.is_empty() { "0" } else { int },
+            if frac.is_empty() { "0" } else { frac }
+        );
+        let value = rust_decimal::Decimal::from_str_exact(&canonical).ok()?;
+        match exponent {
+            None => Some(Decimal(value)),
+            Some(e) => scale_by_power_of_ten(value, e).map(Decimal),
         }
-        if exponent.unsigned_abs() > 4000 {
-            return None;
-        }
-        Some(Decimal {
-            negative,
-            digits: format!("{int}{frac}"),
-            scale: frac.len() as i64 - exponent,
-        })
     }
 
     /// The value in units of 10^-`exponent`, if it is a whole number of them and fits
     /// in an `i64`. `10.5` USD (exponent 2) is `1050`; `10.505` USD is `None`.
     pub fn to_minor(&self, exponent: u32) -> Option<i64> {
-        let shift = exponent as i64 - self.scale;
-        let mut digits = self.digits.trim_start_matches('0').to_string();
-        if shift >= 0 {
-            digits.extend(std::iter::repeat_n('0', shift as usize));
-        } else {
-            let cut = (-shift) as usize;
-            if digits.len() < cut {
-                if digits.bytes().any(|b| b != b'0') {
-                    return None;
-                }
-                digits.clear();
-            } else {
-                let (keep, dropped) = digits.split_at(digits.len() - cut);
-                if dropped.bytes().any(|b| b != b'0') {
-                    return None;
-                }
-                digits = keep.to_string();
-            }
-        }
-        let digits = digits.trim_start_matches('0');
-        if digits.is_empty() {
-            return Some(0);
-        }
-        if digits.len() > 19 {
+        use rust_decimal::prelude::ToPrimitive;
+        let minor = scale_by_power_of_ten(self.0, i32::try_from(exponent).ok()?)?;
+        if !minor.fract().is_zero() {
             return None;
         }
-        let magnitude: i128 = digits.parse().ok()?;
-        let value = if self.negative { -magnitude } else { magnitude };
-        i64::try_from(value).ok()
+        minor.to_i64()
     }
+}
+
+/// `value` × 10^`e`, exactly, or `None` when the result does not fit (no rounding: a
+/// digit pushed past 28 decimal places that is not a zero makes it `None`).
+fn scale_by_power_of_ten(value: rust_decimal::Decimal, e: i32) -> Option<rust_decimal::Decimal> {
+    if value.is_zero() {
+        return Some(rust_decimal::Decimal::ZERO);
+    }
+    let ten = rust_decimal::Decimal::TEN;
+    let mut v = value;
+    if e >= 0 {
+        for _ in 0..e {
+            v = v.checked_mul(ten)?;
+        }
+    } else {
+        // Dividing moves the point: exact while the scale stays within 28 places.
+        let scale = value.normalize().scale() as i64 - i64::from(e);
+        if scale > 28 {
+            return None;
+        }
+        for _ in 0..e.unsigned_abs() {
+            v = v.checked_div(ten)?;
+        }
+    }
+    Some(v)
 }
 
 /// Formats minor units as a plain decimal: `(1050, 2)` is `"10.50"`, `(500, 0)` is `"500"`.
@@ -118,7 +126,6 @@ pub fn format_minor(minor: i64, exponent: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     fn minor(text: &str, currency: &str) -> Option<i64> {
         Decimal::parse(text)?.to_minor(minor_unit_exponent(currency))
     }
@@ -161,6 +168,32 @@ mod tests {
         }
         assert_eq!(minor("99999999999999999999999", "XOF"), None);
         assert_eq!(minor("1e99999", "XOF"), None);
+        for bad in ["1_000", "+", "-.", "e5", "1e5.5", "0x10", " "] {
+            assert_eq!(Decimal::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// Past rust_decimal's range and precision: refused (`None`), never a panic and never
+    /// a rounded value; trailing zeros past 28 places are no reason to refuse.
+    #[test]
+    fn values_past_28_digits_are_refused_exactly_never_rounded() {
+        let zeros = "0".repeat(40);
+        assert_eq!(minor(&format!("10.{zeros}"), "USD"), Some(1000));
+        assert_eq!(minor(&format!("10.5{zeros}e0"), "USD"), Some(1050));
+        // A 1 at the 30th place: not whole cents, whatever rounding would say.
+        assert_eq!(minor(&format!("10.{}1", "0".repeat(29)), "USD"), None);
+        assert_eq!(minor("1e-40", "USD"), None);
+        assert_eq!(minor("79228162514264337593543950336", "XOF"), None);
+        assert_eq!(minor("-1e29", "XOF"), None);
+        assert_eq!(minor("1e-99999", "XOF"), None);
+        assert_eq!(minor("9223372036854775807", "XOF"), Some(i64::MAX));
+        assert_eq!(minor("-9223372036854775808", "XOF"), Some(i64::MIN));
+        assert_eq!(minor("9223372036854775808", "XOF"), None);
+        assert_eq!(minor("92233720368547758.07", "USD"), Some(i64::MAX));
+        assert_eq!(minor("92233720368547758.08", "USD"), None);
+        assert_eq!(minor("-0", "USD"), Some(0));
+        assert_eq!(minor("-.5", "USD"), Some(-50));
+        assert_eq!(minor("1.", "USD"), Some(100));
     }
 
     #[test]

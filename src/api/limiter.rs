@@ -1,9 +1,11 @@
-//! One request budget shared by every concurrent request of a run.
+//! The fallback budget, for a server that sends no `X-RateLimit-*` headers: one
+//! request budget shared by every concurrent request of a run.
 //!
-//! The merchant's production systems share the service's rate limit (5,000 requests
-//! per 15 minutes per key) with the mirror, so the mirror spends only the share it is
-//! given: an average rate (`requests_per_second`) and a hard cap per sliding window
-//! (`max_requests_per_window`). A 429 pauses every task, not just the one that saw it.
+//! The merchant's production systems share the service's rate limit with the mirror,
+//! so the mirror spends only the share it is given: an average rate
+//! (`requests_per_second`) and a hard cap per sliding window
+//! (`max_requests_per_window`). It knows nothing of 429s: a 429 holds back its route
+//! only (`budget.rs`), and a 503's `Retry-After` delays only the request that got it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -34,8 +36,6 @@ struct State {
     next_slot: Instant,
     /// Start times of the requests in the current window (at most `max_requests_per_window`).
     recent: VecDeque<Instant>,
-    /// Set by a 429: nobody starts a request before this.
-    paused_until: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -45,7 +45,6 @@ impl RateLimiter {
             state: Mutex::new(State {
                 next_slot: Instant::now(),
                 recent: VecDeque::new(),
-                paused_until: None,
             }),
         }
     }
@@ -66,13 +65,6 @@ impl RateLimiter {
         let mut s = self.state.lock().await;
         let now = Instant::now();
         let mut at = now.max(s.next_slot);
-        if let Some(p) = s.paused_until {
-            if p > now {
-                at = at.max(p);
-            } else {
-                s.paused_until = None;
-            }
-        }
         let cap = self.limits.max_requests_per_window as usize;
         if cap > 0 {
             // Reservations stay in order, so the window check below sees every earlier one.
@@ -104,14 +96,6 @@ impl RateLimiter {
             s.next_slot = at + Duration::from_secs_f64(1.0 / self.limits.requests_per_second);
         }
         at
-    }
-
-    /// Holds every request back until `until` (after a 429 with `Retry-After`).
-    pub async fn pause_until(&self, until: Instant) {
-        let mut s = self.state.lock().await;
-        if s.paused_until.is_none_or(|p| p < until) {
-            s.paused_until = Some(until);
-        }
     }
 }
 
@@ -153,21 +137,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn pause_stops_everyone() {
-        let l = limiter(0.0, 0, 60);
-        let cancel = CancellationToken::new();
-        let start = Instant::now();
-        l.pause_until(start + Duration::from_secs(900)).await;
-        l.acquire(&cancel).await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(900));
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn cancel_interrupts_a_wait() {
-        let l = limiter(0.0, 0, 60);
+        let l = limiter(0.0, 1, 900);
         let cancel = CancellationToken::new();
-        l.pause_until(Instant::now() + Duration::from_secs(900))
-            .await;
+        // The window's one request: the next waits 900 s, unless cancelled.
+        assert!(l.acquire(&cancel).await);
         let c2 = cancel.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -8,13 +8,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use lomi_sync::api::{ApiClient, ClientOptions};
+use lomi_sync::app::Mirror;
 use lomi_sync::config::{ApiKey, LogSettings, Settings};
 use lomi_sync::query;
-use lomi_sync::scheduler::summary_line;
 use lomi_sync::sim::{Mutation, Sim, SimOptions};
-use lomi_sync::store::{RunKind, Store, WriterLock};
-use lomi_sync::sync::{self, NoProgress, RunRequest};
+use lomi_sync::store::RunKind;
+use lomi_sync::sync::{NoProgress, RunRequest};
 use lomi_sync::verify;
 
 const QUERIES: &[(&str, &str)] = &[
@@ -79,33 +78,23 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
         }
     }
     let mut settings = Settings::default();
-    settings.api.base_url = base_url.clone();
+    settings.api.base_url = base_url.parse()?;
     settings.api.requests_per_second = 0.0;
     settings.api.max_requests_per_window = 0;
     settings.store.path = db.to_owned();
-    let cancel = CancellationToken::new();
     let key = ApiKey::new(SimOptions::default().api_key);
-    let client = ApiClient::new(
-        ClientOptions::from_settings(&settings.api)?,
-        &key,
-        cancel.clone(),
-    )?;
-    let opts = super::sync_options(&settings);
-    let _lock = WriterLock::acquire(db, "demo", false)?;
+    let mirror = Mirror::build(&settings, &key, CancellationToken::new())?;
+    let _lock = mirror.lock("demo", false)?;
 
     let run = async |kind: RunKind| {
         let req = RunRequest {
             kind,
             restart: false,
         };
-        sync::run(&client, db, &opts, req, &cancel, &NoProgress).await
+        mirror.run(req, &NoProgress).await
     };
     let backfill = run(RunKind::Backfill).await?;
-    println!(
-        "1. backfill into {}\n   {}\n",
-        db.display(),
-        summary_line(&backfill)
-    );
+    println!("1. backfill into {}\n   {}\n", db.display(), backfill);
 
     let changes = Mutation {
         create: 25,
@@ -135,13 +124,13 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
 
     let live = sim.truth()["customers"].as_array().map_or(0, Vec::len);
     let incremental = run(RunKind::Sync).await?;
-    println!("3. incremental sync\n   {}", summary_line(&incremental));
+    println!("3. incremental sync\n   {incremental}");
     println!(
         "   {} requests, where re-reading every customer would take {} (1 + N)",
         incremental.requests,
         1 + live
     );
-    let store = Store::open_read_only(db, settings.store.busy_timeout.0)?;
+    let store = mirror.open_read_only()?;
     let pending = verify::differences(store.conn(), &sim.truth(), usize::MAX)?;
     let (customer_diffs, tx_diffs): (Vec<_>, Vec<_>) =
         pending.iter().partition(|d| d.starts_with("customer"));
@@ -153,10 +142,7 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     );
 
     let full = run(RunKind::Full).await?;
-    println!(
-        "4. full reconciliation (what `lomi-sync sync --full` does)\n   {}",
-        summary_line(&full)
-    );
+    println!("4. full reconciliation (what `lomi-sync sync --full` does)\n   {full}");
     let diffs = verify::differences(store.conn(), &sim.truth(), 5)?;
     if diffs.is_empty() {
         println!("   the mirror equals the simulator's ground truth\n");

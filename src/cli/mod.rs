@@ -1,5 +1,6 @@
-//! Command-line interface: parses arguments, loads settings, wires the library
-//! together for each command. `anyhow` lives here and nowhere in the library.
+//! Command-line interface: parses arguments, loads settings, and runs each command on
+//! the library's one wiring ([`lomi_sync::app::Mirror`]). `anyhow` lives here and
+//! nowhere in the library.
 
 mod demo;
 mod progress;
@@ -14,14 +15,14 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use lomi_sync::api::{ApiClient, ClientOptions};
-use lomi_sync::config::{ApiKey, ConfigError, Settings, is_loopback};
+use lomi_sync::app::{AppError, Mirror};
+use lomi_sync::config::{ApiKey, ConfigError, Settings};
 use lomi_sync::query;
-use lomi_sync::scheduler::{self, Daemon, SystemdNotifier};
+use lomi_sync::scheduler::SystemdNotifier;
 use lomi_sync::sim::SimArgs;
-use lomi_sync::store::{RunKind, Store, StoreError, WriterLock};
+use lomi_sync::store::{RunKind, Store, StoreError};
 use lomi_sync::sync::estimate::Pace;
-use lomi_sync::sync::{self, RunRequest, RunSummary, SyncError, SyncOptions};
+use lomi_sync::sync::{RunRequest, RunSummary, SyncError};
 
 /// What `--help` says after the commands: where the key, the settings and the mirror
 /// come from, which the flags alone do not show.
@@ -145,12 +146,17 @@ pub mod code {
     pub const KEY_REJECTED: u8 = 3;
     pub const LOCKED: u8 = 4;
     pub const STALE: u8 = 5;
+    /// A one-shot run stopped by SIGINT/SIGTERM (128 + SIGINT, as shells report it);
+    /// the next run resumes it.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Maps an error chain to an exit code.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || matches!(cause.downcast_ref(), Some(AppError::Config(_)))
+        {
             return code::CONFIG;
         }
         if let Some(e) = cause.downcast_ref::<SyncError>() {
@@ -365,56 +371,23 @@ fn key_mismatch(key: &ApiKey, settings: &Settings) -> Option<String> {
     }
 }
 
-fn client(settings: &Settings, cancel: &CancellationToken) -> Result<ApiClient> {
-    client_deferring(settings, cancel, None)
-}
-
-/// The client of a run that stops, rather than waits, when a rate-limit wait is
-/// longer than `defer_after` (the daemon's runs).
-fn client_deferring(
-    settings: &Settings,
-    cancel: &CancellationToken,
-    defer_after: Option<Duration>,
-) -> Result<ApiClient> {
+/// The mirror these settings describe, with the key read (and checked against the URL).
+fn mirror(settings: &Settings, cancel: &CancellationToken) -> Result<Mirror> {
     let key = api_key(settings)?;
-    let mut opts = ClientOptions::from_settings(&settings.api).context("invalid [api] settings")?;
-    opts.defer_after = defer_after;
-    if opts.base_url.scheme() == "http" && !is_loopback(&opts.base_url) {
-        anyhow::bail!("refusing to send the API key over plain http");
-    }
-    Ok(ApiClient::new(opts, &key, cancel.clone())?)
-}
-
-pub fn sync_options(settings: &Settings) -> SyncOptions {
-    SyncOptions {
-        page_size: settings.api.page_size,
-        concurrency: settings.api.concurrency as usize,
-        settings: settings.sync.clone(),
-        busy_timeout: settings.store.busy_timeout.0,
-    }
+    Ok(Mirror::build(settings, &key, cancel.clone())?)
 }
 
 async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<ExitCode> {
-    let cancel = shutdown_token();
-    let client = client(settings, &cancel)?;
-    let db = &settings.store.path;
-    let _lock = WriterLock::acquire(db, req.kind.as_str(), wait)?;
-    let expected = if backfills(db, req.kind, settings) {
-        announce(settings, &cancel, false).await
+    let mirror = mirror(settings, &shutdown_token())?;
+    let _lock = mirror.lock(req.kind.as_str(), wait)?;
+    let expected = if mirror.walks_everything(req.kind) {
+        announce(&mirror, false).await
     } else {
         None
     };
     let pace = Pace::from_settings(&settings.api);
-    let progress = progress::for_terminal(req.kind.as_str(), expected, pace, &client);
-    let result = sync::run(
-        &client,
-        db,
-        &sync_options(settings),
-        req,
-        &cancel,
-        &*progress,
-    )
-    .await;
+    let progress = progress::for_terminal(req.kind.as_str(), expected, pace, mirror.client());
+    let result = mirror.run(req, &*progress).await;
     progress.finish();
     match result {
         Ok(summary) => {
@@ -426,7 +399,7 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
                 "lomi-sync: interrupted; the next `lomi-sync {}` resumes where this one stopped",
                 req.kind.as_str()
             );
-            Ok(ExitCode::from(130))
+            Ok(ExitCode::from(code::INTERRUPTED))
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "the {} run failed; the mirror keeps its last good state",
@@ -436,12 +409,11 @@ async fn one_run(settings: &Settings, req: RunRequest, wait: bool) -> Result<Exi
 }
 
 async fn dry_run(settings: &Settings) -> Result<ExitCode> {
-    let cancel = shutdown_token();
-    let client = client(settings, &cancel)?;
-    let expected = announce(settings, &cancel, true).await;
+    let mirror = mirror(settings, &shutdown_token())?;
+    let expected = announce(&mirror, true).await;
     let pace = Pace::from_settings(&settings.api);
-    let progress = progress::for_terminal("dry run", expected, pace, &client);
-    let summary = sync::dry_run(&client, &sync_options(settings), &cancel, &*progress).await;
+    let progress = progress::for_terminal("dry run", expected, pace, mirror.client());
+    let summary = mirror.dry_run(&*progress).await;
     progress.finish();
     let summary = summary.context("the dry run failed")?;
     println!(
@@ -452,7 +424,7 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
         summary.retries,
         summary.duration_secs
     );
-    let budgets = client.route_budgets();
+    let budgets = mirror.client().route_budgets();
     if let Some(t) = lomi_sync::api::budget::estimate(&budgets, settings.api.budget_share) {
         print_budget_estimate(&budgets, settings.api.budget_share, t);
     } else if settings.api.requests_per_second > 0.0 {
@@ -471,14 +443,12 @@ async fn dry_run(settings: &Settings) -> Result<ExitCode> {
 /// default 4 requests/s is 12 minutes; it should say so before, not after). Costs two
 /// requests; returns the requests expected of the run's own client, for the progress ETA.
 /// A failure here is only logged: the run's own preflight reports it properly.
-async fn announce(settings: &Settings, cancel: &CancellationToken, dry: bool) -> Option<u64> {
+async fn announce(mirror: &Mirror, dry: bool) -> Option<u64> {
     // One try per read, on a client of its own: with the API down, the run's preflight
     // reports it after its retries, and this line must not spend them first.
-    let mut once = settings.clone();
-    once.api.max_retries = 0;
-    let client = client(&once, cancel).ok()?;
-    let options = sync_options(settings);
-    match sync::estimate::quick(&client, &options).await {
+    let once = mirror.without_retries().ok()?;
+    let settings = mirror.settings();
+    match once.quick_estimate().await {
         Ok(e) => {
             let e = if dry { e.for_dry_run() } else { e };
             let pace = Pace::from_settings(&settings.api);
@@ -500,22 +470,10 @@ async fn announce(settings: &Settings, cancel: &CancellationToken, dry: bool) ->
     }
 }
 
-/// This run walks everything: a `backfill`, or a `sync` into a mirror without a
-/// completed backfill (which runs one, however it was asked for).
-fn backfills(db: &Path, kind: RunKind, settings: &Settings) -> bool {
-    kind == RunKind::Backfill
-        || Store::open_read_only(db, settings.store.busy_timeout.0)
-            .and_then(|s| s.has_full_walk())
-            .map_or(true, |done| !done)
-}
-
 /// `backfill --estimate`: the list alone, and the sums a backfill would spend.
 async fn estimate(settings: &Settings) -> Result<ExitCode> {
-    let cancel = shutdown_token();
-    let client = client(settings, &cancel)?;
-    let e = sync::estimate::estimate(&client, &sync_options(settings), &cancel)
-        .await
-        .context("the estimate failed")?;
+    let mirror = mirror(settings, &shutdown_token())?;
+    let e = mirror.estimate().await.context("the estimate failed")?;
     let pace = Pace::from_settings(&settings.api);
     println!(
         "customers: {} listed, {} with payments to read",
@@ -564,27 +522,19 @@ fn print_budget_estimate(
 }
 
 fn report(s: &RunSummary) {
-    let line = scheduler::summary_line(s);
-    tracing::info!(target: "lomi_sync::summary", "{line}");
-    println!("{line}");
+    tracing::info!(target: "lomi_sync::summary", "{s}");
+    println!("{s}");
 }
 
 async fn daemon(settings: Settings) -> Result<ExitCode> {
-    // Fail at start, not at the first tick, on anything a run would trip over.
-    settings.schedule.parsed_cron()?;
+    // The cron expression was parsed with the settings: a bad one never gets here.
     let cancel = shutdown_token();
-    let client = client_deferring(&settings, &cancel, Some(settings.schedule.defer_after.0))?;
-    let db = settings.store.path.clone();
-    let _lock = WriterLock::acquire(&db, "daemon", false)?;
+    let key = api_key(&settings)?;
+    let mirror = Mirror::build_for_daemon(&settings, &key, cancel.clone())?;
+    let _lock = mirror.lock("daemon", false)?;
     // Create and migrate the store now, so READY=1 means "the store is open".
-    drop(Store::open(&db, settings.store.busy_timeout.0).context("cannot open the mirror")?);
-    let daemon = Daemon {
-        options: sync_options(&settings),
-        settings,
-        client,
-        db,
-        notifier: Arc::new(SystemdNotifier),
-    };
+    drop(mirror.open_store().context("cannot open the mirror")?);
+    let daemon = mirror.into_daemon(Arc::new(SystemdNotifier));
     tracing::info!("daemon started");
     daemon.run(cancel).await?;
     tracing::info!("daemon stopped");
@@ -646,10 +596,7 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         _ => println!("last successful run: none yet"),
     }
     if let Some(n) = &r.payments_not_reread {
-        println!(
-            "{}",
-            scheduler::not_reread_note(n).replace("this run", "that run")
-        );
+        println!("{}", n.to_string().replace("this run", "that run"));
     }
     if let Some(at) = r.runs.first().and_then(|run| run.resume_at.as_deref()) {
         println!(
@@ -829,7 +776,7 @@ fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> 
     }
     println!("# effective settings (API key {key})");
     println!("{}", toml_like(settings)?);
-    let schedule = settings.schedule.parsed_cron()?;
+    let schedule = settings.schedule.cron.schedule();
     println!(
         "# next fire times of schedule.cron = \"{}\" (UTC)",
         settings.schedule.cron

@@ -50,7 +50,7 @@ pub use args::SimArgs;
 pub use restyle::{FieldOverride, TimestampStyle};
 
 use faults::FaultInjector;
-use server::{Counters, RateLimiter, RequestIds};
+use server::{Counters, RequestIds, RouteWindows};
 use state::State;
 
 /// The JSON key that carries a customer's id.
@@ -433,7 +433,7 @@ struct Inner {
     /// another order while the whole run stays deterministic from the seed.
     shuffles: std::sync::atomic::AtomicU64,
     seed: u64,
-    limiter: Option<RateLimiter>,
+    limiter: Option<RouteWindows>,
     counters: Counters,
     request_ids: RequestIds,
 }
@@ -454,7 +454,7 @@ impl Sim {
                 paging: RwLock::new(opts.paging),
                 shuffles: std::sync::atomic::AtomicU64::new(0),
                 seed,
-                limiter: opts.rate_limit.map(RateLimiter::new),
+                limiter: opts.rate_limit.map(RouteWindows::new),
                 counters: Counters::default(),
                 request_ids: RequestIds::new(seed),
             }),
@@ -521,7 +521,7 @@ impl Sim {
 
     /// Each route's window, `None` when the rate-limit mode is off.
     pub fn rate_limit(&self) -> Option<RateLimitReport> {
-        self.inner.limiter.as_ref().map(RateLimiter::report)
+        self.inner.limiter.as_ref().map(RouteWindows::report)
     }
 
     /// Spends `n` of `route`'s current window as another client on the same IP would;

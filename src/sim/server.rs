@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use super::faults::{self, Outcome, Plan};
 use super::model::TxList;
 use super::rng::mix64;
-use super::state::{ListQuery, ProfilePatch, StatusFilter, TypeFilter};
+use super::state::{ListQuery, ListStatus, ProfilePatch, TypeFilter};
 use super::{
     Drift, Faults, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle, Route,
     RouteReport, Sim, Stats, lock, now_ms, read,
@@ -200,7 +200,7 @@ impl RequestIds {
 /// The rate-limit mode: one fixed window per route, as the live service counts them (per
 /// client IP and per route; the simulator has one client). Windows are aligned on a grid
 /// from the simulator's start, so a window's reset does not depend on who asked.
-pub(super) struct RateLimiter {
+pub(super) struct RouteWindows {
     limit: RateLimit,
     epoch: Instant,
     routes: Mutex<HashMap<Route, RouteWindow>>,
@@ -225,9 +225,9 @@ pub(super) struct Standing {
     reset_secs: u64,
 }
 
-impl RateLimiter {
-    pub(super) fn new(limit: RateLimit) -> RateLimiter {
-        RateLimiter {
+impl RouteWindows {
+    pub(super) fn new(limit: RateLimit) -> RouteWindows {
+        RouteWindows {
             limit,
             epoch: Instant::now(),
             routes: Mutex::new(HashMap::new()),
@@ -338,16 +338,16 @@ fn ceil_secs(d: Duration) -> u64 {
 
 /// An error in the live service's envelope.
 #[derive(Debug)]
-struct ApiError {
+struct SimError {
     status: StatusCode,
     code: &'static str,
     message: String,
     details: Value,
 }
 
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
+impl SimError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> SimError {
+        SimError {
             status,
             code,
             message: message.into(),
@@ -356,27 +356,27 @@ impl ApiError {
     }
 
     /// A 400 about one field of the request.
-    fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
+    fn invalid(field: &str, message: impl Into<String>) -> SimError {
+        SimError {
             details: json!({ "field": field }),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            ..SimError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
         }
     }
 
-    fn bad_body(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    fn bad_body(message: impl Into<String>) -> SimError {
+        SimError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    fn customer_not_found(id: &str) -> ApiError {
-        ApiError::new(
+    fn customer_not_found(id: &str) -> SimError {
+        SimError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("Customer {id} not found"),
         )
     }
 
-    fn internal() -> ApiError {
-        ApiError::new(
+    fn internal() -> SimError {
+        SimError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "An unexpected error occurred",
@@ -416,10 +416,10 @@ impl Reply {
         Reply::new(StatusCode::OK, body)
     }
 
-    fn json(value: &impl Serialize) -> Result<Reply, ApiError> {
+    fn json(value: &impl Serialize) -> Result<Reply, SimError> {
         serde_json::to_vec(value)
             .map(Reply::ok)
-            .map_err(|_| ApiError::internal())
+            .map_err(|_| SimError::internal())
     }
 
     fn header(self, name: HeaderName, value: u64) -> Reply {
@@ -462,9 +462,9 @@ fn too_many_requests(retry_after: HeaderValue, limit: &RateLimit, request_id: &s
         .to_str()
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
-    ApiError {
+    SimError {
         details: json!({ "retry_after_seconds": secs, "limit": limit.requests }),
-        ..ApiError::new(
+        ..SimError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_exceeded",
             "Too many requests, please try again later",
@@ -484,7 +484,7 @@ impl Sim {
         &self,
         headers: &HeaderMap,
         kind: Kind,
-        handle: impl FnOnce(&Inner) -> Result<Reply, ApiError>,
+        handle: impl FnOnce(&Inner) -> Result<Reply, SimError>,
     ) -> Response {
         let inner = &*self.inner;
         let request_id = inner.request_ids.next();
@@ -492,7 +492,7 @@ impl Sim {
 
         if !inner.authorized(headers) {
             bump(&inner.counters.unauthorized);
-            return ApiError::new(
+            return SimError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Invalid or missing API key",
@@ -571,7 +571,7 @@ impl Inner {
     /// The response of a fault that replaces the real one (`None`: handle the request).
     fn fault_response(&self, plan: &Plan, request_id: &str) -> Option<Response> {
         let res = match plan.outcome? {
-            Outcome::Internal => ApiError::internal()
+            Outcome::Internal => SimError::internal()
                 .into_reply(request_id)
                 .into_response(request_id),
             Outcome::BadGatewayHtml => {
@@ -582,7 +582,7 @@ impl Inner {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
                 res
             }
-            Outcome::Unavailable => ApiError::new(
+            Outcome::Unavailable => SimError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "The service is temporarily unavailable",
@@ -662,7 +662,7 @@ async fn get_customer(
         let state = inner.read_state();
         let customer = state
             .live_customer(&id)
-            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+            .ok_or_else(|| SimError::customer_not_found(&id))?;
         Ok(Reply::ok(customer.json().as_bytes().to_vec()))
     })
     .await
@@ -678,7 +678,7 @@ async fn customer_transactions(
         let state = inner.read_state();
         let customer = state
             .live_customer(&id)
-            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+            .ok_or_else(|| SimError::customer_not_found(&id))?;
         Reply::json(&TxList(&customer.txs))
     })
     .await
@@ -713,7 +713,7 @@ async fn update_customer(
         let mut state = inner.write_state();
         let customer = state
             .update(&id, patch, now_ms())
-            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+            .ok_or_else(|| SimError::customer_not_found(&id))?;
         Ok(Reply::ok(customer.json().as_bytes().to_vec()))
     })
     .await
@@ -729,7 +729,7 @@ async fn delete_customer(
         let mut state = inner.write_state();
         let deleted = state
             .delete(&id)
-            .ok_or_else(|| ApiError::customer_not_found(&id))?;
+            .ok_or_else(|| SimError::customer_not_found(&id))?;
         let mut body = Map::new();
         body.insert("deleted".into(), true.into());
         body.insert(state.id_key().into(), state.id_text(deleted).into());
@@ -738,12 +738,12 @@ async fn delete_customer(
     .await
 }
 
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, SimError> {
     path.map(|Path(id)| id)
-        .map_err(|rejection| ApiError::bad_body(format!("invalid path: {rejection}")))
+        .map_err(|rejection| SimError::bad_body(format!("invalid path: {rejection}")))
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SimError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -751,15 +751,15 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         } else {
             "invalid_request"
         };
-        ApiError::new(status, code, rejection.body_text())
+        SimError::new(status, code, rejection.body_text())
     })
 }
 
-fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery, ApiError> {
+fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery, SimError> {
     let mut q = ListQuery {
         search: None,
         kind: TypeFilter::All,
-        status: StatusFilter::All,
+        status: ListStatus::All,
         page: 1,
         page_size: DEFAULT_PAGE_SIZE.min(max_page_size),
     };
@@ -768,7 +768,7 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
             .parse::<u64>()
             .ok()
             .filter(|&n| n >= 1)
-            .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a positive integer")))
+            .ok_or_else(|| SimError::invalid(field, format!("{field} must be a positive integer")))
     };
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match &*key {
@@ -779,7 +779,7 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
                     "business" => TypeFilter::Business,
                     "individual" => TypeFilter::Individual,
                     _ => {
-                        return Err(ApiError::invalid(
+                        return Err(SimError::invalid(
                             "type",
                             "type must be one of business, individual, all",
                         ));
@@ -788,11 +788,11 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
             }
             "status" => {
                 q.status = match &*value {
-                    "all" => StatusFilter::All,
-                    "active" => StatusFilter::Active,
-                    "inactive" => StatusFilter::Inactive,
+                    "all" => ListStatus::All,
+                    "active" => ListStatus::Active,
+                    "inactive" => ListStatus::Inactive,
                     _ => {
-                        return Err(ApiError::invalid(
+                        return Err(SimError::invalid(
                             "status",
                             "status must be one of active, inactive, all",
                         ));
@@ -814,17 +814,17 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
 
 /// Validates a create (`creating`: name required) or update body against the docs' types.
 /// Unknown fields are ignored; `null` clears an optional string and empties `metadata`.
-fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> {
+fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, SimError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_body(format!("request body is not valid JSON: {err}")))?;
+        .map_err(|err| SimError::bad_body(format!("request body is not valid JSON: {err}")))?;
     let Value::Object(mut obj) = value else {
-        return Err(ApiError::bad_body("request body must be a JSON object"));
+        return Err(SimError::bad_body("request body must be a JSON object"));
     };
     let mut optional_string = |field: &str| match obj.remove(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(s))),
-        Some(_) => Err(ApiError::invalid(
+        Some(_) => Err(SimError::invalid(
             field,
             format!("{field} must be a string or null"),
         )),
@@ -840,18 +840,18 @@ fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> 
         ..ProfilePatch::default()
     };
     patch.name = match obj.remove("name") {
-        None if creating => return Err(ApiError::invalid("name", "name is required")),
+        None if creating => return Err(SimError::invalid("name", "name is required")),
         None => None,
         Some(Value::String(name)) if !name.trim().is_empty() => Some(name),
         Some(_) => {
-            return Err(ApiError::invalid("name", "name must be a non-empty string"));
+            return Err(SimError::invalid("name", "name must be a non-empty string"));
         }
     };
     patch.is_business = match obj.remove("is_business") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(b),
         Some(_) => {
-            return Err(ApiError::invalid(
+            return Err(SimError::invalid(
                 "is_business",
                 "is_business must be a boolean",
             ));
@@ -861,13 +861,13 @@ fn parse_profile(body: &[u8], creating: bool) -> Result<ProfilePatch, ApiError> 
         None => None,
         Some(Value::Null) => Some(Map::new()),
         Some(Value::Object(m)) => Some(m),
-        Some(_) => return Err(ApiError::invalid("metadata", "metadata must be an object")),
+        Some(_) => return Err(SimError::invalid("metadata", "metadata must be an object")),
     };
     Ok(patch)
 }
 
 /// Answers a control request (no key, no faults, not counted).
-fn control(sim: &Sim, handle: impl FnOnce() -> Result<Reply, ApiError>) -> Response {
+fn control(sim: &Sim, handle: impl FnOnce() -> Result<Reply, SimError>) -> Response {
     let request_id = sim.inner.request_ids.next();
     handle()
         .unwrap_or_else(|err| err.into_reply(&request_id))
@@ -876,13 +876,13 @@ fn control(sim: &Sim, handle: impl FnOnce() -> Result<Reply, ApiError>) -> Respo
 
 fn control_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
+) -> Result<T, SimError> {
     let bytes = body_bytes(body)?;
-    let invalid = |err: serde_json::Error| ApiError::bad_body(format!("invalid body: {err}"));
+    let invalid = |err: serde_json::Error| SimError::bad_body(format!("invalid body: {err}"));
     // Serde would also take a struct from a JSON array; only objects are meant.
     match serde_json::from_slice(&bytes).map_err(invalid)? {
         value @ Value::Object(_) => serde_json::from_value(value).map_err(invalid),
-        _ => Err(ApiError::bad_body("request body must be a JSON object")),
+        _ => Err(SimError::bad_body("request body must be a JSON object")),
     }
 }
 
@@ -899,7 +899,7 @@ async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejecti
             m.delete_tx,
         ];
         if counts.iter().any(|&n| n > MAX_MUTATION_COUNT) {
-            return Err(ApiError::bad_body(format!(
+            return Err(SimError::bad_body(format!(
                 "each count must be at most {MAX_MUTATION_COUNT}"
             )));
         }
@@ -922,7 +922,7 @@ async fn control_set_faults(
     control(&sim, || {
         let faults: Faults = control_body(body)?;
         if let Some(field) = faults.invalid_probability() {
-            return Err(ApiError::invalid(
+            return Err(SimError::invalid(
                 field,
                 format!("{field} must be between 0 and 1"),
             ));
@@ -976,7 +976,7 @@ async fn control_drain_rate_limit(
     control(&sim, || {
         let drain: Drain = control_body(body)?;
         let route = Route::parse(&drain.route).ok_or_else(|| {
-            ApiError::invalid("route", format!("unknown route template `{}`", drain.route))
+            SimError::invalid("route", format!("unknown route template `{}`", drain.route))
         })?;
         if !sim.drain_rate_limit(route, drain.consume) {
             return Err(rate_limit_off());
@@ -992,8 +992,8 @@ struct Drain {
     consume: u32,
 }
 
-fn rate_limit_off() -> ApiError {
-    ApiError::new(
+fn rate_limit_off() -> SimError {
+    SimError::new(
         StatusCode::CONFLICT,
         "rate_limit_off",
         "the rate-limit mode is off (start the simulator with --rate-limit)",
@@ -1014,7 +1014,7 @@ async fn unknown_route(State(sim): State<Sim>, method: Method, uri: Uri) -> Resp
     unrouted(
         &sim,
         &uri,
-        ApiError::new(
+        SimError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("No route for {method} {}", uri.path()),
@@ -1026,7 +1026,7 @@ async fn method_not_allowed(State(sim): State<Sim>, method: Method, uri: Uri) ->
     unrouted(
         &sim,
         &uri,
-        ApiError::new(
+        SimError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed on {}", uri.path()),
@@ -1034,7 +1034,7 @@ async fn method_not_allowed(State(sim): State<Sim>, method: Method, uri: Uri) ->
     )
 }
 
-fn unrouted(sim: &Sim, uri: &Uri, err: ApiError) -> Response {
+fn unrouted(sim: &Sim, uri: &Uri, err: SimError) -> Response {
     if !uri.path().starts_with("/_sim/") {
         sim.inner.counters.count(Kind::Other);
     }

@@ -62,7 +62,7 @@ pub(super) enum TypeFilter {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum StatusFilter {
+pub(super) enum ListStatus {
     All,
     Active,
     Inactive,
@@ -74,14 +74,14 @@ pub(super) struct ListQuery {
     /// Lowercased; `None` when absent or empty.
     pub(super) search: Option<String>,
     pub(super) kind: TypeFilter,
-    pub(super) status: StatusFilter,
+    pub(super) status: ListStatus,
     pub(super) page: u64,
     pub(super) page_size: usize,
 }
 
 impl ListQuery {
     fn is_unfiltered(&self) -> bool {
-        self.search.is_none() && self.kind == TypeFilter::All && self.status == StatusFilter::All
+        self.search.is_none() && self.kind == TypeFilter::All && self.status == ListStatus::All
     }
 
     fn matches(&self, slot: u32, flags: u8, search: &SearchIndex) -> bool {
@@ -93,9 +93,9 @@ impl ListQuery {
             TypeFilter::Individual => !business,
         };
         let status_ok = match self.status {
-            StatusFilter::All => true,
-            StatusFilter::Active => active,
-            StatusFilter::Inactive => !active,
+            ListStatus::All => true,
+            ListStatus::Active => active,
+            ListStatus::Inactive => !active,
         };
         kind_ok
             && status_ok

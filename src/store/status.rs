@@ -61,6 +61,23 @@ pub struct NotReread {
     pub by: Option<String>,
 }
 
+/// In words: `payments of N customers not re-read by this run (oldest read ...);
+/// sync.full_every re-reads them all by ...`, or that every customer's were re-read.
+impl std::fmt::Display for NotReread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.customers == 0 {
+            return f.write_str("every customer's payments re-read");
+        }
+        write!(
+            f,
+            "payments of {} customers not re-read by this run (oldest read {}); sync.full_every re-reads them all by {}",
+            self.customers,
+            self.oldest_read_at.as_deref().unwrap_or("unknown"),
+            self.by.as_deref().unwrap_or("unknown")
+        )
+    }
+}
+
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {

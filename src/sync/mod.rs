@@ -20,6 +20,7 @@ pub mod listing;
 mod pipeline;
 mod plan;
 mod run;
+mod summary;
 mod walk;
 mod writer;
 

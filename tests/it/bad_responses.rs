@@ -75,7 +75,7 @@ async fn broken_list_responses_fail_clearly_and_change_nothing() {
     // A TestSim only lends its key and URL shape to the Mirror helper.
     let sim: TestSim = spawn_sim(small_sim_options(1, 90)).await;
     let mut m = Mirror::new(&sim);
-    m.settings.api.base_url = url;
+    m.settings.api.base_url = url.parse().unwrap();
     m.settings.api.max_retries = 0;
     m.settings.api.max_body_bytes = 4096;
     m.settings.sync.use_status_filter = false;

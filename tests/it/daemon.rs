@@ -190,3 +190,24 @@ async fn a_rate_limited_daemon_run_is_deferred_and_a_later_tick_resumes_it() {
     );
     m.assert_equals_truth(&sim);
 }
+
+/// The exit statuses ARCHITECTURE.md and the README give for the daemon: a rejected key
+/// stops it with status 3 (no retry at the next tick can fix it); a timetable with no
+/// future fire time stops it at once with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_stops_on_a_rejected_key_with_3_and_on_a_timetable_past_its_end_with_0() {
+    let sim = spawn_sim(small_sim_options(20, 34)).await;
+    let m = Mirror::new(&sim);
+    let config = m.config_file("[schedule]\ncron = \"0 0 * * * *\"\nrun_on_start = true");
+    let out = run_bin(Some(&config), Some("lomi_sk_test_WRONG"), &["run"]).await;
+    let err = text(&out).1;
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("no retry can fix"), "{err}");
+
+    // Only fire times in 2020: nothing to wait for.
+    let config = m.config_file("[schedule]\ncron = \"0 0 0 1 1 * 2020\"\nrun_on_start = false");
+    let out = run_bin(Some(&config), Some(&sim.api_key), &["run"]).await;
+    let err = text(&out).1;
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("no future fire time"), "{err}");
+}

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use lomi_sync::api::{ApiClient, ClientOptions};
+use lomi_sync::app;
 use lomi_sync::config::{ApiKey, Settings};
-use lomi_sync::store::{RunKind, WriterLock};
-use lomi_sync::sync::{self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptions};
+use lomi_sync::store::RunKind;
+use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ impl Mirror {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("mirror.db");
         let mut settings = Settings::default();
-        settings.api.base_url = sim.base_url.clone();
+        settings.api.base_url = sim.base_url.parse().expect("the simulator's URL");
         settings.api.page_size = 25;
         settings.api.concurrency = 4;
         settings.api.requests_per_second = 0.0;
@@ -48,7 +48,8 @@ impl Mirror {
         }
     }
 
-    /// Runs one walk in-process, as `lomi-sync backfill`/`sync` would.
+    /// Runs one walk in-process, as `lomi-sync backfill`/`sync` would: through the
+    /// library's one wiring ([`app::Mirror::build`]), as the binary does.
     pub async fn run(&self, kind: RunKind) -> Result<RunSummary, SyncError> {
         self.run_with(kind, false, &CancellationToken::new()).await
     }
@@ -59,27 +60,15 @@ impl Mirror {
         restart: bool,
         cancel: &CancellationToken,
     ) -> Result<RunSummary, SyncError> {
-        let mut opts =
-            ClientOptions::from_settings(&self.settings.api).expect("valid api settings");
-        opts.defer_after = self.defer_after;
-        let client =
-            ApiClient::new(opts, &ApiKey::new(self.key.clone()), cancel.clone()).expect("client");
-        let _lock = WriterLock::acquire(&self.db, kind.as_str(), false)?;
-        let sync_opts = SyncOptions {
-            page_size: self.settings.api.page_size,
-            concurrency: self.settings.api.concurrency as usize,
-            settings: self.settings.sync.clone(),
-            busy_timeout: self.settings.store.busy_timeout.0,
-        };
-        sync::run(
-            &client,
-            &self.db,
-            &sync_opts,
-            RunRequest { kind, restart },
-            cancel,
-            &NoProgress,
+        let mirror = app::Mirror::build_with(
+            &self.settings,
+            &ApiKey::new(self.key.clone()),
+            cancel.clone(),
+            self.defer_after,
         )
-        .await
+        .expect("a mirror from the test settings");
+        let _lock = mirror.lock(kind.as_str(), false)?;
+        mirror.run(RunRequest { kind, restart }, &NoProgress).await
     }
 
     pub fn conn(&self) -> Connection {
