@@ -429,7 +429,8 @@ impl Settings {
         Ok(())
     }
 
-    /// Checks what serde cannot: ranges, URL schemes, the cron expression.
+    /// Checks what serde cannot: ranges (`api.base_url` and `schedule.cron` were parsed
+    /// and checked as they loaded: [`BaseUrl`], [`CronSchedule`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |key: &'static str, v: u64| {
             if v == 0 {

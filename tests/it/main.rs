@@ -5,6 +5,7 @@ mod analytics;
 mod bad_responses;
 mod cli;
 mod daemon;
+mod docs;
 mod harness;
 mod mirror;
 mod misbehaviour_client;
