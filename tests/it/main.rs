@@ -5,6 +5,7 @@ mod analytics;
 mod bad_responses;
 mod cli;
 mod daemon;
+mod feed_client;
 mod harness;
 mod mirror;
 mod misbehaviour_client;
