@@ -312,30 +312,39 @@ fn apply_transactions(
     let mut insert = tx.prepare_cached(
         "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
              currency_code, status, payment_method_code, provider_code, metadata, created_at,
-             first_seen_at, synced_at, deleted_at, raw, customer_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14)
+             first_seen_at, synced_at, deleted_at, raw, customer_seq, transaction_type,
+             discount_amount, discount_minor, fee_amount, fee_minor, net_amount, net_minor, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)
          ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
              description = excluded.description, gross_amount = excluded.gross_amount,
              amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
              status = excluded.status, payment_method_code = excluded.payment_method_code,
              provider_code = excluded.provider_code, metadata = excluded.metadata,
              created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
-             raw = excluded.raw",
+             raw = excluded.raw, transaction_type = excluded.transaction_type,
+             discount_amount = excluded.discount_amount, discount_minor = excluded.discount_minor,
+             fee_amount = excluded.fee_amount, fee_minor = excluded.fee_minor,
+             net_amount = excluded.net_amount, net_minor = excluded.net_minor,
+             updated_at = excluded.updated_at",
     )?;
     for t in list {
-        let change = match stored.remove(&t.transaction_id) {
-            None => Change::Created,
+        let (change, merged) = match stored.remove(&t.transaction_id) {
+            None => (Change::Created, None),
             Some((old_text, deleted)) => {
                 if !deleted && old_text == t.raw {
                     continue;
                 }
-                match (deleted, diff(&object(&old_text), &object(&t.raw))) {
-                    (true, fields) => Change::Restored(fields),
-                    (false, Some(fields)) => Change::Updated(fields),
+                let old = object(&old_text);
+                let (fields, merged) = merge_transaction(&old, t);
+                match (deleted, fields) {
+                    (true, fields) => (Change::Restored(fields), merged),
+                    (false, Some(fields)) => (Change::Updated(fields), merged),
                     (false, None) => continue,
                 }
             }
         };
+        let t = merged.as_ref().unwrap_or(t);
         insert.execute(params![
             t.transaction_id,
             customer_id,
@@ -350,7 +359,15 @@ fn apply_transactions(
             t.created_at,
             at,
             t.raw,
-            seq
+            seq,
+            t.transaction_type,
+            t.discount_amount,
+            t.discount_minor,
+            t.fee_amount,
+            t.fee_minor,
+            t.net_amount,
+            t.net_minor,
+            t.updated_at
         ])?;
         match &change {
             Change::Created => n.transactions_inserted += 1,
@@ -437,6 +454,32 @@ fn record(
 /// the API client never lets through).
 fn object(text: &str) -> RawObject {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// An incoming transaction over the stored one: the fields that changed, and the row
+/// to write when it is not `incoming` as received. Keys the incoming row omits keep
+/// their stored values: the per-customer endpoint does not show the feed's fields
+/// (`customer_id`, `fee_amount`, `updated_at`, ...), and its row must neither blank
+/// what the feed told (columns and `raw` alike) nor count as a change of them.
+fn merge_transaction(
+    stored: &RawObject,
+    incoming: &Transaction,
+) -> (Option<String>, Option<Transaction>) {
+    let received = object(&incoming.raw);
+    if stored.keys().all(|k| received.contains_key(k)) {
+        return (diff(stored, &received), None);
+    }
+    let mut merged = received;
+    for (k, v) in stored {
+        if !merged.contains_key(k) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let fields = diff(stored, &merged);
+    let text = Value::Object(merged.clone()).to_string();
+    // The merged object holds the incoming id, so it always reads back.
+    let row = Transaction::from_stored(Value::Object(merged), text).ok();
+    (fields, row)
 }
 
 /// A list item over what the mirror knows: keys the item omits, and a `metadata: null`

@@ -7,6 +7,8 @@ mod apply;
 mod backup;
 mod budgets;
 #[cfg(test)]
+mod feed_tests;
+#[cfg(test)]
 mod layout_tests;
 pub mod lock;
 #[cfg(test)]
@@ -311,6 +313,8 @@ fn migrations() -> Migrations<'static> {
         ),
         M::up(include_str!("migrations/005_list_sweeps.sql")),
         M::up(include_str!("migrations/006_route_budgets.sql")),
+        // 007 is another branch's; the files are renumbered when both are merged.
+        M::up(include_str!("migrations/008_feed_columns.sql")),
     ])
 }
 
