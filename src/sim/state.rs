@@ -41,9 +41,11 @@ pub(super) struct State {
     next_tx_seq: u64,
     /// The newest `created_at` ever given out: new customers get a later one.
     last_created_ms: i64,
-    /// Every transaction, of live and deleted customers alike, in the feed's order:
-    /// newest first (`created_at` desc, then id desc). Kept in step with every
-    /// transaction added or removed, so a feed page is a slice, not a sort.
+    /// Every transaction, of live and deleted customers alike, oldest first
+    /// (`created_at`, then id): the feed serves it backwards, newest first. Kept in step
+    /// with every transaction added or removed, so a feed page is a slice, not a sort;
+    /// oldest first so that a new transaction (the newest) is a push, not a shift of a
+    /// million entries.
     feed: Vec<FeedKey>,
 }
 
@@ -56,9 +58,9 @@ struct FeedKey {
 }
 
 impl FeedKey {
-    /// Ascending in this key is the feed's order (newest first).
-    fn order(&self) -> Reverse<(i64, u64)> {
-        Reverse((self.created_ms, self.id))
+    /// The index's order; the feed's is its reverse.
+    fn order(&self) -> (i64, u64) {
+        (self.created_ms, self.id)
     }
 }
 
@@ -726,24 +728,23 @@ impl State {
         style: TimestampStyle,
     ) -> Vec<u8> {
         let served = |k: &FeedKey| served_nanos(k.created_ms, style);
-        // Newest first: skip what is newer than `endDate`, stop before `startDate`.
+        // The rows from `startDate` to `endDate`, served from the newest.
         let from = q
-            .end_ns
-            .map_or(0, |end| self.feed.partition_point(|k| served(k) > end));
-        let to = q.start_ns.map_or(self.feed.len(), |start| {
-            self.feed.partition_point(|k| served(k) >= start)
+            .start_ns
+            .map_or(0, |start| self.feed.partition_point(|k| served(k) < start));
+        let to = q.end_ns.map_or(self.feed.len(), |end| {
+            self.feed.partition_point(|k| served(k) <= end)
         });
-        let window = &self.feed[from..to.max(from)];
+        let window = self.feed[from..to.max(from)].iter().rev();
         let offset =
             usize::try_from((q.page - 1).saturating_mul(q.page_size)).unwrap_or(usize::MAX);
         let take = usize::try_from(q.page_size)
             .unwrap_or(usize::MAX)
             .min(row_cap);
         let rows: Vec<&FeedKey> = if q.is_unfiltered() {
-            window.iter().skip(offset).take(take).collect()
+            window.skip(offset).take(take).collect()
         } else {
             window
-                .iter()
                 .filter(|k| q.matches(self.feed_tx(k)))
                 .skip(offset)
                 .take(take)
