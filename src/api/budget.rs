@@ -32,13 +32,19 @@ pub enum Route {
     ListCustomers,
     GetCustomer,
     CustomerTransactions,
+    /// `GET /transactions`, the org-wide feed.
+    Transactions,
+    /// `GET /transactions/{id}`.
+    Transaction,
 }
 
 impl Route {
-    pub const ALL: [Route; 3] = [
+    pub const ALL: [Route; 5] = [
         Route::ListCustomers,
         Route::GetCustomer,
         Route::CustomerTransactions,
+        Route::Transactions,
+        Route::Transaction,
     ];
 
     pub fn template(self) -> &'static str {
@@ -46,6 +52,8 @@ impl Route {
             Route::ListCustomers => "GET /customers",
             Route::GetCustomer => "GET /customers/{id}",
             Route::CustomerTransactions => "GET /customers/{id}/transactions",
+            Route::Transactions => "GET /transactions",
+            Route::Transaction => "GET /transactions/{id}",
         }
     }
 }

@@ -77,6 +77,20 @@ pub enum ApiError {
         until: chrono::DateTime<chrono::Utc>,
         wait_secs: u64,
     },
+    /// The org-wide feed (`GET /transactions`, `GET /transactions/{id}`) is not open to
+    /// this key: HTTP 403, 404 or 405, as the live service answers a key without access
+    /// (or a service without the route). Not a failure of the run: the caller reads
+    /// transactions per customer instead. A 404 of `GET /transactions/{id}` is not this
+    /// but `None` (that transaction is gone); only the list tells the feed is closed.
+    #[error(
+        "{endpoint} is not open to this key (HTTP {status}{rid}); transactions can only be read per customer",
+        rid = fmt_rid(request_id)
+    )]
+    NoAccess {
+        endpoint: String,
+        status: u16,
+        request_id: Option<String>,
+    },
 }
 
 fn fmt_rid(rid: &Option<String>) -> String {
@@ -92,6 +106,68 @@ impl ApiError {
     }
     pub fn is_cancelled(&self) -> bool {
         matches!(self, ApiError::Cancelled { .. })
+    }
+    /// The feed is closed to this key ([`ApiError::NoAccess`]): fall back, do not fail.
+    pub fn is_no_access(&self) -> bool {
+        matches!(self, ApiError::NoAccess { .. })
+    }
+}
+
+/// One request to the org-wide feed (`GET /transactions`; NOTES.md, "The org-wide
+/// transactions feed"). `start_date` and `end_date` bound `created_at`, both inclusive;
+/// they are sent as given, so pass the mirror's timestamps
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, [`super::model::format_timestamp`]) taken from rows the
+/// feed returned, never from a clock. An empty list filter (or `None`) filters nothing;
+/// values go out comma-separated, and one the service does not know may give a 500.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedQuery {
+    /// 1-based; offset paging, `offset = (page - 1) * page_size`.
+    pub page: u64,
+    /// Rows asked for; the service may serve fewer (a silent cap of about 1,000).
+    pub page_size: u32,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub status: Vec<String>,
+    pub currency: Vec<String>,
+    pub payment_method: Vec<String>,
+    /// `transaction_type` values: `payment`, `refund`, `payout`.
+    pub transaction_type: Vec<String>,
+    pub provider: Option<String>,
+    pub is_pos: Option<bool>,
+}
+
+impl FeedQuery {
+    /// Page `page` of `page_size` rows, no filter.
+    pub fn page(page: u64, page_size: u32) -> FeedQuery {
+        FeedQuery {
+            page,
+            page_size,
+            ..FeedQuery::default()
+        }
+    }
+
+    /// The query string, in the service's parameter names.
+    fn append_to(&self, url: &mut Url) {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("page", &self.page.to_string());
+        q.append_pair("pageSize", &self.page_size.to_string());
+        let mut opt = |key: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                q.append_pair(key, v);
+            }
+        };
+        opt("startDate", self.start_date.as_deref());
+        opt("endDate", self.end_date.as_deref());
+        let joined = |l: &[String]| (!l.is_empty()).then(|| l.join(","));
+        opt("status", joined(&self.status).as_deref());
+        opt("currency", joined(&self.currency).as_deref());
+        opt("paymentMethod", joined(&self.payment_method).as_deref());
+        opt("type", joined(&self.transaction_type).as_deref());
+        opt("provider", self.provider.as_deref());
+        opt(
+            "isPos",
+            self.is_pos.map(|b| if b { "true" } else { "false" }),
+        );
     }
 }
 
@@ -373,6 +449,54 @@ impl ApiClient {
         Ok(list)
     }
 
+    /// `GET /transactions`: one page of the org-wide feed, newest first. A page shorter
+    /// than asked is not the end (the cap is silent); an empty one is. 403, 404 and 405
+    /// are [`ApiError::NoAccess`].
+    pub async fn transactions_feed(&self, query: &FeedQuery) -> Result<TransactionList, ApiError> {
+        let mut url = self.url(&["transactions"]);
+        query.append_to(&mut url);
+        let endpoint = describe(&url);
+        match self
+            .get(
+                Route::Transactions,
+                url,
+                &endpoint,
+                Transaction::list_from_body,
+            )
+            .await?
+        {
+            Some((list, _)) => {
+                self.skipped(&endpoint, &list.skipped);
+                Ok(list)
+            }
+            None => Err(ApiError::NoAccess {
+                endpoint,
+                status: 404,
+                request_id: None,
+            }),
+        }
+    }
+
+    /// `GET /transactions/{id}`: the feed's row, or `None` on a 404 (removed, or never
+    /// existed). 403 and 405 are [`ApiError::NoAccess`].
+    pub async fn get_transaction(&self, id: &str) -> Result<Option<Transaction>, ApiError> {
+        let url = self.url(&["transactions", id]);
+        let endpoint = describe(&url);
+        let parse = Transaction::from_body;
+        match self.get(Route::Transaction, url, &endpoint, parse).await? {
+            Some((t, rid)) if t.transaction_id != id => Err(shape_error(
+                &endpoint,
+                rid,
+                ShapeError(format!(
+                    "asked for transaction {id}, got {}",
+                    t.transaction_id
+                )),
+            )),
+            Some((t, _)) => Ok(Some(t)),
+            None => Ok(None),
+        }
+    }
+
     /// Logs and counts records skipped for an unreadable identity.
     fn skipped(&self, endpoint: &str, reasons: &[String]) {
         for reason in reasons {
@@ -424,7 +548,7 @@ impl ApiClient {
             if attempt > 0 {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let (err, retry) = match self.attempt(ticket, &url, endpoint, parse).await {
+            let (err, retry) = match self.attempt(ticket, route, &url, endpoint, parse).await {
                 Attempt::Done(v, rid) => return Ok(Some((v, rid))),
                 Attempt::NotFound => return Ok(None),
                 Attempt::Fail { err, retry } => (err, retry),
@@ -491,6 +615,7 @@ impl ApiClient {
     async fn attempt<T>(
         &self,
         ticket: Ticket,
+        route: Route,
         url: &Url,
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
@@ -609,8 +734,18 @@ impl ApiClient {
             (None, Some(m)) => m,
             (None, None) => snippet(&body),
         };
+        let feed = matches!(route, Route::Transactions | Route::Transaction);
         match status {
             StatusCode::NOT_FOUND => Attempt::NotFound,
+            // A key without access to the feed: a fallback, not a rejected key.
+            StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED if feed => Attempt::Fail {
+                err: ApiError::NoAccess {
+                    endpoint: endpoint.to_string(),
+                    status: status.as_u16(),
+                    request_id,
+                },
+                retry: Retry::No,
+            },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail {
                 err: ApiError::Unauthorized {
                     endpoint: endpoint.to_string(),

@@ -7,5 +7,7 @@ pub mod limiter;
 pub mod model;
 pub mod timestamp;
 
-pub use client::{ApiClient, ApiError, ClientOptions, Counters, CustomerRead, StatusFilter};
-pub use model::{Customer, CustomerPage, Transaction};
+pub use client::{
+    ApiClient, ApiError, ClientOptions, Counters, CustomerRead, FeedQuery, StatusFilter,
+};
+pub use model::{Customer, CustomerPage, Transaction, TransactionList};

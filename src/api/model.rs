@@ -92,7 +92,12 @@ pub struct TransactionList {
     pub skipped: Vec<String>,
 }
 
-/// One transaction.
+/// One transaction, from a customer's list (`GET /customers/{id}/transactions`) or from
+/// the org-wide feed (`GET /transactions`, `GET /transactions/{id}`; NOTES.md, "The
+/// org-wide transactions feed"). The feed's extra fields are `None` in a row from the
+/// per-customer endpoint, which lacks them: `None` there means "not shown", not "empty".
+/// Amounts are exact: the text as the API wrote it, and the integer of the currency's
+/// minor unit when the amount is a whole number of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transaction {
     pub transaction_id: String,
@@ -108,6 +113,21 @@ pub struct Transaction {
     /// Any non-null `metadata`, as JSON text.
     pub metadata: Option<String>,
     pub created_at: Option<String>,
+    /// The feed's: the customer the transaction belongs to.
+    pub customer_id: Option<String>,
+    /// The feed's: `payment`, `refund` or `payout` (kept as text: a new kind the API
+    /// adds is stored as it comes, not refused).
+    pub transaction_type: Option<String>,
+    /// The feed's, exact as [`Transaction::gross_amount`], with their minor units.
+    pub discount_amount: Option<String>,
+    pub discount_minor: Option<i64>,
+    pub fee_amount: Option<String>,
+    pub fee_minor: Option<i64>,
+    /// `gross - discount - fee`, as the API computed it.
+    pub net_amount: Option<String>,
+    pub net_minor: Option<i64>,
+    /// The feed's: the last change, normalised to microseconds like `created_at`.
+    pub updated_at: Option<String>,
     /// The object's JSON text as received, every field kept.
     pub raw: String,
 }
@@ -166,6 +186,20 @@ impl Fields<'_> {
             Value::Bool(b) => Some(*b),
             other => {
                 self.coerced(key, other, "stored as NULL");
+                None
+            }
+        }
+    }
+
+    /// An exact amount: a JSON number's text, or a string holding a decimal number;
+    /// anything else is NULL. Never read as a float.
+    fn decimal(&self, key: &str) -> Option<String> {
+        match self.obj.get(key)? {
+            Value::Null => None,
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if Decimal::parse(s).is_some() => Some(s.trim().to_string()),
+            other => {
+                self.coerced(key, other, "not a decimal number, stored as NULL");
                 None
             }
         }
@@ -693,6 +727,18 @@ struct TransactionFields<'a> {
     metadata: Option<&'a RawValue>,
     #[serde(borrow, default)]
     created_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    customer_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    transaction_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    discount_amount: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    fee_amount: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    net_amount: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<Cow<'a, str>>,
 }
 
 /// The exact amount of a transaction and, when whole, its minor units.
@@ -702,6 +748,76 @@ fn amounts(gross: Option<String>, currency: Option<&str>) -> (Option<String>, Op
         _ => None,
     };
     (gross, minor)
+}
+
+/// An amount as the fast path reads it: a JSON number's text (`Err` sends anything else,
+/// strings included, to the slow path, which checks them).
+fn fast_decimal(v: Option<&RawValue>) -> Result<Option<String>, ()> {
+    match v {
+        None => Ok(None),
+        Some(a) if a.get() == "null" => Ok(None),
+        Some(a)
+            if a.get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            Ok(Some(a.get().to_string()))
+        }
+        Some(_) => Err(()),
+    }
+}
+
+/// The feed's fields of one transaction, read by either path.
+struct FeedFields {
+    customer_id: Option<String>,
+    transaction_type: Option<String>,
+    discount: Option<String>,
+    fee: Option<String>,
+    net: Option<String>,
+    updated_at: Option<String>,
+}
+
+impl FeedFields {
+    /// The fast path's: `None` sends the object to the slow path.
+    fn fast(f: &TransactionFields<'_>) -> Option<FeedFields> {
+        let customer_id = match f.customer_id {
+            None => None,
+            Some(v) if v.get() == "null" => None,
+            Some(v) => Some(raw_id(v)?),
+        };
+        Some(FeedFields {
+            customer_id,
+            transaction_type: f.transaction_type.clone().map(Cow::into_owned),
+            discount: fast_decimal(f.discount_amount).ok()?,
+            fee: fast_decimal(f.fee_amount).ok()?,
+            net: fast_decimal(f.net_amount).ok()?,
+            updated_at: fast_timestamp(f.updated_at.clone()).ok()?,
+        })
+    }
+
+    /// The slow path's, leniently.
+    fn lenient(f: &Fields<'_>) -> FeedFields {
+        FeedFields {
+            customer_id: f.text("customer_id"),
+            transaction_type: f.text("transaction_type"),
+            discount: f.decimal("discount_amount"),
+            fee: f.decimal("fee_amount"),
+            net: f.decimal("net_amount"),
+            updated_at: f.timestamp("updated_at"),
+        }
+    }
+
+    /// Fills the feed's fields of `t`, whose currency is already read.
+    fn fill(self, mut t: Transaction) -> Transaction {
+        let currency = t.currency_code.clone();
+        let exact = |a| amounts(a, currency.as_deref());
+        (t.discount_amount, t.discount_minor) = exact(self.discount);
+        (t.fee_amount, t.fee_minor) = exact(self.fee);
+        (t.net_amount, t.net_minor) = exact(self.net);
+        t.customer_id = self.customer_id;
+        t.transaction_type = self.transaction_type;
+        t.updated_at = self.updated_at;
+        t
+    }
 }
 
 impl Transaction {
@@ -738,9 +854,10 @@ impl Transaction {
             // Strings and anything else take the slow path, which checks them.
             Some(_) => return None,
         };
+        let feed = FeedFields::fast(&f)?;
         let currency_code = f.currency_code.map(currency);
         let (gross_amount, amount_minor) = amounts(gross, currency_code.as_deref());
-        Some(Transaction {
+        let t = Transaction {
             transaction_id,
             description: own(f.description),
             gross_amount,
@@ -752,12 +869,50 @@ impl Transaction {
             metadata: f.metadata.map(|m| m.get().to_string()),
             created_at: fast_timestamp(f.created_at).ok()?,
             raw: raw.get().to_string(),
-        })
+            ..Transaction::empty()
+        };
+        Some(feed.fill(t))
+    }
+
+    /// A transaction with only an empty id, for the parsers to fill.
+    fn empty() -> Transaction {
+        Transaction {
+            transaction_id: String::new(),
+            description: None,
+            gross_amount: None,
+            amount_minor: None,
+            currency_code: None,
+            status: None,
+            payment_method_code: None,
+            provider_code: None,
+            metadata: None,
+            created_at: None,
+            customer_id: None,
+            transaction_type: None,
+            discount_amount: None,
+            discount_minor: None,
+            fee_amount: None,
+            fee_minor: None,
+            net_amount: None,
+            net_minor: None,
+            updated_at: None,
+            raw: String::new(),
+        }
     }
 
     /// The slow path: reads field by field, leniently. The amount is read as text,
     /// never as a float; one that is not a decimal number is NULL.
     fn from_value_and_text(v: Value, text: String) -> Result<Transaction, ShapeError> {
+        Transaction::lenient(v, text, true)
+    }
+
+    /// As the slow path, without warnings: for the store, which re-reads a row merged
+    /// over the stored one (its fields were warned about when received).
+    pub(crate) fn from_stored(v: Value, text: String) -> Result<Transaction, ShapeError> {
+        Transaction::lenient(v, text, false)
+    }
+
+    fn lenient(v: Value, text: String, warn: bool) -> Result<Transaction, ShapeError> {
         let Value::Object(raw) = v else {
             return Err(shape(format!(
                 "a transaction should be a JSON object, got {}",
@@ -773,28 +928,17 @@ impl Transaction {
         let f = Fields {
             obj: &raw,
             what: &what,
-            warn: true,
+            warn,
         };
         let currency_code = f.text("currency_code").map(|c| currency(Cow::Owned(c)));
-        let gross = match raw.get("gross_amount") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::String(s)) if Decimal::parse(s).is_some() => Some(s.trim().to_string()),
-            Some(other) => {
-                f.coerced(
-                    "gross_amount",
-                    other,
-                    "not a decimal number, stored as NULL",
-                );
-                None
-            }
-        };
-        let (gross_amount, amount_minor) = amounts(gross, currency_code.as_deref());
+        let (gross_amount, amount_minor) =
+            amounts(f.decimal("gross_amount"), currency_code.as_deref());
         let metadata = match raw.get("metadata") {
             None | Some(Value::Null) => None,
             Some(m) => Some(m.to_string()),
         };
-        Ok(Transaction {
+        let feed = FeedFields::lenient(&f);
+        let t = Transaction {
             description: f.text("description"),
             status: f.text("status"),
             payment_method_code: f.text("payment_method_code"),
@@ -806,7 +950,27 @@ impl Transaction {
             metadata,
             transaction_id,
             raw: text,
-        })
+            ..Transaction::empty()
+        };
+        Ok(feed.fill(t))
+    }
+
+    /// Parses a `GET /transactions/{id}` body: one feed row. An error envelope is an
+    /// error, whatever the status it came with.
+    pub fn from_body(body: &[u8]) -> Result<Transaction, BodyError> {
+        match serde_json::from_slice::<&RawValue>(body) {
+            Ok(raw) => {
+                if serde_json::from_str::<Envelope>(raw.get()).is_ok_and(|e| e.error.is_some()) {
+                    return Err(BodyError::ErrorBody(ErrorBody::from_body(body)));
+                }
+                Ok(Transaction::from_raw(raw)?)
+            }
+            Err(_) => {
+                let v = slow_value(body)?;
+                let text = String::from_utf8_lossy(body).into_owned();
+                Ok(Transaction::from_value_and_text(v, text)?)
+            }
+        }
     }
 
     /// Parses a transactions body: a bare array (the docs and the live service), or,
@@ -1205,5 +1369,107 @@ mod tests {
         assert_eq!(twice.transactions.len(), 1);
         assert_eq!(twice.skipped.len(), 1);
         assert!(twice.skipped[0].contains("twice"));
+    }
+
+    /// A feed row in the live service's forms (`+00:00` microsecond timestamps, a
+    /// fractional USD amount, numbers): both paths read the same exact values.
+    #[test]
+    fn feed_rows_are_read_exactly_on_both_paths() {
+        let body = br#"[{"transaction_id":"7c1e","organization_id":"org_1","customer_id":"c9a0",
+            "transaction_type":"payment","status":"completed","gross_amount":125.5,
+            "discount_amount":12.55,"fee_amount":3.28,"net_amount":109.67,"currency_code":"USD",
+            "is_pos":false,"spi_tx":null,"created_at":"2025-06-01T10:00:00.12345+00:00",
+            "updated_at":"2025-06-01T10:05:00.1+00:00"},
+            {"transaction_id":"7c1f","customer_id":"c9a0","transaction_type":"refund",
+            "gross_amount":10000,"discount_amount":0,"fee_amount":0,"net_amount":10000,
+            "currency_code":"XOF","created_at":"2025-06-01T09:00:00Z","updated_at":null}]"#;
+        let fast = Transaction::list_from_body(body).unwrap().transactions;
+        let slow = Transaction::list_from_value(serde_json::from_slice(body).unwrap())
+            .unwrap()
+            .transactions;
+        for (f, s) in fast.iter().zip(&slow) {
+            let blank = |t: &Transaction| Transaction {
+                raw: String::new(),
+                ..t.clone()
+            };
+            assert_eq!(blank(f), blank(s));
+        }
+        let t = &fast[0];
+        assert_eq!(t.customer_id.as_deref(), Some("c9a0"));
+        assert_eq!(t.transaction_type.as_deref(), Some("payment"));
+        assert_eq!(
+            (t.amount_minor, t.gross_amount.as_deref()),
+            (Some(12550), Some("125.5"))
+        );
+        assert_eq!(
+            (t.discount_minor, t.discount_amount.as_deref()),
+            (Some(1255), Some("12.55"))
+        );
+        assert_eq!(
+            (t.fee_minor, t.fee_amount.as_deref()),
+            (Some(328), Some("3.28"))
+        );
+        assert_eq!(
+            (t.net_minor, t.net_amount.as_deref()),
+            (Some(10967), Some("109.67"))
+        );
+        assert_eq!(t.created_at.as_deref(), Some("2025-06-01T10:00:00.123450Z"));
+        assert_eq!(t.updated_at.as_deref(), Some("2025-06-01T10:05:00.100000Z"));
+        assert!(t.raw.contains(r#""spi_tx":null"#), "raw keeps every field");
+        let x = &fast[1];
+        assert_eq!((x.net_minor, x.fee_minor), (Some(10000), Some(0)));
+        assert_eq!(x.updated_at, None);
+    }
+
+    /// A row of the per-customer endpoint has none of the feed's fields: all `None`,
+    /// never zero or empty.
+    #[test]
+    fn per_customer_rows_leave_the_feed_fields_unknown() {
+        let t = Transaction::from_value(json!({"transaction_id": "tx_1", "gross_amount": 5,
+            "currency_code": "XOF", "created_at": "2025-06-01T10:00:00Z"}))
+        .unwrap();
+        assert_eq!(
+            (
+                &t.customer_id,
+                &t.transaction_type,
+                &t.fee_amount,
+                &t.net_amount
+            ),
+            (&None, &None, &None, &None)
+        );
+        assert_eq!(
+            (t.discount_minor, t.fee_minor, t.net_minor),
+            (None, None, None)
+        );
+        assert_eq!(t.updated_at, None);
+    }
+
+    /// Odd types in the feed's fields: text for a text column, NULL for an amount that
+    /// is no decimal, a decimal string read exactly; the record is kept.
+    #[test]
+    fn feed_fields_of_an_unexpected_type_are_coerced_or_null() {
+        let raw = r#"{"transaction_id":"tx_2","customer_id":42,"transaction_type":7,
+            "fee_amount":"1.5","net_amount":"lots","discount_amount":{"v":1},
+            "currency_code":"EUR","updated_at":"yesterday"}"#;
+        let rv: &RawValue = serde_json::from_str(raw).unwrap();
+        let t = Transaction::from_raw(rv).unwrap();
+        assert_eq!(t.customer_id.as_deref(), Some("42"));
+        assert_eq!(t.transaction_type.as_deref(), Some("7"));
+        assert_eq!(
+            (t.fee_amount.as_deref(), t.fee_minor),
+            (Some("1.5"), Some(150))
+        );
+        assert_eq!((t.net_amount.as_deref(), t.net_minor), (None, None));
+        assert_eq!(t.discount_amount, None);
+        assert_eq!(t.updated_at, None);
+        assert_eq!(t.raw, raw);
+    }
+
+    #[test]
+    fn one_feed_row_body_refuses_an_error_envelope() {
+        let ok = Transaction::from_body(br#"{"transaction_id":"tx_3","net_amount":1}"#).unwrap();
+        assert_eq!(ok.net_amount.as_deref(), Some("1"));
+        let err = Transaction::from_body(br#"{"error":{"code":"internal_error"}}"#);
+        assert!(matches!(err, Err(BodyError::ErrorBody(_))), "{err:?}");
     }
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{
-    Drift, Faults, FieldOverride, IdField, IdFormat, Paging, RateLimit, RetryAfterStyle,
+    Drift, Faults, Feed, FieldOverride, IdField, IdFormat, Paging, RateLimit, RetryAfterStyle,
     SimOptions, TimestampStyle,
 };
 
@@ -66,6 +66,17 @@ pub struct SimArgs {
     /// `pageSize` (a silent cap); 0 for none.
     #[arg(long, default_value_t = 0)]
     pub row_cap: u32,
+    /// Answer 404 on both feed routes (`GET /transactions`, `GET /transactions/{id}`), as
+    /// for a key without access to them.
+    #[arg(long)]
+    pub feed_disabled: bool,
+    /// Serve at most this many rows per feed page while offsetting by the requested
+    /// `pageSize` (a silent cap below the service's 1,000); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub feed_row_cap: u32,
+    /// New transactions created after each feed page is served.
+    #[arg(long, default_value_t = 0)]
+    pub feed_drift_insert: u32,
     /// Probability of a 500 `internal_error`.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub p500: f64,
@@ -170,6 +181,11 @@ impl SimArgs {
                 total_pages_delta: self.total_pages_delta,
                 row_cap: self.row_cap,
             },
+            feed: Feed {
+                disabled: self.feed_disabled,
+                row_cap: self.feed_row_cap,
+                insert_per_page: self.feed_drift_insert,
+            },
             rate_limit: self.rate_limit.map(|requests| RateLimit {
                 requests,
                 window: Duration::from_secs(self.rate_window_secs),
@@ -239,6 +255,7 @@ mod tests {
         assert_eq!(opts.faults, expected.faults);
         assert_eq!(opts.drift, expected.drift);
         assert_eq!(opts.paging, expected.paging);
+        assert_eq!(opts.feed, expected.feed);
         assert_eq!(opts.bulk_import_share, expected.bulk_import_share);
         assert_eq!(opts.rate_limit, None);
     }
@@ -262,6 +279,9 @@ mod tests {
             "--retry-after-style=past-date",
             "--timestamp-style=pg-micro",
             "--mistype=cus_1:postal_code=75001",
+            "--feed-disabled",
+            "--feed-row-cap=300",
+            "--feed-drift-insert=4",
         ])
         .expect("flags parse");
         let opts = cli.sim.options();
@@ -273,6 +293,14 @@ mod tests {
         assert!(opts.paging.shuffle_ties);
         assert_eq!(opts.paging.total_count_delta, -5);
         assert_eq!(opts.paging.row_cap, 200);
+        assert_eq!(
+            opts.feed,
+            Feed {
+                disabled: true,
+                row_cap: 300,
+                insert_per_page: 4
+            }
+        );
         assert_eq!(
             opts.rate_limit,
             Some(RateLimit {

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::model::{Channel, Currency, Payer, Profile, Tx, TxStatus};
-use super::rng::Rng;
+use super::rng::{Rng, mix64};
 
 /// The window the initial data lies in: 2023-01-01T00:00:00Z ..= 2026-06-30T23:59:59.999Z.
 pub(super) const DATA_START_MS: i64 = 1_672_531_200_000;
@@ -820,6 +820,7 @@ fn transaction(rng: &mut Rng, id: u64, at_ms: i64, currency: Currency, status: T
     Tx {
         id,
         created_ms: at_ms,
+        updated_ms: settled_at(id, at_ms, status),
         amount_minor: amount(rng, currency),
         currency,
         status,
@@ -827,6 +828,16 @@ fn transaction(rng: &mut Rng, id: u64, at_ms: i64, currency: Currency, status: T
         description: description(rng).into(),
         metadata: tx_metadata(rng).map(Box::new),
     }
+}
+
+/// When a transaction's status last changed: its creation for a pending one, minutes to
+/// three days later for a settled one. Derived from the id, not drawn from the generator's
+/// stream, so the rest of the data set of a seed is what it was before the feed existed.
+fn settled_at(id: u64, created_ms: i64, status: TxStatus) -> i64 {
+    if status == TxStatus::Pending {
+        return created_ms;
+    }
+    created_ms + 60_000 + (mix64(id ^ 0x7365_7474_6c65_6421) % (3 * DAY_MS as u64)) as i64
 }
 
 /// An amount in minor units with the roundness real prices have.

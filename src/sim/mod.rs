@@ -14,6 +14,10 @@
 //! - `GET /customers/{id}`, `PATCH /customers/{id}` (200 with the customer).
 //! - `DELETE /customers/{id}`: soft delete; 200 `{"deleted":true,"<id key>":"cus_..."}`.
 //! - `GET /customers/{id}/transactions`: bare array, newest first.
+//! - `GET /transactions?page=&pageSize=&startDate=&endDate=&status=&currency=&paymentMethod=&type=&provider=&isPos=`:
+//!   the org-wide feed (NOTES.md), a bare array of richer rows, newest first, offset
+//!   paging, at most 1,000 rows served silently; transactions of deleted customers too.
+//! - `GET /transactions/{id}`: one feed row; 404 once the transaction was removed.
 //!
 //! Errors use the live envelope
 //! `{"error":{"code","message","details"},"request_id"}` with the same id in
@@ -22,7 +26,7 @@
 //! # Control surface (no key, never subject to faults, drift or rate limits)
 //! - `POST /_sim/mutate` ([`Mutation`] -> [`MutationReport`]), `GET /_sim/truth`,
 //! - `GET|POST /_sim/faults` ([`Faults`]), `GET|POST /_sim/drift` ([`Drift`]),
-//!   `GET|POST /_sim/paging` ([`Paging`]),
+//!   `GET|POST /_sim/paging` ([`Paging`]), `GET|POST /_sim/feed` ([`Feed`]),
 //! - `GET /_sim/stats` ([`Stats`]), `POST /_sim/stats/reset` (returns the counts it cleared).
 //! - `GET /_sim/rate-limit` ([`RateLimitReport`]), `POST /_sim/rate-limit`
 //!   `{"route": "GET /customers/{id}", "consume": N}`: another client on the same IP spends
@@ -31,6 +35,7 @@
 mod args;
 mod data;
 mod faults;
+mod feed;
 mod model;
 mod restyle;
 mod rng;
@@ -249,6 +254,22 @@ pub struct Paging {
     pub row_cap: u32,
 }
 
+/// Switches of the transactions feed (`/_sim/feed`, and `--feed-*` flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Feed {
+    /// Both feed routes answer 404 with the live envelope, as for a key without access
+    /// to them.
+    pub disabled: bool,
+    /// At most this many rows per feed page (0: only the service's 1,000), while the
+    /// offset still uses the requested `pageSize`: a client that takes a short page's
+    /// length for the page size skips the rows between.
+    pub row_cap: u32,
+    /// New transactions (as `add_tx` makes them) created after each feed page is
+    /// served: a walk over the feed's pages sees them shift.
+    pub insert_per_page: u32,
+}
+
 /// A fixed-window rate limit like the live service's (5,000 requests per 15 minutes), per
 /// route template ([`Route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +285,10 @@ pub enum Route {
     ListCustomers,
     GetCustomer,
     CustomerTransactions,
+    /// `GET /transactions`, the org-wide feed.
+    Transactions,
+    /// `GET /transactions/{id}`.
+    Transaction,
     /// `POST /customers`, `PATCH` and `DELETE /customers/{id}`.
     Writes,
     /// Paths that are no route (answered 404).
@@ -271,10 +296,12 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 7] = [
         Route::ListCustomers,
         Route::GetCustomer,
         Route::CustomerTransactions,
+        Route::Transactions,
+        Route::Transaction,
         Route::Writes,
         Route::Other,
     ];
@@ -284,6 +311,8 @@ impl Route {
             Route::ListCustomers => "GET /customers",
             Route::GetCustomer => "GET /customers/{id}",
             Route::CustomerTransactions => "GET /customers/{id}/transactions",
+            Route::Transactions => "GET /transactions",
+            Route::Transaction => "GET /transactions/{id}",
             Route::Writes => "writes",
             Route::Other => "other",
         }
@@ -335,6 +364,7 @@ pub struct SimOptions {
     pub faults: Faults,
     pub drift: Drift,
     pub paging: Paging,
+    pub feed: Feed,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -353,6 +383,7 @@ impl Default for SimOptions {
             faults: Faults::default(),
             drift: Drift::default(),
             paging: Paging::default(),
+            feed: Feed::default(),
             rate_limit: None,
         }
     }
@@ -406,6 +437,10 @@ pub struct Stats {
     pub get: u64,
     /// `GET /customers/{id}/transactions`.
     pub transactions: u64,
+    /// `GET /transactions` (the feed).
+    pub feed: u64,
+    /// `GET /transactions/{id}`.
+    pub feed_get: u64,
     /// `POST`, `PATCH` and `DELETE`.
     pub writes: u64,
     /// Answered 401.
@@ -429,6 +464,7 @@ struct Inner {
     faults: FaultInjector,
     drift: RwLock<Drift>,
     paging: RwLock<Paging>,
+    feed: RwLock<Feed>,
     /// Draws of [`Paging::shuffle_ties`]: one per list request, so each request sees
     /// another order while the whole run stays deterministic from the seed.
     shuffles: std::sync::atomic::AtomicU64,
@@ -452,6 +488,7 @@ impl Sim {
                 faults: FaultInjector::new(opts.faults.clamped(), seed),
                 drift: RwLock::new(opts.drift),
                 paging: RwLock::new(opts.paging),
+                feed: RwLock::new(opts.feed),
                 shuffles: std::sync::atomic::AtomicU64::new(0),
                 seed,
                 limiter: opts.rate_limit.map(RouteWindows::new),
@@ -515,6 +552,14 @@ impl Sim {
         read(&self.inner.paging).clone()
     }
 
+    pub fn set_feed(&self, f: Feed) {
+        *write(&self.inner.feed) = f;
+    }
+
+    pub fn feed(&self) -> Feed {
+        read(&self.inner.feed).clone()
+    }
+
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
     }
@@ -571,6 +616,7 @@ pub async fn run(
         tracing::info!(
             customers = state.live_count(),
             transactions = state.transaction_count(),
+            feed_transactions = state.feed_len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "simulated data generated"
         );

@@ -78,9 +78,21 @@ pub(super) enum TxStatus {
     Failed,
     Refunded,
     Expired,
+    /// Listed by the vendor's feed docs; the generator never produces it, but the feed's
+    /// `status` filter accepts it.
+    Cancelled,
 }
 
 impl TxStatus {
+    pub(super) const ALL: [TxStatus; 6] = [
+        TxStatus::Pending,
+        TxStatus::Completed,
+        TxStatus::Failed,
+        TxStatus::Refunded,
+        TxStatus::Expired,
+        TxStatus::Cancelled,
+    ];
+
     pub(super) fn as_str(self) -> &'static str {
         match self {
             TxStatus::Pending => "pending",
@@ -88,6 +100,27 @@ impl TxStatus {
             TxStatus::Failed => "failed",
             TxStatus::Refunded => "refunded",
             TxStatus::Expired => "expired",
+            TxStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The feed's `transaction_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TxKind {
+    Payment,
+    Refund,
+    Payout,
+}
+
+impl TxKind {
+    pub(super) const ALL: [TxKind; 3] = [TxKind::Payment, TxKind::Refund, TxKind::Payout];
+
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            TxKind::Payment => "payment",
+            TxKind::Refund => "refund",
+            TxKind::Payout => "payout",
         }
     }
 }
@@ -103,6 +136,8 @@ pub(super) struct Channel {
 pub(super) struct Tx {
     pub(super) id: u64,
     pub(super) created_ms: i64,
+    /// The last status change (the feed's `updated_at`); bumped by every change.
+    pub(super) updated_ms: i64,
     /// Integer amount in the currency's minor unit: exact, never a float.
     pub(super) amount_minor: i64,
     pub(super) currency: Currency,
@@ -110,6 +145,13 @@ pub(super) struct Tx {
     pub(super) channel: &'static Channel,
     pub(super) description: Box<str>,
     pub(super) metadata: Option<Box<Map<String, Value>>>,
+}
+
+impl Tx {
+    /// Bumps `updated_at` to now, keeping it strictly increasing and >= `created_at`.
+    pub(super) fn touch(&mut self, now_ms: i64) {
+        self.updated_ms = now_ms.max(self.updated_ms + 1).max(self.created_ms);
+    }
 }
 
 /// The fields a merchant controls (the docs' request body).

@@ -19,11 +19,14 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::faults::{self, Outcome, Plan};
-use super::model::TxList;
+use super::feed::{
+    CURRENCIES, FEED_ROW_LIMIT, FeedQuery, PAYMENT_METHODS, PROVIDERS, parse_instant,
+};
+use super::model::{TxKind, TxList, TxStatus};
 use super::rng::mix64;
 use super::state::{ListQuery, ListStatus, ProfilePatch, TypeFilter};
 use super::{
-    Drift, Faults, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle, Route,
+    Drift, Faults, Feed, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle, Route,
     RouteReport, Sim, Stats, lock, now_ms, read,
 };
 
@@ -73,6 +76,8 @@ pub(super) fn router(sim: Sim) -> Router {
                 .delete(delete_customer),
         )
         .route("/customers/{id}/transactions", get(customer_transactions))
+        .route("/transactions", get(feed_list))
+        .route("/transactions/{id}", get(feed_get))
         .route("/_sim/mutate", post(control_mutate))
         .route("/_sim/truth", get(control_truth))
         .route(
@@ -87,6 +92,7 @@ pub(super) fn router(sim: Sim) -> Router {
             "/_sim/paging",
             get(control_get_paging).post(control_set_paging),
         )
+        .route("/_sim/feed", get(control_get_feed).post(control_set_feed))
         .route(
             "/_sim/rate-limit",
             get(control_get_rate_limit).post(control_drain_rate_limit),
@@ -104,6 +110,8 @@ enum Kind {
     List,
     Get,
     Transactions,
+    Feed,
+    FeedGet,
     Write,
     Other,
 }
@@ -116,6 +124,8 @@ impl Kind {
             Kind::List => Route::ListCustomers,
             Kind::Get => Route::GetCustomer,
             Kind::Transactions => Route::CustomerTransactions,
+            Kind::Feed => Route::Transactions,
+            Kind::FeedGet => Route::Transaction,
             Kind::Write => Route::Writes,
             Kind::Other => Route::Other,
         }
@@ -128,6 +138,8 @@ pub(super) struct Counters {
     list: AtomicU64,
     get: AtomicU64,
     transactions: AtomicU64,
+    feed: AtomicU64,
+    feed_get: AtomicU64,
     writes: AtomicU64,
     unauthorized: AtomicU64,
     faults_injected: AtomicU64,
@@ -141,6 +153,8 @@ impl Counters {
             Kind::List => bump(&self.list),
             Kind::Get => bump(&self.get),
             Kind::Transactions => bump(&self.transactions),
+            Kind::Feed => bump(&self.feed),
+            Kind::FeedGet => bump(&self.feed_get),
             Kind::Write => bump(&self.writes),
             Kind::Other => {}
         }
@@ -161,6 +175,8 @@ impl Counters {
             list: read(&self.list),
             get: read(&self.get),
             transactions: read(&self.transactions),
+            feed: read(&self.feed),
+            feed_get: read(&self.feed_get),
             writes: read(&self.writes),
             unauthorized: read(&self.unauthorized),
             faults_injected: read(&self.faults_injected),
@@ -375,6 +391,24 @@ impl SimError {
         )
     }
 
+    fn transaction_not_found(id: &str) -> SimError {
+        SimError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("Transaction {id} not found"),
+        )
+    }
+
+    /// What a key without access to a route gets: the same 404 as a path that is no
+    /// route.
+    fn no_route(path: &str) -> SimError {
+        SimError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No route for GET {path}"),
+        )
+    }
+
     fn internal() -> SimError {
         SimError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -528,7 +562,8 @@ impl Sim {
         if inner.faults.error_body(|f| match kind {
             Kind::List => f.p_error_body_list,
             Kind::Get => f.p_error_body_get,
-            Kind::Transactions => f.p_error_body_transactions,
+            Kind::Transactions | Kind::Feed => f.p_error_body_transactions,
+            Kind::FeedGet => f.p_error_body_get,
             Kind::Write | Kind::Other => 0.0,
         }) {
             bump(&inner.counters.faults_injected);
@@ -627,7 +662,9 @@ fn error_body(kind: Kind, request_id: &str) -> Reply {
             "error": error,
             "request_id": request_id,
         }),
-        Kind::Transactions => json!({"data": [], "error": {"message": "statement timeout"}}),
+        Kind::Transactions | Kind::Feed => {
+            json!({"data": [], "error": {"message": "statement timeout"}})
+        }
         _ => json!({"error": error, "request_id": request_id}),
     };
     Reply::ok(body.to_string().into_bytes())
@@ -680,6 +717,54 @@ async fn customer_transactions(
             .live_customer(&id)
             .ok_or_else(|| SimError::customer_not_found(&id))?;
         Reply::json(&TxList(&customer.txs))
+    })
+    .await
+}
+
+/// `GET /transactions`: one page of the feed; then the feed's drift, if switched on.
+async fn feed_list(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    sim.public(&headers, Kind::Feed, |inner| {
+        let switches = read(&inner.feed).clone();
+        if switches.disabled {
+            return Err(SimError::no_route("/transactions"));
+        }
+        let q = parse_feed_query(query.as_deref())?;
+        let cap = match switches.row_cap {
+            0 => FEED_ROW_LIMIT,
+            n => (n as usize).min(FEED_ROW_LIMIT),
+        };
+        let style = inner.faults.get().timestamp_style;
+        let body = inner.read_state().feed_page(&q, cap, style);
+        if switches.insert_per_page > 0 {
+            inner
+                .write_state()
+                .feed_drift(switches.insert_per_page, now_ms());
+        }
+        Ok(Reply::ok(body))
+    })
+    .await
+}
+
+/// `GET /transactions/{id}`: the transaction (its customer may be deleted), or 404.
+async fn feed_get(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::FeedGet, |inner| {
+        if read(&inner.feed).disabled {
+            return Err(SimError::no_route("/transactions/{id}"));
+        }
+        let id = path_id(path)?;
+        let row = inner
+            .read_state()
+            .feed_transaction(&id)
+            .ok_or_else(|| SimError::transaction_not_found(&id))?;
+        Ok(Reply::ok(row))
     })
     .await
 }
@@ -755,6 +840,86 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SimError> {
     })
 }
 
+fn positive(field: &str, value: &str) -> Result<u64, SimError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| SimError::invalid(field, format!("{field} must be a positive integer")))
+}
+
+/// The feed's query (NOTES.md): paging as the list's but with no maximum `pageSize`
+/// (the 1,000-row cap is silent), inclusive date bounds on `created_at` (garbage is a
+/// 400), comma-separated enum lists where an unknown value is a 500 `internal_error`, as
+/// the live service's failed enum cast gives.
+fn parse_feed_query(raw: Option<&str>) -> Result<FeedQuery, SimError> {
+    let mut q = FeedQuery {
+        page: 1,
+        page_size: DEFAULT_PAGE_SIZE as u64,
+        ..FeedQuery::default()
+    };
+    let date = |field: &str, value: &str| {
+        parse_instant(value).map(Some).ok_or_else(|| {
+            SimError::invalid(
+                field,
+                format!("{field} must be an ISO 8601 date or timestamp"),
+            )
+        })
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "page" => q.page = positive("page", &value)?,
+            "pageSize" => q.page_size = positive("pageSize", &value)?,
+            "startDate" => q.start_ns = date("startDate", &value)?,
+            "endDate" => q.end_ns = date("endDate", &value)?,
+            "status" => {
+                q.status = enum_list(&value, |v| {
+                    TxStatus::ALL.into_iter().find(|s| s.as_str() == v)
+                })?
+            }
+            "currency" => {
+                q.currency = enum_list(&value, |v| CURRENCIES.into_iter().find(|c| c.code() == v))?
+            }
+            "type" => {
+                q.kind = enum_list(&value, |v| {
+                    TxKind::ALL.into_iter().find(|k| k.as_str() == v)
+                })?
+            }
+            "paymentMethod" => {
+                q.method = enum_list(&value, |v| {
+                    PAYMENT_METHODS.contains(&v).then(|| v.to_owned())
+                })?
+            }
+            "provider" => {
+                q.provider = enum_list(&value, |v| PROVIDERS.contains(&v).then(|| v.to_owned()))?
+            }
+            "isPos" => {
+                q.is_pos = match &*value {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => return Err(SimError::invalid("isPos", "isPos must be true or false")),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// A comma-separated list of enum values (`None` when empty); an unknown one is a 500.
+fn enum_list<T>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<Vec<T>>, SimError> {
+    let items: Vec<T> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| parse(v).ok_or_else(SimError::internal))
+        .collect::<Result<_, _>>()?;
+    Ok((!items.is_empty()).then_some(items))
+}
+
 fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery, SimError> {
     let mut q = ListQuery {
         search: None,
@@ -762,13 +927,6 @@ fn parse_list_query(raw: Option<&str>, max_page_size: usize) -> Result<ListQuery
         status: ListStatus::All,
         page: 1,
         page_size: DEFAULT_PAGE_SIZE.min(max_page_size),
-    };
-    let positive = |field: &str, value: &str| {
-        value
-            .parse::<u64>()
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| SimError::invalid(field, format!("{field} must be a positive integer")))
     };
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match &*key {
@@ -943,6 +1101,18 @@ async fn control_set_paging(
     control(&sim, || {
         sim.set_paging(control_body(body)?);
         Reply::json(&sim.paging())
+    })
+}
+
+async fn control_get_feed(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.feed()))
+}
+
+async fn control_set_feed(State(sim): State<Sim>, body: Result<Bytes, BytesRejection>) -> Response {
+    control(&sim, || {
+        let feed: Feed = control_body(body)?;
+        sim.set_feed(feed);
+        Reply::json(&sim.feed())
     })
 }
 

@@ -12,12 +12,13 @@ use std::io::Write as _;
 use serde_json::{Map, Value};
 
 use super::data::{self, DATA_END_MS, DATA_START_MS};
+use super::feed::{FeedQuery, FeedRow, served_nanos};
 use super::model::{
-    Customer, CustomerId, Payer, Profile, Render, TxId, TxList, TxStatus, parse_customer_id,
+    Customer, CustomerId, Payer, Profile, Render, Tx, TxId, TxList, TxStatus, parse_customer_id,
 };
 use super::rng::{Rng, mix64};
 use super::search::SearchIndex;
-use super::{Drift, Mutation, MutationReport, Paging, SimOptions};
+use super::{Drift, Mutation, MutationReport, Paging, SimOptions, TimestampStyle};
 
 pub(super) struct State {
     customers: Vec<Customer>,
@@ -40,6 +41,27 @@ pub(super) struct State {
     next_tx_seq: u64,
     /// The newest `created_at` ever given out: new customers get a later one.
     last_created_ms: i64,
+    /// Every transaction, of live and deleted customers alike, oldest first
+    /// (`created_at`, then id): the feed serves it backwards, newest first. Kept in step
+    /// with every transaction added or removed, so a feed page is a slice, not a sort;
+    /// oldest first so that a new transaction (the newest) is a push, not a shift of a
+    /// million entries.
+    feed: Vec<FeedKey>,
+}
+
+/// A transaction's place in the feed and where its record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FeedKey {
+    created_ms: i64,
+    id: u64,
+    slot: u32,
+}
+
+impl FeedKey {
+    /// The index's order; the feed's is its reverse.
+    fn order(&self) -> (i64, u64) {
+        (self.created_ms, self.id)
+    }
 }
 
 const FLAG_ACTIVE: u8 = 1;
@@ -204,7 +226,20 @@ impl State {
         let mut live: Vec<u32> = (0..n as u32).collect();
         live.sort_unstable_by_key(|&s| Reverse(customers[s as usize].order_key()));
         let flags = customers.iter().map(flags_of).collect();
+        let mut feed: Vec<FeedKey> = customers
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, c)| {
+                c.txs.iter().map(move |tx| FeedKey {
+                    created_ms: tx.created_ms,
+                    id: tx.id,
+                    slot: slot as u32,
+                })
+            })
+            .collect();
+        feed.sort_unstable_by_key(FeedKey::order);
         State {
+            feed,
             flags,
             customers,
             index,
@@ -550,7 +585,7 @@ impl State {
             report.tx_added = self.add_transactions(m.add_tx, now_ms);
         }
         if m.settle > 0 {
-            report.tx_changed = self.settle(m.settle as usize);
+            report.tx_changed = self.settle(m.settle as usize, now_ms);
         }
         if m.delete_tx > 0 {
             report.tx_deleted = self.delete_transactions(m.delete_tx as usize);
@@ -588,13 +623,19 @@ impl State {
             let tx = data::new_transaction(&mut self.rng, customer.region, tx_id, at_ms);
             customer.txs.push(tx);
             self.flags[slot as usize] |= FLAG_ACTIVE;
+            self.feed_insert(FeedKey {
+                created_ms: at_ms,
+                id: tx_id,
+                slot,
+            });
             added.push(TxId(tx_id).to_string());
         }
         added
     }
 
-    /// Settles pending payments; once none is left, refunds completed ones.
-    fn settle(&mut self, count: usize) -> Vec<String> {
+    /// Settles pending payments; once none is left, refunds completed ones. Each change
+    /// bumps the transaction's `updated_at` (the feed shows it).
+    fn settle(&mut self, count: usize, now_ms: i64) -> Vec<String> {
         let mut pending = Vec::new();
         let mut completed = Vec::new();
         for &slot in &self.live {
@@ -612,6 +653,7 @@ impl State {
             let status = data::settle_outcome(&mut self.rng);
             let tx = &mut self.customers[slot as usize].txs[t];
             tx.status = status;
+            tx.touch(now_ms);
             changed.push(TxId(tx.id).to_string());
         }
         let refunds = count - changed.len();
@@ -619,6 +661,7 @@ impl State {
             let (slot, t) = completed[i];
             let tx = &mut self.customers[slot as usize].txs[t];
             tx.status = TxStatus::Refunded;
+            tx.touch(now_ms);
             changed.push(TxId(tx.id).to_string());
         }
         changed
@@ -633,11 +676,116 @@ impl State {
         let mut deleted = Vec::new();
         for i in self.rng.distinct(all.len(), count) {
             let (slot, tx_id) = all[i];
+            if let Some(tx) = self.customer(slot).txs.iter().find(|tx| tx.id == tx_id) {
+                let key = FeedKey {
+                    created_ms: tx.created_ms,
+                    id: tx_id,
+                    slot,
+                };
+                self.feed_remove(key);
+            }
             self.customer_mut(slot).txs.retain(|tx| tx.id != tx_id);
             self.flags[slot as usize] = flags_of(self.customer(slot));
             deleted.push(TxId(tx_id).to_string());
         }
         deleted
+    }
+}
+
+/// The feed (`GET /transactions`, `GET /transactions/{id}`).
+impl State {
+    fn feed_insert(&mut self, key: FeedKey) {
+        let at = self.feed.partition_point(|k| k.order() < key.order());
+        self.feed.insert(at, key);
+    }
+
+    fn feed_remove(&mut self, key: FeedKey) {
+        if let Ok(at) = self.feed.binary_search_by_key(&key.order(), FeedKey::order) {
+            self.feed.remove(at);
+        }
+    }
+
+    fn feed_tx(&self, key: &FeedKey) -> &Tx {
+        let txs = &self.customer(key.slot).txs;
+        let at = txs
+            .binary_search_by_key(&(key.created_ms, key.id), |t| (t.created_ms, t.id))
+            .expect("the feed index lists only transactions that exist");
+        &txs[at]
+    }
+
+    /// How many transactions the feed lists (deleted customers' included).
+    pub(super) fn feed_len(&self) -> usize {
+        self.feed.len()
+    }
+
+    /// The JSON array of one feed page: the rows whose served `created_at` (see
+    /// [`served_nanos`]) lies within the bounds and that pass the filters, offset by
+    /// `(page - 1) * pageSize` as requested, at most `min(pageSize, row_cap)` of them.
+    pub(super) fn feed_page(
+        &self,
+        q: &FeedQuery,
+        row_cap: usize,
+        style: TimestampStyle,
+    ) -> Vec<u8> {
+        let served = |k: &FeedKey| served_nanos(k.created_ms, style);
+        // The rows from `startDate` to `endDate`, served from the newest.
+        let from = q
+            .start_ns
+            .map_or(0, |start| self.feed.partition_point(|k| served(k) < start));
+        let to = q.end_ns.map_or(self.feed.len(), |end| {
+            self.feed.partition_point(|k| served(k) <= end)
+        });
+        let window = self.feed[from..to.max(from)].iter().rev();
+        let offset =
+            usize::try_from((q.page - 1).saturating_mul(q.page_size)).unwrap_or(usize::MAX);
+        let take = usize::try_from(q.page_size)
+            .unwrap_or(usize::MAX)
+            .min(row_cap);
+        let rows: Vec<&FeedKey> = if q.is_unfiltered() {
+            window.skip(offset).take(take).collect()
+        } else {
+            window
+                .filter(|k| q.matches(self.feed_tx(k)))
+                .skip(offset)
+                .take(take)
+                .collect()
+        };
+        let mut out = Vec::with_capacity(rows.len() * 900 + 2);
+        out.push(b'[');
+        for (i, k) in rows.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.write_feed_row(&mut out, k);
+        }
+        out.push(b']');
+        out
+    }
+
+    /// `GET /transactions/{id}`: the row, `None` for an id the feed does not list (never
+    /// existed, or removed).
+    pub(super) fn feed_transaction(&self, id: &str) -> Option<Vec<u8>> {
+        let hex = id.strip_prefix("tx_")?;
+        let valid = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let n = u64::from_str_radix(hex, 16).ok().filter(|_| valid)?;
+        let key = self.feed.iter().find(|k| k.id == n)?;
+        let mut out = Vec::with_capacity(1024);
+        self.write_feed_row(&mut out, key);
+        Some(out)
+    }
+
+    fn write_feed_row(&self, out: &mut Vec<u8>, k: &FeedKey) {
+        let row = FeedRow {
+            tx: self.feed_tx(k),
+            customer: CustomerId(self.customer(k.slot).id, self.render.id_format),
+            organization_id: &self.render.organization_id,
+        };
+        serde_json::to_writer(out, &row).expect("a feed row serializes to JSON");
+    }
+
+    /// Feed drift: `count` new transactions, as `add_tx` makes them.
+    pub(super) fn feed_drift(&mut self, count: u32, now_ms: i64) {
+        self.add_transactions(count, now_ms);
     }
 }
 
@@ -688,6 +836,46 @@ mod flag_tests {
                 },
                 1_900_000_000_000,
             );
+            check(&state);
+        }
+    }
+
+    /// The feed's index must list exactly the transactions that exist, live customers'
+    /// and deleted customers' alike, newest first.
+    #[test]
+    fn feed_index_follows_every_mutation() {
+        let mut state = State::generate(&SimOptions {
+            customers: 300,
+            ..SimOptions::default()
+        });
+        let check = |s: &State| {
+            let mut expected: Vec<FeedKey> = s
+                .customers
+                .iter()
+                .enumerate()
+                .flat_map(|(slot, c)| {
+                    c.txs.iter().map(move |t| FeedKey {
+                        created_ms: t.created_ms,
+                        id: t.id,
+                        slot: slot as u32,
+                    })
+                })
+                .collect();
+            expected.sort_unstable_by_key(FeedKey::order);
+            assert_eq!(s.feed, expected);
+        };
+        for _ in 0..5 {
+            state.mutate(
+                &Mutation {
+                    delete: 10,
+                    add_tx: 40,
+                    settle: 5,
+                    delete_tx: 30,
+                    ..Mutation::default()
+                },
+                1_900_000_000_000,
+            );
+            state.feed_drift(3, 1_900_000_000_500);
             check(&state);
         }
     }

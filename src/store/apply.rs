@@ -294,64 +294,31 @@ fn apply_transactions(
             .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
             .query_row(params![customer_id], |r| r.get(0))?,
     };
-    let mut stored: HashMap<String, (String, bool)> = HashMap::new();
     // A customer inserted by this batch has a new rowid: nothing is stored under it.
-    if inserted_seq.is_none() {
-        let mut stmt = tx.prepare_cached(
-            "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
-        )?;
-        let rows = stmt.query_map(params![seq], |r| {
-            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
-        })?;
-        for row in rows {
-            let (id, v) = row?;
-            stored.insert(id, v);
-        }
-    }
+    let mut stored = match inserted_seq {
+        Some(_) => HashMap::new(),
+        None => stored_transactions(tx, seq)?,
+    };
     // Looked up once per customer, not per row: the cache hashes the statement's text.
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
-             currency_code, status, payment_method_code, provider_code, metadata, created_at,
-             first_seen_at, synced_at, deleted_at, raw, customer_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14)
-         ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
-             description = excluded.description, gross_amount = excluded.gross_amount,
-             amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
-             status = excluded.status, payment_method_code = excluded.payment_method_code,
-             provider_code = excluded.provider_code, metadata = excluded.metadata,
-             created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
-             raw = excluded.raw",
-    )?;
+    let mut insert = tx.prepare_cached(UPSERT_TRANSACTION)?;
     for t in list {
-        let change = match stored.remove(&t.transaction_id) {
-            None => Change::Created,
+        let (change, merged) = match stored.remove(&t.transaction_id) {
+            None => (Change::Created, None),
             Some((old_text, deleted)) => {
                 if !deleted && old_text == t.raw {
                     continue;
                 }
-                match (deleted, diff(&object(&old_text), &object(&t.raw))) {
-                    (true, fields) => Change::Restored(fields),
-                    (false, Some(fields)) => Change::Updated(fields),
+                let old = object(&old_text);
+                let (fields, merged) = merge_transaction(&old, t);
+                match (deleted, fields) {
+                    (true, fields) => (Change::Restored(fields), merged),
+                    (false, Some(fields)) => (Change::Updated(fields), merged),
                     (false, None) => continue,
                 }
             }
         };
-        insert.execute(params![
-            t.transaction_id,
-            customer_id,
-            t.description,
-            t.gross_amount,
-            t.amount_minor,
-            t.currency_code,
-            t.status,
-            t.payment_method_code,
-            t.provider_code,
-            t.metadata,
-            t.created_at,
-            at,
-            t.raw,
-            seq
-        ])?;
+        let t = merged.as_ref().unwrap_or(t);
+        upsert_transaction(&mut insert, t, customer_id, at, seq)?;
         match &change {
             Change::Created => n.transactions_inserted += 1,
             Change::Updated(_) => n.transactions_updated += 1,
@@ -383,7 +350,90 @@ fn apply_transactions(
         n.transactions_deleted += 1;
         record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
     }
-    // The list is complete, so its summary is exact until the next re-read.
+    summarise_list(tx, customer_id, at, list)
+}
+
+/// Every transaction stored under the customer `seq`: its raw text and whether it is
+/// marked deleted, by id.
+fn stored_transactions(
+    tx: &Connection,
+    seq: i64,
+) -> Result<HashMap<String, (String, bool)>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
+    )?;
+    let rows = stmt.query_map(params![seq], |r| {
+        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+    })?;
+    let mut stored = HashMap::new();
+    for row in rows {
+        let (id, v) = row?;
+        stored.insert(id, v);
+    }
+    Ok(stored)
+}
+
+/// Inserts a transaction, or replaces every column of the stored one (the feed's
+/// columns included: a row merged over the stored one carries the values it kept).
+const UPSERT_TRANSACTION: &str = "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
+             currency_code, status, payment_method_code, provider_code, metadata, created_at,
+             first_seen_at, synced_at, deleted_at, raw, customer_seq, transaction_type,
+             discount_amount, discount_minor, fee_amount, fee_minor, net_amount, net_minor, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+         ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
+             description = excluded.description, gross_amount = excluded.gross_amount,
+             amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
+             status = excluded.status, payment_method_code = excluded.payment_method_code,
+             provider_code = excluded.provider_code, metadata = excluded.metadata,
+             created_at = excluded.created_at, synced_at = excluded.synced_at, deleted_at = NULL,
+             raw = excluded.raw, transaction_type = excluded.transaction_type,
+             discount_amount = excluded.discount_amount, discount_minor = excluded.discount_minor,
+             fee_amount = excluded.fee_amount, fee_minor = excluded.fee_minor,
+             net_amount = excluded.net_amount, net_minor = excluded.net_minor,
+             updated_at = excluded.updated_at";
+
+fn upsert_transaction(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    t: &Transaction,
+    customer_id: &str,
+    at: &str,
+    seq: i64,
+) -> Result<(), StoreError> {
+    insert.execute(params![
+        t.transaction_id,
+        customer_id,
+        t.description,
+        t.gross_amount,
+        t.amount_minor,
+        t.currency_code,
+        t.status,
+        t.payment_method_code,
+        t.provider_code,
+        t.metadata,
+        t.created_at,
+        at,
+        t.raw,
+        seq,
+        t.transaction_type,
+        t.discount_amount,
+        t.discount_minor,
+        t.fee_amount,
+        t.fee_minor,
+        t.net_amount,
+        t.net_minor,
+        t.updated_at
+    ])?;
+    Ok(())
+}
+
+/// The customer's summary from its complete list, exact until the next re-read.
+fn summarise_list(
+    tx: &Connection,
+    customer_id: &str,
+    at: &str,
+    list: &[Transaction],
+) -> Result<(), StoreError> {
     let last_tx_at = list.iter().filter_map(|t| t.created_at.as_deref()).max();
     let newest_pending_at = list
         .iter()
@@ -437,6 +487,32 @@ fn record(
 /// the API client never lets through).
 fn object(text: &str) -> RawObject {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// An incoming transaction over the stored one: the fields that changed, and the row
+/// to write when it is not `incoming` as received. Keys the incoming row omits keep
+/// their stored values: the per-customer endpoint does not show the feed's fields
+/// (`customer_id`, `fee_amount`, `updated_at`, ...), and its row must neither blank
+/// what the feed told (columns and `raw` alike) nor count as a change of them.
+fn merge_transaction(
+    stored: &RawObject,
+    incoming: &Transaction,
+) -> (Option<String>, Option<Transaction>) {
+    let received = object(&incoming.raw);
+    if stored.keys().all(|k| received.contains_key(k)) {
+        return (diff(stored, &received), None);
+    }
+    let mut merged = received;
+    for (k, v) in stored {
+        if !merged.contains_key(k) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let fields = diff(stored, &merged);
+    let text = Value::Object(merged.clone()).to_string();
+    // The merged object holds the incoming id, so it always reads back.
+    let row = Transaction::from_stored(Value::Object(merged), text).ok();
+    (fields, row)
 }
 
 /// A list item over what the mirror knows: keys the item omits, and a `metadata: null`

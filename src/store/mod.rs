@@ -7,6 +7,8 @@ mod apply;
 mod backup;
 mod budgets;
 #[cfg(test)]
+mod feed_tests;
+#[cfg(test)]
 mod layout_tests;
 pub mod lock;
 #[cfg(test)]
@@ -391,7 +393,8 @@ fn migrations() -> Migrations<'static> {
             include_str!("migrations/007_deferred_runs.sql"),
             check_foreign_keys,
         ),
-        M::up(include_str!("migrations/008_walk_checks.sql")),
+        M::up(include_str!("migrations/008_feed_columns.sql")),
+        M::up(include_str!("migrations/009_walk_checks.sql")),
     ])
 }
 

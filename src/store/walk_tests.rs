@@ -1,6 +1,6 @@
 //! The walk's checkpoint is typed (issue 13, item 1): its kind, phase, segment and
 //! where it saw each customer are read back as they were written, the schema refuses
-//! any other word (migration 8's CHECK constraints), a walk in progress survives that
+//! any other word (migration 9's CHECK constraints), a walk in progress survives that
 //! migration, and a walk that cannot be read is an error, never a walk silently lost.
 
 use std::time::Duration;

@@ -6,6 +6,7 @@ mod bad_responses;
 mod cli;
 mod daemon;
 mod docs;
+mod feed_client;
 mod harness;
 mod mirror;
 mod misbehaviour_client;

@@ -422,7 +422,7 @@ async fn interrupted_backfill(sim: &crate::support::TestSim, m: &Mirror) {
     sim.sim.set_faults(Faults::default());
 }
 
-/// A mirror written before migration 8 (the walk tables without CHECK constraints),
+/// A mirror written before migration 9 (the walk tables without CHECK constraints),
 /// killed mid-walk: the upgrade keeps the walk, and the next run resumes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
@@ -436,7 +436,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
         })
         .unwrap();
     let seen_before = m.count("SELECT count(*) FROM walk_seen");
-    // Back to the walk tables of version 6 (migration 5's), as an older lomi-sync left them.
+    // Back to the walk tables of version 8 (as migration 5 made them), as an older lomi-sync left them.
     m.conn()
         .execute_batch(
             "CREATE TABLE walk_old (
@@ -453,7 +453,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
              INSERT INTO walk_seen_old SELECT * FROM walk_seen;
              DROP TABLE walk_seen;
              ALTER TABLE walk_seen_old RENAME TO walk_seen;
-             PRAGMA user_version = 6;",
+             PRAGMA user_version = 8;",
         )
         .unwrap();
     assert_eq!(m.count("SELECT count(*) FROM walk_seen"), seen_before);

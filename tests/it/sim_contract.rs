@@ -1559,12 +1559,14 @@ async fn stats_count_requests_by_kind_and_reset() {
         .await
         .expect("request");
     sim.get("/nowhere").await;
+    sim.get_json("/transactions").await;
+    sim.get("/transactions/tx_0000000000000000").await;
     sim.control("/_sim/mutate", "{}").await;
 
     let stats = get_json(&sim.url("/_sim/stats"), "").await;
     let expected = serde_json::json!({
-        "requests": 8, "list": 3, "get": 1, "transactions": 1, "writes": 2,
-        "unauthorized": 1, "faults_injected": 0, "rate_limited": 0
+        "requests": 10, "list": 3, "get": 1, "transactions": 1, "feed": 1, "feed_get": 1,
+        "writes": 2, "unauthorized": 1, "faults_injected": 0, "rate_limited": 0
     });
     assert_eq!(stats, expected);
     let cleared = sim.control("/_sim/stats/reset", "").await;
@@ -1917,4 +1919,490 @@ async fn live_quirks_report_no_totals_on_a_page_past_the_end() {
         pagination(&docs.get_json("/customers?page=9&pageSize=10").await),
         (9, 10, 30, 3)
     );
+}
+
+// ---- The org-wide transactions feed (`GET /transactions`, NOTES.md) ----
+
+const FEED_FIELDS: [&str; 24] = [
+    "transaction_id",
+    "organization_id",
+    "customer_id",
+    "product_id",
+    "subscription_id",
+    "price_id",
+    "transaction_type",
+    "status",
+    "description",
+    "quantity",
+    "metadata",
+    "gross_amount",
+    "discount_amount",
+    "fee_amount",
+    "net_amount",
+    "currency_code",
+    "provider_code",
+    "payment_method_code",
+    "is_bnpl",
+    "is_pos",
+    "environment",
+    "spi_transaction_id",
+    "created_at",
+    "updated_at",
+];
+
+fn feed_rows(v: &Value) -> &Vec<Value> {
+    v.as_array().expect("the feed is a bare JSON array")
+}
+
+/// Every feed row matching `query` (`""` or `&k=v...`), walking pages of `page_size`
+/// until the empty page.
+async fn feed_walk(sim: &TestSim, query: &str, page_size: usize) -> Vec<Value> {
+    let mut all = Vec::new();
+    for page in 1.. {
+        let v = sim
+            .get_json(&format!(
+                "/transactions?page={page}&pageSize={page_size}{query}"
+            ))
+            .await;
+        if feed_rows(&v).is_empty() {
+            break;
+        }
+        all.extend(feed_rows(&v).iter().cloned());
+    }
+    all
+}
+
+fn tx_id(row: &Value) -> &str {
+    row["transaction_id"].as_str().expect("transaction id")
+}
+
+/// A JSON number with at most two decimals as an integer of hundredths, exactly.
+fn hundredths(v: &Value) -> i128 {
+    let Value::Number(n) = v else {
+        panic!("amounts are JSON numbers: {v}")
+    };
+    let text = n.to_string();
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    assert!(frac.len() <= 2, "{text}");
+    whole.parse::<i128>().expect("digits") * 100 + format!("{frac:0<2}").parse::<i128>().unwrap()
+}
+
+/// Every transaction the truth lists, by id, with its customer's id.
+fn truth_tx_customers(sim: &TestSim) -> HashMap<String, String> {
+    let truth = sim.sim.truth();
+    let mut out = HashMap::new();
+    for (customer, txs) in truth["transactions"].as_object().expect("map") {
+        for tx in txs.as_array().expect("array") {
+            out.insert(tx_id(tx).to_owned(), customer.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn feed_is_a_bare_array_newest_first_of_rich_rows_with_exact_amounts() {
+    let sim = spawn_sim(small_sim_options(300, 61)).await;
+    let truth = truth_tx_customers(&sim);
+    let rows = feed_walk(&sim, "", 100).await;
+    assert_eq!(rows.len(), truth.len(), "every transaction, once");
+    let mut seen = HashSet::new();
+    let (mut kinds, mut discounted) = (HashSet::new(), 0);
+    for row in &rows {
+        let keys: Vec<&str> = row
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, FEED_FIELDS, "{row}");
+        assert!(seen.insert(tx_id(row).to_owned()));
+        assert_eq!(row["customer_id"], truth[tx_id(row)].as_str(), "{row}");
+        let (gross, discount, fee, net) = (
+            hundredths(&row["gross_amount"]),
+            hundredths(&row["discount_amount"]),
+            hundredths(&row["fee_amount"]),
+            hundredths(&row["net_amount"]),
+        );
+        assert_eq!(net, gross - discount - fee, "{row}");
+        assert!(discount >= 0 && fee >= 0 && net >= 0, "{row}");
+        discounted += usize::from(discount > 0);
+        kinds.insert(row["transaction_type"].as_str().expect("type").to_owned());
+        assert!(
+            parse_ts(&row["updated_at"]) >= parse_ts(&row["created_at"]),
+            "{row}"
+        );
+        assert_eq!(row["environment"], "test");
+        assert!(row["is_pos"].is_boolean() && row["is_bnpl"].is_boolean());
+    }
+    assert!(discounted > 0, "some payments carry a discount");
+    assert!(
+        kinds.contains("payment") && kinds.contains("refund"),
+        "{kinds:?}"
+    );
+    // Newest first, ties on `created_at` by id descending: a deterministic order.
+    for pair in rows.windows(2) {
+        let key = |r: &Value| (parse_ts(&r["created_at"]), tx_id(r).to_owned());
+        assert!(
+            key(&pair[0]) > key(&pair[1]),
+            "{} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // The default page is 50 rows; the same seed serves the same bytes.
+    let again = spawn_sim(small_sim_options(300, 61)).await;
+    let a = sim.get("/transactions").await.text().await.unwrap();
+    let b = again.get("/transactions").await.text().await.unwrap();
+    assert_eq!(feed_rows(&serde_json::from_str(&a).unwrap()).len(), 50);
+    assert_eq!(a, b);
+    let one = sim
+        .get_json(&format!("/transactions/{}", tx_id(&rows[7])))
+        .await;
+    assert_eq!(
+        one, rows[7],
+        "GET /transactions/{{id}} serves the feed's row"
+    );
+}
+
+/// Which rows a filter keeps.
+type RowFilter = dyn Fn(&Value) -> bool;
+
+#[tokio::test]
+async fn feed_filters_are_comma_separated_lists_and_combine() {
+    let sim = spawn_sim(small_sim_options(300, 62)).await;
+    let all = feed_walk(&sim, "", 500).await;
+    let cases: [(&str, &RowFilter); 7] = [
+        ("&status=pending,refunded", &|r| {
+            ["pending", "refunded"].contains(&r["status"].as_str().unwrap())
+        }),
+        ("&currency=USD", &|r| r["currency_code"] == "USD"),
+        ("&paymentMethod=CARDS,BANK_TRANSFER", &|r| {
+            ["CARDS", "BANK_TRANSFER"].contains(&r["payment_method_code"].as_str().unwrap())
+        }),
+        ("&type=refund,payout", &|r| {
+            r["transaction_type"] != "payment"
+        }),
+        ("&provider=WAVE", &|r| r["provider_code"] == "WAVE"),
+        ("&isPos=true", &|r| r["is_pos"] == true),
+        ("&status=completed&currency=XOF&isPos=false", &|r| {
+            r["status"] == "completed" && r["currency_code"] == "XOF" && r["is_pos"] == false
+        }),
+    ];
+    for (query, keep) in cases {
+        let expected: Vec<&str> = all.iter().filter(|r| keep(r)).map(tx_id).collect();
+        assert!(!expected.is_empty(), "{query} selects something");
+        let got = feed_walk(&sim, query, 37).await;
+        assert_eq!(
+            got.iter().map(tx_id).collect::<Vec<_>>(),
+            expected,
+            "{query}"
+        );
+    }
+    // A known value no row has is an empty result, not an error.
+    assert!(feed_walk(&sim, "&status=cancelled", 50).await.is_empty());
+}
+
+#[tokio::test]
+async fn feed_date_bounds_are_inclusive_on_created_at_in_every_served_style() {
+    for style in [
+        lomi_sync::sim::TimestampStyle::ZMillis,
+        lomi_sync::sim::TimestampStyle::PgMicro,
+    ] {
+        let sim = spawn_sim(small_sim_options(200, 63)).await;
+        sim.sim.set_faults(Faults {
+            timestamp_style: style,
+            ..Faults::default()
+        });
+        let all = feed_walk(&sim, "", 1000).await;
+        let instant = |r: &Value| {
+            let s = r["created_at"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(s).unwrap()
+        };
+        let (newer, older) = (&all[20], &all[120]);
+        let enc = |r: &Value| {
+            url::form_urlencoded::byte_serialize(r["created_at"].as_str().unwrap().as_bytes())
+                .collect::<String>()
+        };
+        // Bounds taken from served rows include those rows.
+        let query = format!("&startDate={}&endDate={}", enc(older), enc(newer));
+        let got = feed_walk(&sim, &query, 40).await;
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|r| instant(r) >= instant(older) && instant(r) <= instant(newer))
+            .map(tx_id)
+            .collect();
+        assert_eq!(
+            got.iter().map(tx_id).collect::<Vec<_>>(),
+            expected,
+            "{style:?}"
+        );
+        assert_eq!(got.first().map(tx_id), Some(tx_id(newer)));
+        assert_eq!(got.last().map(tx_id), Some(tx_id(older)));
+        // A date alone is midnight UTC; an unencoded `+` (a space once decoded) is read.
+        let day = &older["created_at"].as_str().unwrap()[..10];
+        let from_day = feed_walk(&sim, &format!("&startDate={day}"), 500).await;
+        let midnight = chrono::DateTime::parse_from_rfc3339(&format!("{day}T00:00:00Z")).unwrap();
+        assert_eq!(
+            from_day.len(),
+            all.iter().filter(|r| instant(r) >= midnight).count()
+        );
+        let plus = sim
+            .get_json(&format!(
+                "/transactions?endDate={day}T00:00:00.000000+00:00&pageSize=1"
+            ))
+            .await;
+        assert!(instant(&feed_rows(&plus)[0]) <= midnight, "{plus}");
+    }
+    let sim = spawn_sim(small_sim_options(5, 63)).await;
+    for bad in [
+        "startDate=yesterday",
+        "endDate=2025-13-01",
+        "startDate=1748772000",
+    ] {
+        let res = sim.get(&format!("/transactions?{bad}")).await;
+        let body = expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert_eq!(
+            body["error"]["details"]["field"],
+            bad.split('=').next().unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn feed_pages_end_on_an_empty_page_and_cap_rows_silently() {
+    let sim = spawn_sim(SimOptions {
+        tx_per_customer: 10.0,
+        ..small_sim_options(300, 64)
+    })
+    .await;
+    let all = feed_walk(&sim, "", 1000).await;
+    assert!(all.len() > 1600, "{}", all.len());
+    let page = |p: u64, size: u64| {
+        let sim = &sim;
+        async move {
+            sim.get_json(&format!("/transactions?page={p}&pageSize={size}"))
+                .await
+        }
+    };
+    // Past the end: an empty array, nothing else.
+    let past = page(all.len() as u64 / 7 + 2, 7).await;
+    assert!(feed_rows(&past).is_empty());
+    // The service's 1,000-row cap is silent: the offset still uses the asked size.
+    let big = page(1, 1500).await;
+    assert_eq!(feed_rows(&big).len(), 1000);
+    let second = page(2, 1500).await;
+    assert_eq!(tx_id(&feed_rows(&second)[0]), tx_id(&all[1500]));
+    // The switch lowers it: pages of 30 rows at offsets of 50.
+    let feed = sim.control("/_sim/feed", r#"{"row_cap": 30}"#).await;
+    assert_eq!(feed["row_cap"], 30);
+    let p2 = page(2, 50).await;
+    assert_eq!(feed_rows(&p2).len(), 30);
+    assert_eq!(tx_id(&feed_rows(&p2)[0]), tx_id(&all[50]));
+    assert_eq!(tx_id(&feed_rows(&p2)[29]), tx_id(&all[79]));
+    for bad in ["pageSize=0", "page=-1", "isPos=maybe"] {
+        let res = sim.get(&format!("/transactions?{bad}")).await;
+        expect_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+}
+
+#[tokio::test]
+async fn feed_unknown_enum_values_in_a_filter_are_a_500() {
+    let sim = spawn_sim(small_sim_options(20, 65)).await;
+    for bad in [
+        "status=bogus",
+        "status=pending,settled",
+        "currency=xof",
+        "paymentMethod=CHEQUE",
+        "type=charge",
+        "provider=VISA",
+    ] {
+        let res = sim.get(&format!("/transactions?{bad}")).await;
+        expect_error(res, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
+    }
+}
+
+#[tokio::test]
+async fn feed_disabled_answers_404_on_both_routes_with_the_envelope() {
+    let sim = spawn_sim(SimOptions {
+        feed: lomi_sync::sim::Feed {
+            disabled: true,
+            ..Default::default()
+        },
+        ..small_sim_options(20, 66)
+    })
+    .await;
+    let res = sim.get("/transactions?page=1&pageSize=1").await;
+    expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    let res = sim.get("/transactions/tx_0000000000000001").await;
+    expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(sim.sim.stats().feed, 1);
+    assert_eq!(sim.sim.stats().feed_get, 1);
+    // Switched back on over the control surface.
+    sim.control("/_sim/feed", r#"{"disabled": false}"#).await;
+    let v = sim.get_json("/transactions?page=1&pageSize=3").await;
+    assert_eq!(feed_rows(&v).len(), 3);
+    let one = sim
+        .get_json(&format!("/transactions/{}", tx_id(&feed_rows(&v)[0])))
+        .await;
+    assert_eq!(one, feed_rows(&v)[0]);
+}
+
+#[tokio::test]
+async fn feed_drift_creates_transactions_after_each_page_served() {
+    let sim = spawn_sim(small_sim_options(200, 67)).await;
+    let before = sim.sim.truth();
+    let count = |t: &Value| -> usize {
+        t["transactions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|l| l.as_array().unwrap().len())
+            .sum()
+    };
+    sim.control("/_sim/feed", r#"{"insert_per_page": 3}"#).await;
+    let p1 = sim.get_json("/transactions?page=1&pageSize=20").await;
+    let p2 = sim.get_json("/transactions?page=2&pageSize=20").await;
+    assert_eq!(count(&sim.sim.truth()), count(&before) + 6);
+    // Three new rows on top pushed the rest down: page 2 repeats page 1's last three.
+    let ids = |v: &Value| {
+        feed_rows(v)
+            .iter()
+            .map(|r| tx_id(r).to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&p1)[17..], ids(&p2)[..3]);
+    let top = sim.get_json("/transactions?page=1&pageSize=6").await;
+    let known = truth_tx_customers(&sim);
+    for row in feed_rows(&top) {
+        assert!(known.contains_key(tx_id(row)));
+        assert!(
+            !ids(&p1).contains(&tx_id(row).to_owned()),
+            "new rows are the newest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn feed_updated_at_moves_when_a_status_changes() {
+    let sim = spawn_sim(small_sim_options(300, 68)).await;
+    let pending: HashMap<String, Value> = feed_walk(&sim, "&status=pending", 200)
+        .await
+        .into_iter()
+        .map(|r| (tx_id(&r).to_owned(), r))
+        .collect();
+    assert!(pending.len() >= 5, "{}", pending.len());
+    let report = sim.sim.mutate(&Mutation {
+        settle: 5,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_changed.len(), 5);
+    for id in &report.tx_changed {
+        let old = &pending[id];
+        let new = sim.get_json(&format!("/transactions/{id}")).await;
+        assert_ne!(new["status"], "pending", "{new}");
+        assert!(
+            parse_ts(&new["updated_at"]) > parse_ts(&old["updated_at"]),
+            "{old} -> {new}"
+        );
+        assert_eq!(new["created_at"], old["created_at"]);
+    }
+    // Transactions that did not change keep their `updated_at`.
+    let unchanged = pending
+        .keys()
+        .find(|id| !report.tx_changed.contains(id))
+        .unwrap();
+    let row = sim.get_json(&format!("/transactions/{unchanged}")).await;
+    assert_eq!(row["updated_at"], pending[unchanged]["updated_at"]);
+}
+
+#[tokio::test]
+async fn feed_lists_deleted_customers_transactions_and_404s_removed_ones() {
+    let sim = spawn_sim(small_sim_options(200, 69)).await;
+    let before = truth_tx_customers(&sim);
+    let report = sim.sim.mutate(&Mutation {
+        delete: 20,
+        delete_tx: 3,
+        ..Mutation::default()
+    });
+    let orphaned: Vec<&String> = before
+        .iter()
+        .filter(|(_, c)| report.deleted.contains(c))
+        .map(|(t, _)| t)
+        .filter(|t| !report.tx_deleted.contains(t))
+        .collect();
+    assert!(
+        !orphaned.is_empty(),
+        "some deleted customer had transactions"
+    );
+    let listed: HashSet<String> = feed_walk(&sim, "", 500)
+        .await
+        .iter()
+        .map(|r| tx_id(r).to_owned())
+        .collect();
+    assert_eq!(listed.len(), before.len() - 3);
+    for t in &orphaned {
+        assert!(
+            listed.contains(*t),
+            "{t} of a deleted customer is still listed"
+        );
+        let row = sim.get_json(&format!("/transactions/{t}")).await;
+        assert_eq!(row["customer_id"], before[*t].as_str());
+        let res = sim
+            .get(&format!("/customers/{}/transactions", before[*t]))
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    for t in &report.tx_deleted {
+        assert!(!listed.contains(t));
+        let res = sim.get(&format!("/transactions/{t}")).await;
+        expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    for unknown in ["tx_0000000000000000", "nope", "tx_ABCDEF0123456789"] {
+        let res = sim.get(&format!("/transactions/{unknown}")).await;
+        expect_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn feed_routes_have_their_own_rate_limit_windows_and_faults() {
+    let sim = spawn_sim(SimOptions {
+        rate_limit: Some(RateLimit {
+            requests: 5,
+            window: Duration::from_secs(60),
+        }),
+        ..small_sim_options(20, 70)
+    })
+    .await;
+    let res = sim.get("/transactions?pageSize=2").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "4");
+    assert!(res.headers().contains_key("x-request-id"));
+    let rows: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    let res = sim
+        .get(&format!("/transactions/{}", tx_id(&feed_rows(&rows)[0])))
+        .await;
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "4");
+    let report = sim.sim.rate_limit().unwrap();
+    assert_eq!(report.routes["GET /transactions"].remaining, 4);
+    assert_eq!(report.routes["GET /transactions/{id}"].remaining, 4);
+    assert_eq!(report.routes["GET /customers"].remaining, 5);
+    let unauthorized = sim
+        .client
+        .get(sim.url("/transactions"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(unauthorized, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    sim.sim.set_faults(Faults {
+        p_error_body_transactions: 1.0,
+        ..Faults::default()
+    });
+    let body = sim.get_json("/transactions").await;
+    assert!(body["error"].is_object(), "{body}");
+    sim.sim.set_faults(Faults {
+        p500: 1.0,
+        ..Faults::default()
+    });
+    let res = sim.get("/transactions").await;
+    expect_error(res, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
 }
