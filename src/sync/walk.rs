@@ -189,10 +189,7 @@ impl Engine<'_> {
         let done = step == listing::ListStep::Done;
         if done && phase != Phase::Topup {
             let unreadable = self.pass_unreadable;
-            self.walk
-                .counts
-                .unreadable
-                .insert(seg.as_str().into(), unreadable);
+            self.walk.counts.unreadable.insert(seg, unreadable);
         }
         // The checkpoint committed with this page is where a resumed run starts.
         let next = match step {
@@ -242,7 +239,7 @@ impl Engine<'_> {
         }
         self.segment_totals.insert(seg, total);
         if page_no == 1 && self.walk.phase != Phase::List {
-            self.walk.counts.totals.insert(seg.as_str().into(), total);
+            self.walk.counts.totals.insert(seg, total);
         }
     }
 
@@ -485,15 +482,12 @@ pub(super) fn advanced(walk: &Walk, segs: &[StatusFilter], page_size: u32, tally
 pub(super) fn after_listing(w: &mut Walk, segs: &[StatusFilter], tally: &Tally) {
     // Records the list counts but whose id cannot be read were skipped (and
     // counted as such), not missed.
-    let unreadable = |s: &StatusFilter| w.counts.unreadable.get(s.as_str()).copied().unwrap_or(0);
+    let unreadable = |s: &StatusFilter| w.counts.unreadable.get(*s).unwrap_or(0);
     let counts: Vec<(Option<u64>, u64)> = segs
         .iter()
         .map(|s| {
-            let total = w.counts.totals.get(s.as_str()).or(tally.totals.get(s));
-            (
-                total.copied(),
-                tally.listed[segment_index(*s)] + unreadable(s),
-            )
+            let total = w.counts.totals.get(*s).or(tally.totals.get(s).copied());
+            (total, tally.listed[segment_index(*s)] + unreadable(s))
         })
         .collect();
     let skipped: u64 = segs.iter().map(unreadable).sum();
@@ -626,10 +620,10 @@ mod tests {
         let (phase, segment, pass, page_cap) = a.walk;
         let mut counts = crate::store::ListCounts::default();
         for (s, n) in a.counted {
-            counts.totals.insert(s.as_str().into(), *n);
+            counts.totals.insert(*s, *n);
         }
         for (s, n) in a.unreadable {
-            counts.unreadable.insert(s.as_str().into(), *n);
+            counts.unreadable.insert(*s, *n);
         }
         Walk {
             run_id: 1,
