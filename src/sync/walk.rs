@@ -55,7 +55,7 @@ impl Engine<'_> {
         loop {
             tracing::debug!(
                 phase = self.walk.phase.as_str(),
-                segment = self.walk.segment.as_str(),
+                segment = %self.walk.segment.as_str(),
                 page = self.walk.next_page,
                 "walk step"
             );
