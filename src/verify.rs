@@ -74,29 +74,56 @@ pub fn differences(
     truth: &Value,
     limit: usize,
 ) -> rusqlite::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut push = |s: String| {
-        if out.len() < limit {
-            out.push(s);
-        }
+    let mut out = Found {
+        list: Vec::new(),
+        limit,
     };
-    const CUSTOMER_COLUMNS: [&str; 2] = ["created_at", "updated_at"];
-    let mut mirror: BTreeMap<String, (Value, Vec<Option<String>>)> = BTreeMap::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT id, raw, created_at, updated_at FROM customers WHERE deleted_at IS NULL",
-        )?;
-        for row in stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                vec![r.get(2)?, r.get(3)?],
-            ))
-        })? {
-            let (id, raw, columns) = row?;
-            mirror.insert(id, (parse(&raw), columns));
+    let mirror = live_customers(conn)?;
+    let truth_ids = compare_customers(&mirror, truth, &mut out);
+    compare_deleted(conn, truth, &mut out)?;
+    compare_transactions(conn, truth, &truth_ids, &mut out)?;
+    Ok(out.list)
+}
+
+/// The differences found so far, at most `limit`.
+struct Found {
+    list: Vec<String>,
+    limit: usize,
+}
+
+impl Found {
+    fn push(&mut self, s: String) {
+        if self.list.len() < self.limit {
+            self.list.push(s);
         }
     }
+}
+
+const CUSTOMER_COLUMNS: [&str; 2] = ["created_at", "updated_at"];
+
+/// The mirror's live customers: id -> (the record, its [`CUSTOMER_COLUMNS`]).
+type LiveCustomers = BTreeMap<String, (Value, Vec<Option<String>>)>;
+
+fn live_customers(conn: &Connection) -> rusqlite::Result<LiveCustomers> {
+    let mut mirror = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT id, raw, created_at, updated_at FROM customers WHERE deleted_at IS NULL",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            vec![r.get(2)?, r.get(3)?],
+        ))
+    })? {
+        let (id, raw, columns) = row?;
+        mirror.insert(id, (parse(&raw), columns));
+    }
+    Ok(mirror)
+}
+
+/// Compares the live customers both ways; returns the ids the source holds.
+fn compare_customers(mirror: &LiveCustomers, truth: &Value, out: &mut Found) -> BTreeSet<String> {
     let empty = Vec::new();
     let customers = truth
         .get("customers")
@@ -105,16 +132,16 @@ pub fn differences(
     let mut truth_ids = BTreeSet::new();
     for c in customers {
         let Some(id) = id_of(c) else {
-            push("the truth holds a customer without an id".into());
+            out.push("the truth holds a customer without an id".into());
             continue;
         };
         truth_ids.insert(id.clone());
         match mirror.get(&id) {
-            None => push(format!("customer {id} is missing from the mirror")),
+            None => out.push(format!("customer {id} is missing from the mirror")),
             Some((m, _)) if normalized(m) != normalized(c) => {
-                push(format!("customer {id} differs: mirror {m} vs source {c}"))
+                out.push(format!("customer {id} differs: mirror {m} vs source {c}"))
             }
-            Some((_, cols)) if *cols != columns_of(c, &CUSTOMER_COLUMNS) => push(format!(
+            Some((_, cols)) if *cols != columns_of(c, &CUSTOMER_COLUMNS) => out.push(format!(
                 "customer {id}: columns {CUSTOMER_COLUMNS:?} hold {cols:?}, expected {:?}",
                 columns_of(c, &CUSTOMER_COLUMNS)
             )),
@@ -122,35 +149,49 @@ pub fn differences(
         }
     }
     for id in mirror.keys().filter(|id| !truth_ids.contains(*id)) {
-        push(format!(
+        out.push(format!(
             "customer {id} is live in the mirror but not at the source"
         ));
     }
+    truth_ids
+}
+
+/// Every customer deleted at the source that the mirror holds is marked deleted.
+fn compare_deleted(conn: &Connection, truth: &Value, out: &mut Found) -> rusqlite::Result<()> {
+    let empty = Vec::new();
     let deleted = truth
         .get("deleted_customer_ids")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
-    {
-        let mut stmt =
-            conn.prepare("SELECT deleted_at IS NOT NULL FROM customers WHERE id = ?1")?;
-        for id in deleted.iter().filter_map(Value::as_str) {
-            let mut rows = stmt.query([id])?;
-            if let Some(row) = rows.next()?
-                && !row.get::<_, bool>(0)?
-            {
-                push(format!(
-                    "customer {id} was deleted at the source but is live in the mirror"
-                ));
-            }
+    let mut stmt = conn.prepare("SELECT deleted_at IS NOT NULL FROM customers WHERE id = ?1")?;
+    for id in deleted.iter().filter_map(Value::as_str) {
+        let mut rows = stmt.query([id])?;
+        if let Some(row) = rows.next()?
+            && !row.get::<_, bool>(0)?
+        {
+            out.push(format!(
+                "customer {id} was deleted at the source but is live in the mirror"
+            ));
         }
     }
+    Ok(())
+}
+
+const TX_COLUMNS: [&str; 2] = ["created_at", "currency_code"];
+
+/// Compares the live transactions of each customer the source holds, both ways.
+fn compare_transactions(
+    conn: &Connection,
+    truth: &Value,
+    truth_ids: &BTreeSet<String>,
+    out: &mut Found,
+) -> rusqlite::Result<()> {
     let txs = truth.get("transactions").and_then(Value::as_object);
-    const TX_COLUMNS: [&str; 2] = ["created_at", "currency_code"];
     let mut stmt = conn.prepare(
         "SELECT transaction_id, raw, created_at, currency_code FROM transactions
          WHERE customer_id = ?1 AND deleted_at IS NULL",
     )?;
-    for id in &truth_ids {
+    for id in truth_ids {
         let source: BTreeMap<String, &Value> = txs
             .and_then(|t| t.get(id))
             .and_then(Value::as_array)
@@ -170,13 +211,13 @@ pub fn differences(
         })? {
             let (tid, raw, cols) = row?;
             match source.get(&tid) {
-                None => push(format!(
+                None => out.push(format!(
                     "transaction {tid} of customer {id} is live in the mirror but not at the source"
                 )),
-                Some(t) if normalized(&parse(&raw)) != normalized(t) => push(format!(
+                Some(t) if normalized(&parse(&raw)) != normalized(t) => out.push(format!(
                     "transaction {tid} differs: mirror {raw} vs source {t}"
                 )),
-                Some(t) if cols != columns_of(t, &TX_COLUMNS) => push(format!(
+                Some(t) if cols != columns_of(t, &TX_COLUMNS) => out.push(format!(
                     "transaction {tid}: columns {TX_COLUMNS:?} hold {cols:?}, expected {:?}",
                     columns_of(t, &TX_COLUMNS)
                 )),
@@ -185,10 +226,10 @@ pub fn differences(
             seen.insert(tid);
         }
         for tid in source.keys().filter(|t| !seen.contains(*t)) {
-            push(format!(
+            out.push(format!(
                 "transaction {tid} of customer {id} is missing from the mirror"
             ));
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -133,7 +133,7 @@ impl Shared {
                 *last = Some(Instant::now());
                 tracing::info!(
                     run = %self.label,
-                    phase = %info.phase,
+                    phase = info.phase.as_str(),
                     customers = info.customers_seen,
                     listed_of = info.customers_total,
                     requests,

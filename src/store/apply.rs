@@ -112,93 +112,127 @@ impl Store {
     }
 }
 
+/// What every write of one batch shares: the connection (inside the transaction the
+/// caller opened), the batch (its run, whether it is the initial load) and the time
+/// its rows are written at.
+struct Ctx<'a> {
+    tx: &'a Connection,
+    b: &'a Batch,
+    at: &'a str,
+}
+
 fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
-    {
-        let at = now();
-        let mut n = Applied {
-            pages: b.pages as u64,
-            ..Applied::default()
-        };
-        // Customers this batch inserted, by rowid: they have no stored transactions,
-        // so theirs are inserted without looking anything up (a backfill's every row).
-        let mut created: HashMap<&str, i64> = HashMap::new();
-        for o in &b.customers {
-            if let Some(seq) = apply_customer(tx, b, &at, o, &mut n)? {
-                created.insert(&o.customer.id, seq);
-            }
+    let at = now();
+    let cx = Ctx { tx, b, at: &at };
+    let mut n = Applied {
+        pages: b.pages as u64,
+        ..Applied::default()
+    };
+    // Customers this batch inserted, by rowid: they have no stored transactions,
+    // so theirs are inserted without looking anything up (a backfill's every row).
+    let mut created: HashMap<&str, i64> = HashMap::new();
+    for o in &b.customers {
+        if let Some(seq) = apply_customer(&cx, o, &mut n)? {
+            created.insert(&o.customer.id, seq);
         }
-        for (customer_id, list) in &b.transactions {
-            // Taken, not read: a second list for the same customer must see the first.
-            let seq = created.remove(customer_id.as_str());
-            let complete = !b.incomplete.contains(customer_id);
-            apply_transactions(tx, b, &at, (customer_id, seq, complete), list, &mut n)?;
+    }
+    for (customer_id, list) in &b.transactions {
+        // Taken, not read: a second list for the same customer must see the first.
+        let seq = created.remove(customer_id.as_str());
+        let complete = !b.incomplete.contains(customer_id);
+        apply_transactions(&cx, (customer_id, seq, complete), list, &mut n)?;
+    }
+    for id in &b.gone {
+        let changed = tx
+            .prepare_cached("UPDATE customers SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
+            .execute(params![id, at])?;
+        if changed > 0 {
+            n.customers_deleted += 1;
+            record(&cx, "customer", id, id, Change::Deleted)?;
         }
-        for id in &b.gone {
-            let changed = tx
-                .prepare_cached("UPDATE customers SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
-                .execute(params![id, at])?;
-            if changed > 0 {
-                n.customers_deleted += 1;
-                record(tx, b, &at, "customer", id, id, Change::Deleted)?;
-            }
-        }
-        {
-            let mut seen = tx.prepare_cached(
-                "INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)",
-            )?;
-            for (id, segment) in &b.seen {
-                seen.execute(params![id, segment.as_str()])?;
-            }
-        }
-        if let Some(w) = &b.checkpoint {
-            tx.prepare_cached(
-                "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4, page_size = ?5,
-                                 pass = ?6, page_cap = ?7, list_counts = ?8
-                 WHERE id = 1",
-            )?
-            .execute(params![
-                w.phase.as_str(),
-                w.segment.as_str(),
-                w.next_page as i64,
-                w.last_total.map(|t| t as i64),
-                w.page_size,
-                w.pass,
-                w.page_cap,
-                w.counts.to_json()
-            ])?;
-        }
+    }
+    note_walk(tx, b)?;
+    add_to_run(tx, b.run_id, &n)?;
+    Ok(n)
+}
+
+/// The walk's side of a batch: the customers it saw, and its checkpoint.
+fn note_walk(tx: &Connection, b: &Batch) -> Result<(), StoreError> {
+    let mut seen = tx
+        .prepare_cached("INSERT OR IGNORE INTO walk_seen (customer_id, segment) VALUES (?1, ?2)")?;
+    for (id, segment) in &b.seen {
+        seen.execute(params![id, segment.as_str()])?;
+    }
+    if let Some(w) = &b.checkpoint {
         tx.prepare_cached(
-            "UPDATE sync_runs SET pages = pages + ?2,
-                customers_inserted = customers_inserted + ?3, customers_updated = customers_updated + ?4,
-                customers_deleted = customers_deleted + ?5, customers_restored = customers_restored + ?6,
-                transactions_inserted = transactions_inserted + ?7, transactions_updated = transactions_updated + ?8,
-                transactions_deleted = transactions_deleted + ?9, transactions_restored = transactions_restored + ?10
-             WHERE id = ?1",
+            "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4, page_size = ?5,
+                             pass = ?6, page_cap = ?7, list_counts = ?8
+             WHERE id = 1",
         )?
         .execute(params![
-            b.run_id,
-            n.pages as i64,
-            n.customers_inserted as i64,
-            n.customers_updated as i64,
-            n.customers_deleted as i64,
-            n.customers_restored as i64,
-            n.transactions_inserted as i64,
-            n.transactions_updated as i64,
-            n.transactions_deleted as i64,
-            n.transactions_restored as i64
+            w.phase.as_str(),
+            w.segment.as_str(),
+            w.next_page as i64,
+            w.last_total.map(|t| t as i64),
+            w.page_size,
+            w.pass,
+            w.page_cap,
+            w.counts.to_json()
         ])?;
-        Ok(n)
     }
+    Ok(())
+}
+
+/// Adds a batch's counts to its run's row.
+fn add_to_run(tx: &Connection, run_id: i64, n: &Applied) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE sync_runs SET pages = pages + ?2,
+            customers_inserted = customers_inserted + ?3, customers_updated = customers_updated + ?4,
+            customers_deleted = customers_deleted + ?5, customers_restored = customers_restored + ?6,
+            transactions_inserted = transactions_inserted + ?7, transactions_updated = transactions_updated + ?8,
+            transactions_deleted = transactions_deleted + ?9, transactions_restored = transactions_restored + ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        run_id,
+        n.pages as i64,
+        n.customers_inserted as i64,
+        n.customers_updated as i64,
+        n.customers_deleted as i64,
+        n.customers_restored as i64,
+        n.transactions_inserted as i64,
+        n.transactions_updated as i64,
+        n.transactions_deleted as i64,
+        n.transactions_restored as i64
+    ])?;
+    Ok(())
 }
 
 /// Returns the rowid of a customer it inserted (not of one it updated).
-fn apply_customer(
+fn apply_customer(cx: &Ctx, o: &Observed, n: &mut Applied) -> Result<Option<i64>, StoreError> {
+    let Some((change, merged)) = customer_change(cx.tx, o)? else {
+        return Ok(None);
+    };
+    let c = merged.as_ref().unwrap_or(&o.customer);
+    upsert_customer(cx, &o.customer.id, c)?;
+    let inserted = matches!(change, Change::Created).then(|| cx.tx.last_insert_rowid());
+    match &change {
+        Change::Created => n.customers_inserted += 1,
+        Change::Updated(_) => n.customers_updated += 1,
+        Change::Restored(_) => n.customers_restored += 1,
+        Change::Deleted => n.customers_deleted += 1,
+    }
+    let id = &o.customer.id;
+    record(cx, "customer", id, id, change)?;
+    Ok(inserted)
+}
+
+/// How an observed customer changes the stored one, and for a partial list item, the
+/// row to write (the stored object with the item merged in); `None`: no change.
+fn customer_change(
     tx: &Connection,
-    b: &Batch,
-    at: &str,
     o: &Observed,
-    n: &mut Applied,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<(Change, Option<Customer>)>, StoreError> {
     let id = &o.customer.id;
     let stored: Option<(String, Option<String>)> = tx
         .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
@@ -232,8 +266,12 @@ fn apply_customer(
             }
         }
     };
-    let c = merged.as_ref().unwrap_or(&o.customer);
-    tx.prepare_cached(
+    Ok(Some((change, merged)))
+}
+
+/// Writes customer `id`'s row (inserted, or updated and undeleted), synced at `cx.at`.
+fn upsert_customer(cx: &Ctx, id: &str, c: &Customer) -> Result<(), StoreError> {
+    cx.tx.prepare_cached(
         "INSERT INTO customers (id, organization_id, name, email, phone_number, whatsapp_number, country, city,
              address, postal_code, is_business, metadata, environment, created_at, updated_at,
              first_seen_at, synced_at, deleted_at, raw)
@@ -261,31 +299,22 @@ fn apply_customer(
         c.environment,
         c.created_at,
         c.updated_at,
-        at,
+        cx.at,
         c.raw
     ])?;
-    let inserted = matches!(change, Change::Created).then(|| tx.last_insert_rowid());
-    match &change {
-        Change::Created => n.customers_inserted += 1,
-        Change::Updated(_) => n.customers_updated += 1,
-        Change::Restored(_) => n.customers_restored += 1,
-        Change::Deleted => n.customers_deleted += 1,
-    }
-    record(tx, b, at, "customer", id, id, change)?;
-    Ok(inserted)
+    Ok(())
 }
 
 /// `whose`: the customer's id, its rowid if this batch inserted it, and whether the
 /// list is complete (then what it lacks was deleted at the source).
 fn apply_transactions(
-    tx: &Connection,
-    b: &Batch,
-    at: &str,
+    cx: &Ctx,
     whose: (&str, Option<i64>, bool),
     list: &[Transaction],
     n: &mut Applied,
 ) -> Result<(), StoreError> {
     let (customer_id, inserted_seq, complete) = whose;
+    let tx = cx.tx;
     // Transactions are keyed by the customer's rowid (see the schema); the customer is
     // always stored before its transactions, by this batch or an earlier one.
     let seq: i64 = match inserted_seq {
@@ -299,8 +328,57 @@ fn apply_transactions(
         Some(_) => HashMap::new(),
         None => stored_transactions(tx, seq)?,
     };
+    upsert_transactions(cx, (customer_id, seq), list, &mut stored, n)?;
+    // What the list no longer holds was deleted at the source.
+    let mut vanished: Vec<String> = stored
+        .into_iter()
+        .filter(|(_, (_, deleted))| complete && !deleted)
+        .map(|(id, _)| id)
+        .collect();
+    vanished.sort();
+    for id in vanished {
+        tx.prepare_cached(
+            "UPDATE transactions SET deleted_at = ?3, synced_at = ?3 WHERE customer_seq = ?1 AND transaction_id = ?2",
+        )?
+        .execute(params![seq, id, cx.at])?;
+        n.transactions_deleted += 1;
+        record(cx, "transaction", &id, customer_id, Change::Deleted)?;
+    }
+    note_transactions_read(cx, customer_id, list)
+}
+
+/// A customer's stored transactions (by its rowid `seq`): id -> (raw text, deleted).
+fn stored_transactions(
+    tx: &Connection,
+    seq: i64,
+) -> Result<HashMap<String, (String, bool)>, StoreError> {
+    let mut stored = HashMap::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
+    )?;
+    let rows = stmt.query_map(params![seq], |r| {
+        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+    })?;
+    for row in rows {
+        let (id, v) = row?;
+        stored.insert(id, v);
+    }
+    Ok(stored)
+}
+
+/// Writes the transactions of `list` that are new or changed (taking each out of
+/// `stored`, which is left with the ones the list no longer holds). `whose`: the
+/// customer's id and rowid.
+fn upsert_transactions(
+    cx: &Ctx,
+    whose: (&str, i64),
+    list: &[Transaction],
+    stored: &mut HashMap<String, (String, bool)>,
+    n: &mut Applied,
+) -> Result<(), StoreError> {
+    let (customer_id, seq) = whose;
     // Looked up once per customer, not per row: the cache hashes the statement's text.
-    let mut insert = tx.prepare_cached(UPSERT_TRANSACTION)?;
+    let mut insert = cx.tx.prepare_cached(UPSERT_TRANSACTION)?;
     for t in list {
         let (change, merged) = match stored.remove(&t.transaction_id) {
             None => (Change::Created, None),
@@ -318,59 +396,16 @@ fn apply_transactions(
             }
         };
         let t = merged.as_ref().unwrap_or(t);
-        upsert_transaction(&mut insert, t, customer_id, at, seq)?;
+        upsert_transaction(&mut insert, t, customer_id, cx.at, seq)?;
         match &change {
             Change::Created => n.transactions_inserted += 1,
             Change::Updated(_) => n.transactions_updated += 1,
             Change::Restored(_) => n.transactions_restored += 1,
             Change::Deleted => n.transactions_deleted += 1,
         }
-        record(
-            tx,
-            b,
-            at,
-            "transaction",
-            &t.transaction_id,
-            customer_id,
-            change,
-        )?;
+        record(cx, "transaction", &t.transaction_id, customer_id, change)?;
     }
-    // What the list no longer holds was deleted at the source.
-    let mut vanished: Vec<String> = stored
-        .into_iter()
-        .filter(|(_, (_, deleted))| complete && !deleted)
-        .map(|(id, _)| id)
-        .collect();
-    vanished.sort();
-    for id in vanished {
-        tx.prepare_cached(
-            "UPDATE transactions SET deleted_at = ?3, synced_at = ?3 WHERE customer_seq = ?1 AND transaction_id = ?2",
-        )?
-        .execute(params![seq, id, at])?;
-        n.transactions_deleted += 1;
-        record(tx, b, at, "transaction", &id, customer_id, Change::Deleted)?;
-    }
-    summarise_list(tx, customer_id, at, list)
-}
-
-/// Every transaction stored under the customer `seq`: its raw text and whether it is
-/// marked deleted, by id.
-fn stored_transactions(
-    tx: &Connection,
-    seq: i64,
-) -> Result<HashMap<String, (String, bool)>, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT transaction_id, raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1",
-    )?;
-    let rows = stmt.query_map(params![seq], |r| {
-        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
-    })?;
-    let mut stored = HashMap::new();
-    for row in rows {
-        let (id, v) = row?;
-        stored.insert(id, v);
-    }
-    Ok(stored)
+    Ok(())
 }
 
 /// Inserts a transaction, or replaces every column of the stored one (the feed's
@@ -427,11 +462,10 @@ fn upsert_transaction(
     Ok(())
 }
 
-/// The customer's summary from its complete list, exact until the next re-read.
-fn summarise_list(
-    tx: &Connection,
+/// The list is complete, so its summary is exact until the next re-read.
+fn note_transactions_read(
+    cx: &Ctx,
     customer_id: &str,
-    at: &str,
     list: &[Transaction],
 ) -> Result<(), StoreError> {
     let last_tx_at = list.iter().filter_map(|t| t.created_at.as_deref()).max();
@@ -440,40 +474,39 @@ fn summarise_list(
         .filter(|t| t.status.as_deref() == Some("pending"))
         .filter_map(|t| t.created_at.as_deref())
         .max();
-    tx.prepare_cached(
+    cx.tx.prepare_cached(
         "INSERT INTO customer_sync (customer_id, tx_checked_at, live_tx, last_tx_at, newest_pending_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (customer_id) DO UPDATE SET tx_checked_at = excluded.tx_checked_at,
              live_tx = excluded.live_tx, last_tx_at = excluded.last_tx_at,
              newest_pending_at = excluded.newest_pending_at",
     )?
-    .execute(params![customer_id, at, list.len() as i64, last_tx_at, newest_pending_at])?;
+    .execute(params![customer_id, cx.at, list.len() as i64, last_tx_at, newest_pending_at])?;
     Ok(())
 }
 
+/// Writes a change row (none for a row created by the initial load).
 fn record(
-    tx: &Connection,
-    b: &Batch,
-    at: &str,
+    cx: &Ctx,
     entity: &str,
     entity_id: &str,
     customer_id: &str,
     change: Change,
 ) -> Result<(), StoreError> {
     let (kind, fields) = match change {
-        Change::Created if b.initial_load => return Ok(()),
+        Change::Created if cx.b.initial_load => return Ok(()),
         Change::Created => ("created", None),
         Change::Updated(f) => ("updated", Some(f)),
         Change::Restored(f) => ("restored", f),
         Change::Deleted => ("deleted", None),
     };
-    tx.prepare_cached(
+    cx.tx.prepare_cached(
         "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        b.run_id,
-        at,
+        cx.b.run_id,
+        cx.at,
         entity,
         entity_id,
         customer_id,
@@ -487,32 +520,6 @@ fn record(
 /// the API client never lets through).
 fn object(text: &str) -> RawObject {
     serde_json::from_str(text).unwrap_or_default()
-}
-
-/// An incoming transaction over the stored one: the fields that changed, and the row
-/// to write when it is not `incoming` as received. Keys the incoming row omits keep
-/// their stored values: the per-customer endpoint does not show the feed's fields
-/// (`customer_id`, `fee_amount`, `updated_at`, ...), and its row must neither blank
-/// what the feed told (columns and `raw` alike) nor count as a change of them.
-fn merge_transaction(
-    stored: &RawObject,
-    incoming: &Transaction,
-) -> (Option<String>, Option<Transaction>) {
-    let received = object(&incoming.raw);
-    if stored.keys().all(|k| received.contains_key(k)) {
-        return (diff(stored, &received), None);
-    }
-    let mut merged = received;
-    for (k, v) in stored {
-        if !merged.contains_key(k) {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    let fields = diff(stored, &merged);
-    let text = Value::Object(merged.clone()).to_string();
-    // The merged object holds the incoming id, so it always reads back.
-    let row = Transaction::from_stored(Value::Object(merged), text).ok();
-    (fields, row)
 }
 
 /// A list item over what the mirror knows: keys the item omits, and a `metadata: null`
@@ -553,6 +560,32 @@ fn diff(old: &RawObject, new: &RawObject) -> Option<String> {
     } else {
         Some(Value::Object(d).to_string())
     }
+}
+
+/// An incoming transaction over the stored one: the fields that changed, and the row
+/// to write when it is not `incoming` as received. Keys the incoming row omits keep
+/// their stored values: the per-customer endpoint does not show the feed's fields
+/// (`customer_id`, `fee_amount`, `updated_at`, ...), and its row must neither blank
+/// what the feed told (columns and `raw` alike) nor count as a change of them.
+fn merge_transaction(
+    stored: &RawObject,
+    incoming: &Transaction,
+) -> (Option<String>, Option<Transaction>) {
+    let received = object(&incoming.raw);
+    if stored.keys().all(|k| received.contains_key(k)) {
+        return (diff(stored, &received), None);
+    }
+    let mut merged = received;
+    for (k, v) in stored {
+        if !merged.contains_key(k) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let fields = diff(stored, &merged);
+    let text = Value::Object(merged.clone()).to_string();
+    // The merged object holds the incoming id, so it always reads back.
+    let row = Transaction::from_stored(Value::Object(merged), text).ok();
+    (fields, row)
 }
 
 #[cfg(test)]

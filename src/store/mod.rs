@@ -185,19 +185,69 @@ pub struct Walk {
 }
 
 /// What a walk has counted of the customer list, kept with its checkpoint so that a
-/// resumed walk checks its completeness as an uninterrupted one would. Keys are list
-/// segments (`active`, `inactive`, `all`).
+/// resumed walk checks its completeness as an uninterrupted one would.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ListCounts {
     /// `totalCount` at the first page of each segment's latest top-up or sweep: what
     /// the customers listed are checked against.
-    pub totals: BTreeMap<String, u64>,
+    pub totals: PerSegment,
     /// Records without a readable id in each segment's latest whole pass: the list
     /// counts them, the walk cannot list them.
-    pub unreadable: BTreeMap<String, u64>,
+    pub unreadable: PerSegment,
     /// Customers the list counts that the walk could not list, once it gave up sweeping.
     pub missing: Option<u64>,
+}
+
+/// A count per list segment. Stored as a JSON object keyed by segment (`{"active":
+/// 120}`, as versions before typed segments wrote it); a key that is no segment does
+/// not read (the walk is then [`StoreError::UnreadableWalk`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerSegment([Option<u64>; 3]);
+
+impl PerSegment {
+    const SEGMENTS: [StatusFilter; 3] = [
+        StatusFilter::All,
+        StatusFilter::Active,
+        StatusFilter::Inactive,
+    ];
+
+    fn index(s: StatusFilter) -> usize {
+        match s {
+            StatusFilter::All => 0,
+            StatusFilter::Active => 1,
+            StatusFilter::Inactive => 2,
+        }
+    }
+    pub fn get(&self, s: StatusFilter) -> Option<u64> {
+        self.0[Self::index(s)]
+    }
+    pub fn insert(&mut self, s: StatusFilter, n: u64) {
+        self.0[Self::index(s)] = Some(n);
+    }
+}
+
+impl serde::Serialize for PerSegment {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let map: BTreeMap<&str, u64> = Self::SEGMENTS
+            .iter()
+            .filter_map(|s| Some((s.as_str(), self.get(*s)?)))
+            .collect();
+        serde::Serialize::serialize(&map, ser)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PerSegment {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let map: BTreeMap<String, u64> = serde::Deserialize::deserialize(de)?;
+        let mut out = PerSegment::default();
+        for (k, n) in map {
+            let s = StatusFilter::parse(&k)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown segment {k:?}")))?;
+            out.insert(s, n);
+        }
+        Ok(out)
+    }
 }
 
 impl ListCounts {
@@ -732,7 +782,7 @@ impl Store {
                         r.get::<_, bool>(8)?,
                         r.get::<_, i64>(9)?,
                         r.get::<_, Option<i64>>(10)?,
-                        list_counts(r, 11)?,
+                        r.get::<_, String>(11)?,
                     ))
                 },
             )
@@ -766,7 +816,7 @@ impl Store {
             last_total: last_total.map(|t| t as u64),
             pass: pass as u32,
             page_cap: page_cap.map(|c| c as u32),
-            counts,
+            counts: list_counts(&counts)?,
             initial,
         }))
     }
@@ -999,9 +1049,8 @@ fn unreadable(column: &str, value: &str) -> StoreError {
 
 /// Reads `walk.list_counts`; a value that does not parse is an error, never a silent
 /// "nothing counted" (which could let an incomplete walk pass its check).
-fn list_counts(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ListCounts> {
-    let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+fn list_counts(text: &str) -> Result<ListCounts, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::UnreadableWalk {
+        detail: format!("list_counts {text:?}: {e}"),
     })
 }

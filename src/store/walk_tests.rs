@@ -176,7 +176,7 @@ fn a_walk_in_progress_survives_the_walk_checks_migration() {
         (w.last_total, w.page_cap, w.initial),
         (Some(120), Some(40), true)
     );
-    assert_eq!(w.counts.totals.get("active"), Some(&120));
+    assert_eq!(w.counts.totals.get(StatusFilter::Active), Some(120));
     let mut seen = store.walk_seen().unwrap();
     seen.sort_by_key(|(id, s)| (id.clone(), s.as_str()));
     assert_eq!(
@@ -192,4 +192,37 @@ fn a_walk_in_progress_survives_the_walk_checks_migration() {
         .execute("UPDATE walk SET phase = 'replay'", [])
         .unwrap_err();
     assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+}
+
+/// The walk's counts keep the JSON shape earlier versions wrote, and a key that is no
+/// segment makes the walk unreadable, not a count silently dropped.
+#[test]
+fn the_walks_counts_are_per_segment_and_read_strictly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_walk(&dir);
+    let json = r#"{"totals":{"active":120,"inactive":7},"unreadable":{"all":2},"missing":3}"#;
+    store
+        .conn()
+        .execute("UPDATE walk SET list_counts = ?1", [json])
+        .unwrap();
+    let counts = store.walk().unwrap().unwrap().counts;
+    assert_eq!(counts.totals.get(StatusFilter::Active), Some(120));
+    assert_eq!(counts.totals.get(StatusFilter::Inactive), Some(7));
+    assert_eq!(counts.totals.get(StatusFilter::All), None);
+    assert_eq!(counts.unreadable.get(StatusFilter::All), Some(2));
+    assert_eq!(counts.missing, Some(3));
+    assert_eq!(counts.to_json(), json);
+    store
+        .conn()
+        .execute(
+            "UPDATE walk SET list_counts = ?1",
+            [r#"{"totals":{"dormant":1}}"#],
+        )
+        .unwrap();
+    match store.walk() {
+        Err(e @ StoreError::UnreadableWalk { .. }) => {
+            assert!(e.to_string().contains("unknown segment \"dormant\""), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::{Engine, SyncError};
 use crate::api::{Customer, StatusFilter};
-use crate::store::text_hash;
+use crate::store::{PlanInfo, text_hash};
 
 /// One customer of a page and what to fetch for it.
 pub(super) struct Job {
@@ -14,55 +14,104 @@ pub(super) struct Job {
 }
 
 impl Engine<'_> {
-    /// Decides, per customer, whether to read its details and its transactions.
+    /// Decides, per customer, whether to read its details and its transactions
+    /// ([`decide`], with this run's rules and budget).
     pub(super) fn plan(
         &mut self,
         customers: Vec<Customer>,
         seg: StatusFilter,
     ) -> Result<Vec<Job>, SyncError> {
-        let full = self.walk.kind.is_full();
+        let rules = Rules {
+            segment: seg,
+            full: self.walk.kind.is_full(),
+            // A dry run writes nothing, so it reads no details either.
+            fetch_details: self.opts.settings.fetch_details && self.writer.is_some(),
+        };
         let mut jobs = Vec::with_capacity(customers.len());
         for c in customers {
-            let i = self.snapshot.get(c.id.as_str()).copied();
-            let changed = i.is_none_or(|i| {
-                i.deleted || i.updated_at_hash != text_hash(c.updated_at.as_deref().unwrap_or(""))
-            });
-            // An identical object needs no write: only its sighting is recorded.
-            let identical = i.is_some_and(|i| !i.deleted && i.raw_hash == text_hash(&c.raw));
-            let details = self.opts.settings.fetch_details
-                && self.writer.is_some()
-                && changed
-                && c.metadata_null;
-            let transactions = match (seg, i) {
-                (StatusFilter::Inactive, _) => i.is_some_and(|i| i.live_transactions > 0),
-                (_, None) => true,
-                _ if full || changed => true,
-                (_, Some(i)) => {
-                    let must = seg == StatusFilter::Active && i.live_transactions == 0;
-                    let worth = i.pending || i.hot || (!i.checked && seg == StatusFilter::Active);
-                    must || (worth && self.spend(1))
-                }
-            };
-            jobs.push(Job {
-                id: c.id.clone(),
-                customer: if identical && !details { None } else { Some(c) },
-                details,
-                transactions,
-            });
+            let known = self.snapshot.get(c.id.as_str()).copied();
+            jobs.push(decide(c, known, rules, &mut self.budget));
         }
         Ok(jobs)
     }
 
     /// Takes `n` requests from the run's optional budget.
     pub(super) fn spend(&mut self, n: u64) -> bool {
-        match &mut self.budget {
-            None => true,
-            Some(left) if *left >= n => {
-                *left -= n;
-                true
-            }
-            Some(_) => false,
+        spend(&mut self.budget, n)
+    }
+}
+
+/// What [`decide`] needs of the run besides the customer and the mirror's record of it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rules {
+    /// The list segment the customer was listed in.
+    pub(super) segment: StatusFilter,
+    /// A full walk (`backfill`, `full`): every active customer's transactions are read.
+    pub(super) full: bool,
+    /// `sync.fetch_details`, in a run that writes.
+    pub(super) fetch_details: bool,
+}
+
+/// The request economy for one customer listed (ARCHITECTURE.md, "Data flow of a run"):
+/// `known` is what the mirror held of it when the run started (`None`: new), `budget`
+/// the run's optional requests left (`sync.max_requests_per_run`), drawn on only by the
+/// re-reads that are worth it but not needed.
+///
+/// - details, when the customer is new, changed or restored, the list item shows
+///   `metadata: null`, and details are fetched;
+/// - transactions: in the `inactive` segment only to mark deleted the live ones the
+///   mirror still holds; elsewhere for a new, changed or restored customer, and every
+///   customer of a full walk; for an unchanged one, when listed active with no
+///   transaction known (needed), or, drawing on the budget, with a recent pending or
+///   recent payment, or never read while listed active;
+/// - the list item rides along to be written unless it is identical to what is stored
+///   (and no details replace it).
+pub(super) fn decide(
+    c: Customer,
+    known: Option<PlanInfo>,
+    rules: Rules,
+    budget: &mut Option<u64>,
+) -> Job {
+    let Rules {
+        segment: seg,
+        full,
+        fetch_details,
+    } = rules;
+    let i = known;
+    let changed = i.is_none_or(|i| {
+        i.deleted || i.updated_at_hash != text_hash(c.updated_at.as_deref().unwrap_or(""))
+    });
+    // An identical object needs no write: only its sighting is recorded.
+    let identical = i.is_some_and(|i| !i.deleted && i.raw_hash == text_hash(&c.raw));
+    let details = fetch_details && changed && c.metadata_null;
+    let transactions = match (seg, i) {
+        (StatusFilter::Inactive, _) => i.is_some_and(|i| i.live_transactions > 0),
+        (_, None) => true,
+        _ if full || changed => true,
+        (_, Some(i)) => {
+            let must = seg == StatusFilter::Active && i.live_transactions == 0;
+            let worth = i.pending || i.hot || (!i.checked && seg == StatusFilter::Active);
+            must || (worth && spend(budget, 1))
         }
+    };
+    Job {
+        id: c.id.clone(),
+        customer: if identical && !details { None } else { Some(c) },
+        details,
+        transactions,
+    }
+}
+
+/// Takes `n` requests from an optional budget (`None`: unlimited); false, taking
+/// nothing, when fewer are left.
+pub(super) fn spend(budget: &mut Option<u64>, n: u64) -> bool {
+    match budget {
+        None => true,
+        Some(left) if *left >= n => {
+            *left -= n;
+            true
+        }
+        Some(_) => false,
     }
 }
 
@@ -76,4 +125,176 @@ pub(super) fn transaction_jobs(ids: Vec<String>, details: bool) -> Vec<Job> {
             transactions: true,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPDATED: &str = "2025-03-01T09:00:00.000000Z";
+
+    /// A list item; `metadata_null`: the live list's way of not showing metadata.
+    fn item(metadata_null: bool) -> Customer {
+        let metadata = if metadata_null {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({"tier": "gold"})
+        };
+        Customer::from_value(serde_json::json!({
+            "id": "c1", "name": "Awa", "updated_at": UPDATED,
+            "created_at": "2025-01-01T00:00:00Z", "metadata": metadata,
+        }))
+        .unwrap()
+    }
+
+    /// What the mirror knows of a customer.
+    #[derive(Clone, Copy)]
+    enum Known {
+        New,
+        /// Same `updated_at` and same object; `live` transactions, last read at some point.
+        Same {
+            live: u32,
+        },
+        /// Same `updated_at`, the object differs (a field the API changed silently).
+        SameDate,
+        /// `updated_at` moved.
+        Changed,
+        /// Soft-deleted in the mirror, listed again.
+        Deleted,
+        Pending,
+        Hot,
+        NeverRead,
+    }
+
+    fn known(k: Known, c: &Customer) -> Option<PlanInfo> {
+        let same = PlanInfo {
+            raw_hash: text_hash(&c.raw),
+            updated_at_hash: text_hash(UPDATED),
+            deleted: false,
+            live_transactions: 2,
+            hot: false,
+            pending: false,
+            checked: true,
+        };
+        Some(match k {
+            Known::New => return None,
+            Known::Same { live } => PlanInfo {
+                live_transactions: live,
+                ..same
+            },
+            Known::SameDate => PlanInfo {
+                raw_hash: text_hash("{}"),
+                ..same
+            },
+            Known::Changed => PlanInfo {
+                raw_hash: text_hash("{}"),
+                updated_at_hash: text_hash("2025-02-01T00:00:00.000000Z"),
+                ..same
+            },
+            Known::Deleted => PlanInfo {
+                deleted: true,
+                ..same
+            },
+            Known::Pending => PlanInfo {
+                pending: true,
+                ..same
+            },
+            Known::Hot => PlanInfo { hot: true, ..same },
+            Known::NeverRead => PlanInfo {
+                checked: false,
+                live_transactions: 0,
+                ..same
+            },
+        })
+    }
+
+    const ACTIVE: StatusFilter = StatusFilter::Active;
+    const INACTIVE: StatusFilter = StatusFilter::Inactive;
+    const ALL: StatusFilter = StatusFilter::All;
+    const SYNC: bool = false;
+    const FULL: bool = true;
+
+    /// One rule of the request economy a row: the customer listed (`metadata: null`?),
+    /// what the mirror knows, the segment, the walk, `fetch_details`, the budget
+    /// before; then the job decided (details, transactions, the item written) and the
+    /// budget after.
+    type Row = (
+        &'static str,
+        (bool, Known, StatusFilter, bool, bool, Option<u64>),
+        (bool, bool, bool, Option<u64>),
+    );
+
+    #[rustfmt::skip]
+    const ROWS: &[Row] = &[
+        ("a new customer: its transactions, and the item written",
+            (false, Known::New, ACTIVE, SYNC, true, Some(5)), (false, true, true, Some(5))),
+        ("a new customer whose item hides its metadata: its details too",
+            (true, Known::New, ACTIVE, SYNC, true, Some(5)), (true, true, true, Some(5))),
+        ("no details when sync.fetch_details is off (or in a dry run)",
+            (true, Known::New, ACTIVE, SYNC, false, None), (false, true, true, None)),
+        ("a changed customer: its transactions again, and details if hidden",
+            (true, Known::Changed, ACTIVE, SYNC, true, Some(0)), (true, true, true, Some(0))),
+        ("a restored customer counts as changed",
+            (false, Known::Deleted, ALL, SYNC, true, Some(0)), (false, true, true, Some(0))),
+        ("an unchanged customer: no details even if hidden, nothing to read, nothing to write",
+            (true, Known::Same { live: 2 }, ACTIVE, SYNC, true, Some(5)), (false, false, false, Some(5))),
+        ("same updated_at but another object: written, not re-read",
+            (false, Known::SameDate, ACTIVE, SYNC, true, Some(5)), (false, false, true, Some(5))),
+        ("a full walk re-reads every unchanged customer's transactions, free of the budget",
+            (false, Known::Same { live: 2 }, ACTIVE, FULL, true, Some(0)), (false, true, false, Some(0))),
+        ("listed active with no transaction known: must be read, free of the budget",
+            (false, Known::Same { live: 0 }, ACTIVE, SYNC, true, Some(0)), (false, true, false, Some(0))),
+        ("...but only when listed active: in `all` it is not a must",
+            (false, Known::Same { live: 0 }, ALL, SYNC, true, Some(5)), (false, false, false, Some(5))),
+        ("a recent pending payment: worth a re-read, from the budget",
+            (false, Known::Pending, ALL, SYNC, true, Some(5)), (false, true, false, Some(4))),
+        ("a recent payment (hot): worth a re-read, from the budget",
+            (false, Known::Hot, ALL, SYNC, true, None), (false, true, false, None)),
+        ("never read and listed active: no transaction known, so a must, free of the budget",
+            (false, Known::NeverRead, ACTIVE, SYNC, true, Some(1)), (false, true, false, Some(1))),
+        ("never read, listed in `all`: not worth it",
+            (false, Known::NeverRead, ALL, SYNC, true, Some(5)), (false, false, false, Some(5))),
+        ("worth it, but the budget is spent: not read",
+            (false, Known::Hot, ACTIVE, SYNC, true, Some(0)), (false, false, false, Some(0))),
+        ("inactive segment, live transactions in the mirror: read, to mark them deleted",
+            (false, Known::Same { live: 2 }, INACTIVE, FULL, true, Some(0)), (false, true, false, Some(0))),
+        ("inactive segment, none in the mirror: nothing to read, even in a full walk",
+            (false, Known::Same { live: 0 }, INACTIVE, FULL, true, Some(5)), (false, false, false, Some(5))),
+        ("inactive segment, a new customer: no transactions to read",
+            (false, Known::New, INACTIVE, FULL, true, Some(5)), (false, false, true, Some(5))),
+        ("inactive segment, a changed customer: details; transactions only for the live ones",
+            (true, Known::Changed, INACTIVE, SYNC, true, Some(5)), (true, true, true, Some(5))),
+    ];
+
+    #[test]
+    fn each_rule_of_the_request_economy_decides_its_jobs() {
+        for (rule, (null, k, segment, full, fetch_details, budget), want) in ROWS {
+            let c = item(*null);
+            let known = known(*k, &c);
+            let mut left = *budget;
+            let rules = Rules {
+                segment: *segment,
+                full: *full,
+                fetch_details: *fetch_details,
+            };
+            let job = decide(c.clone(), known, rules, &mut left);
+            assert_eq!(job.id, "c1", "{rule}");
+            let written = job.customer.as_ref().map(|w| w == &c);
+            let got = (job.details, job.transactions, written.is_some(), left);
+            assert_eq!(got, *want, "{rule}");
+            assert_ne!(written, Some(false), "{rule}: the item as listed");
+        }
+    }
+
+    #[test]
+    fn spending_takes_only_what_is_left() {
+        let mut unlimited = None;
+        assert!(spend(&mut unlimited, 1000));
+        let mut left = Some(2);
+        assert!(spend(&mut left, 2));
+        assert_eq!(left, Some(0));
+        assert!(!spend(&mut left, 1));
+        assert_eq!(left, Some(0));
+        assert!(spend(&mut left, 0));
+    }
 }

@@ -228,7 +228,7 @@ pub(super) fn open_walk(
                 run = run_id,
                 of,
                 phase = w.phase.as_str(),
-                segment = w.segment.as_str(),
+                segment = %w.segment.as_str(),
                 page = w.next_page,
                 "resuming an unfinished walk"
             );
@@ -242,7 +242,7 @@ pub(super) fn open_walk(
             tracing::info!(
                 run = run_id,
                 kind = kind.as_str(),
-                segment = w.segment.as_str(),
+                segment = %w.segment.as_str(),
                 "walk started: listing customers"
             );
             Ok((w, None))
@@ -311,7 +311,7 @@ pub async fn dry_run(
     preflight(client).await?;
     let walk = new_walk(0, RunKind::Backfill, true, opts);
     tracing::info!(
-        segment = walk.segment.as_str(),
+        segment = %walk.segment.as_str(),
         "dry run walk started: listing customers"
     );
     let mut engine = Engine::new(client, opts, cancel, progress, None, None, walk);

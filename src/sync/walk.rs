@@ -2,6 +2,8 @@
 //! walk's advance from one segment or phase to the next, what the walk has seen, and
 //! the confirm and rolling phases.
 
+use std::collections::HashMap;
+
 use tokio::task::JoinHandle;
 
 use super::plan::transaction_jobs;
@@ -53,7 +55,7 @@ impl Engine<'_> {
         loop {
             tracing::debug!(
                 phase = self.walk.phase.as_str(),
-                segment = self.walk.segment.as_str(),
+                segment = %self.walk.segment.as_str(),
                 page = self.walk.next_page,
                 "walk step"
             );
@@ -78,83 +80,18 @@ impl Engine<'_> {
         }
     }
 
-    /// The walk's state once a pass over the current segment is done: the next
-    /// segment, a sweep, or the next phase.
+    /// The walk's state once a pass over the current segment is done ([`advanced`]);
+    /// the next pass starts with no probe and no offset read.
     pub(super) fn advanced(&mut self) -> Walk {
-        let segs = segments(&self.opts.settings);
-        let i = segs
-            .iter()
-            .position(|s| *s == self.walk.segment)
-            .unwrap_or(0);
-        let mut w = self.walk.clone();
-        w.next_page = 1;
-        w.last_total = None;
-        w.page_size = listing::base_page_size(self.opts.page_size, w.page_cap);
         self.probing = false;
         self.read_to = None;
-        match (w.phase, segs.get(i + 1)) {
-            (Phase::List | Phase::Topup, Some(next)) => w.segment = *next,
-            (Phase::List, None) => {
-                w.phase = Phase::Topup;
-                w.segment = segs[0];
-            }
-            _ => self.after_listing(&mut w, &segs),
-        }
-        w
-    }
-
-    /// After the top-ups, and after each sweep: counts the customers listed against
-    /// what the list counts, and sweeps the segment furthest short, or gives up after
-    /// [`listing::MAX_SWEEPS`] and goes on (the run will then not succeed).
-    pub(super) fn after_listing(&mut self, w: &mut Walk, segs: &[StatusFilter]) {
-        // Records the list counts but whose id cannot be read were skipped (and
-        // counted as such), not missed.
-        let unreadable =
-            |s: &StatusFilter| w.counts.unreadable.get(s.as_str()).copied().unwrap_or(0);
-        let counts: Vec<(Option<u64>, u64)> = segs
-            .iter()
-            .map(|s| {
-                let total = w
-                    .counts
-                    .totals
-                    .get(s.as_str())
-                    .or(self.segment_totals.get(s));
-                (
-                    total.copied(),
-                    self.listed[segment_index(*s)] + unreadable(s),
-                )
-            })
-            .collect();
-        let skipped: u64 = segs.iter().map(unreadable).sum();
-        let missing = listing::shortfall(&counts, self.listed_distinct + skipped);
-        match listing::segment_to_sweep(&counts) {
-            Some(t) if missing > 0 && w.pass < listing::MAX_SWEEPS => {
-                w.pass += 1;
-                w.phase = Phase::Sweep;
-                w.segment = segs[t];
-                w.page_size = listing::sweep_page_size(w.page_cap);
-                tracing::warn!(
-                    segment = segs[t].as_str(),
-                    missing,
-                    sweep = w.pass,
-                    page_size = w.page_size,
-                    "the list showed fewer customers than it counts (ties in created_at or \
-                     pages cut short): reading it again in the largest pages it serves"
-                );
-            }
-            _ => {
-                if missing > 0 {
-                    tracing::error!(
-                        missing,
-                        "customers the list counts could not be listed; this run will not \
-                         succeed and the next one lists again"
-                    );
-                }
-                w.counts.missing = (missing > 0).then_some(missing);
-                w.phase = Phase::Confirm;
-                w.segment = StatusFilter::All;
-            }
-        }
+        let tally = Tally {
+            totals: &self.segment_totals,
+            listed: self.listed,
+            distinct: self.listed_distinct,
+        };
+        let segs = segments(&self.opts.settings);
+        advanced(&self.walk, &segs, self.opts.page_size, &tally)
     }
 
     /// Pages through one segment of the list (a list pass, a top-up or a sweep).
@@ -252,10 +189,7 @@ impl Engine<'_> {
         let done = step == listing::ListStep::Done;
         if done && phase != Phase::Topup {
             let unreadable = self.pass_unreadable;
-            self.walk
-                .counts
-                .unreadable
-                .insert(seg.as_str().into(), unreadable);
+            self.walk.counts.unreadable.insert(seg, unreadable);
         }
         // The checkpoint committed with this page is where a resumed run starts.
         let next = match step {
@@ -305,7 +239,7 @@ impl Engine<'_> {
         }
         self.segment_totals.insert(seg, total);
         if page_no == 1 && self.walk.phase != Phase::List {
-            self.walk.counts.totals.insert(seg.as_str().into(), total);
+            self.walk.counts.totals.insert(seg, total);
         }
     }
 
@@ -508,5 +442,225 @@ impl Engine<'_> {
         self.drain().await?;
         self.report(Phase::Rolling);
         Ok(())
+    }
+}
+
+/// What the walk has listed so far: the inputs of [`after_listing`]'s count.
+pub(super) struct Tally<'a> {
+    /// The latest `totalCount` of each segment, for a segment the walk's own counts
+    /// (`Walk::counts`) lack.
+    pub(super) totals: &'a HashMap<StatusFilter, u64>,
+    /// Customers listed in each segment, indexed by [`segment_index`].
+    pub(super) listed: [u64; 3],
+    /// Customers listed in any segment, each once.
+    pub(super) distinct: u64,
+}
+
+/// The walk's state once a pass over the current segment (of `segs`, the segments a
+/// walk lists, in order) is done: the next segment, a sweep, or the next phase; each
+/// starts at page 1 in pages of `page_size` (`api.page_size`), or of the cap learned.
+pub(super) fn advanced(walk: &Walk, segs: &[StatusFilter], page_size: u32, tally: &Tally) -> Walk {
+    let i = segs.iter().position(|s| *s == walk.segment).unwrap_or(0);
+    let mut w = walk.clone();
+    w.next_page = 1;
+    w.last_total = None;
+    w.page_size = listing::base_page_size(page_size, w.page_cap);
+    match (w.phase, segs.get(i + 1)) {
+        (Phase::List | Phase::Topup, Some(next)) => w.segment = *next,
+        (Phase::List, None) => {
+            w.phase = Phase::Topup;
+            w.segment = segs[0];
+        }
+        _ => after_listing(&mut w, segs, tally),
+    }
+    w
+}
+
+/// After the top-ups, and after each sweep: counts the customers listed against
+/// what the list counts, and sweeps the segment furthest short, or gives up after
+/// [`listing::MAX_SWEEPS`] and goes on (the run will then not succeed).
+pub(super) fn after_listing(w: &mut Walk, segs: &[StatusFilter], tally: &Tally) {
+    // Records the list counts but whose id cannot be read were skipped (and
+    // counted as such), not missed.
+    let unreadable = |s: &StatusFilter| w.counts.unreadable.get(*s).unwrap_or(0);
+    let counts: Vec<(Option<u64>, u64)> = segs
+        .iter()
+        .map(|s| {
+            let total = w.counts.totals.get(*s).or(tally.totals.get(s).copied());
+            (total, tally.listed[segment_index(*s)] + unreadable(s))
+        })
+        .collect();
+    let skipped: u64 = segs.iter().map(unreadable).sum();
+    let missing = listing::shortfall(&counts, tally.distinct + skipped);
+    match listing::segment_to_sweep(&counts) {
+        Some(t) if missing > 0 && w.pass < listing::MAX_SWEEPS => {
+            w.pass += 1;
+            w.phase = Phase::Sweep;
+            w.segment = segs[t];
+            w.page_size = listing::sweep_page_size(w.page_cap);
+            tracing::warn!(
+                segment = segs[t].as_str(),
+                missing,
+                sweep = w.pass,
+                page_size = w.page_size,
+                "the list showed fewer customers than it counts (ties in created_at or \
+                 pages cut short): reading it again in the largest pages it serves"
+            );
+        }
+        _ => {
+            if missing > 0 {
+                tracing::error!(
+                    missing,
+                    "customers the list counts could not be listed; this run will not \
+                     succeed and the next one lists again"
+                );
+            }
+            w.counts.missing = (missing > 0).then_some(missing);
+            w.phase = Phase::Confirm;
+            w.segment = StatusFilter::All;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACTIVE: StatusFilter = StatusFilter::Active;
+    const INACTIVE: StatusFilter = StatusFilter::Inactive;
+    const ALL: StatusFilter = StatusFilter::All;
+    const FILTERED: &[StatusFilter] = &[ACTIVE, INACTIVE];
+    const UNFILTERED: &[StatusFilter] = &[ALL];
+    const MAX: u32 = listing::MAX_SWEEPS;
+
+    /// The walk at the end of a pass: `(phase, segment, pass, page_cap)`, what it
+    /// counted (`totalCount` per segment, records with an unreadable id per segment).
+    struct At {
+        segs: &'static [StatusFilter],
+        walk: (Phase, StatusFilter, u32, Option<u32>),
+        counted: &'static [(StatusFilter, u64)],
+        unreadable: &'static [(StatusFilter, u64)],
+        /// Only progress's `totalCount`s (the walk counted none itself).
+        progress: &'static [(StatusFilter, u64)],
+        /// Customers listed per segment (all, active, inactive), and in any.
+        listed: [u64; 3],
+        distinct: u64,
+    }
+
+    /// The walk advanced: `(phase, segment, page_size, pass, missing)`.
+    type Then = (Phase, StatusFilter, u32, u32, Option<u64>);
+
+    const fn at(segs: &'static [StatusFilter], phase: Phase, seg: StatusFilter) -> At {
+        At {
+            segs,
+            walk: (phase, seg, 0, None),
+            counted: &[],
+            unreadable: &[],
+            progress: &[],
+            listed: [0; 3],
+            distinct: 0,
+        }
+    }
+
+    /// Page size `api.page_size` in these rows.
+    const PAGE: u32 = 100;
+
+    /// Short: the list counts 10 active and 5 inactive; 8 and 5 listed.
+    const SHORT: At = At {
+        counted: &[(ACTIVE, 10), (INACTIVE, 5)],
+        listed: [0, 8, 5],
+        distinct: 13,
+        ..at(FILTERED, Phase::Topup, INACTIVE)
+    };
+
+    #[rustfmt::skip]
+    fn rows() -> Vec<(&'static str, At, Then)> {
+        vec![
+            ("a list pass goes on to the next segment",
+                at(FILTERED, Phase::List, ACTIVE), (Phase::List, INACTIVE, PAGE, 0, None)),
+            ("after the last segment's list pass, the top-ups start at the first",
+                at(FILTERED, Phase::List, INACTIVE), (Phase::Topup, ACTIVE, PAGE, 0, None)),
+            ("without status filter: one segment, `all`",
+                at(UNFILTERED, Phase::List, ALL), (Phase::Topup, ALL, PAGE, 0, None)),
+            ("a top-up goes on to the next segment",
+                at(FILTERED, Phase::Topup, ACTIVE), (Phase::Topup, INACTIVE, PAGE, 0, None)),
+            ("after the top-ups, everyone counted was listed: confirm",
+                At { listed: [0, 10, 5], distinct: 15, ..SHORT },
+                (Phase::Confirm, ALL, PAGE, 0, None)),
+            ("after the top-ups, a segment came up short: sweep it in the largest pages",
+                SHORT, (Phase::Sweep, ACTIVE, listing::MAX_SWEEP_PAGE, 1, None)),
+            ("a sweep still short sweeps again",
+                At { walk: (Phase::Sweep, ACTIVE, 1, None), ..SHORT },
+                (Phase::Sweep, ACTIVE, listing::MAX_SWEEP_PAGE, 2, None)),
+            ("after the last sweep, what is still short is missing, and the walk goes on",
+                At { walk: (Phase::Sweep, ACTIVE, MAX, None), ..SHORT },
+                (Phase::Confirm, ALL, PAGE, MAX, Some(2))),
+            ("records with an unreadable id were skipped, not missed",
+                At { unreadable: &[(ACTIVE, 2)], ..SHORT },
+                (Phase::Confirm, ALL, PAGE, 0, None)),
+            ("a customer listed in both segments counts once",
+                At { counted: &[(ACTIVE, 10), (INACTIVE, 6)], listed: [0, 10, 6], distinct: 15, ..SHORT },
+                (Phase::Confirm, ALL, PAGE, 0, Some(1))),
+            ("no segment short of its own count: nothing to sweep, what is short is missing",
+                At { listed: [0, 10, 5], distinct: 14, ..SHORT },
+                (Phase::Confirm, ALL, PAGE, 0, Some(1))),
+            ("a count the walk did not keep is taken from the latest page",
+                At { counted: &[], progress: &[(ACTIVE, 10), (INACTIVE, 5)], ..SHORT },
+                (Phase::Sweep, ACTIVE, listing::MAX_SWEEP_PAGE, 1, None)),
+            ("a learned page cap sizes the next pass",
+                At { walk: (Phase::List, ACTIVE, 0, Some(40)), ..at(FILTERED, Phase::List, ACTIVE) },
+                (Phase::List, INACTIVE, 40, 0, None)),
+            ("...and the sweeps",
+                At { walk: (Phase::Topup, INACTIVE, 0, Some(40)), ..SHORT },
+                (Phase::Sweep, ACTIVE, 40, 1, None)),
+        ]
+    }
+
+    fn walk_at(a: &At) -> Walk {
+        let (phase, segment, pass, page_cap) = a.walk;
+        let mut counts = crate::store::ListCounts::default();
+        for (s, n) in a.counted {
+            counts.totals.insert(*s, *n);
+        }
+        for (s, n) in a.unreadable {
+            counts.unreadable.insert(*s, *n);
+        }
+        Walk {
+            run_id: 1,
+            kind: RunKind::Sync,
+            started_at: "2025-03-01T09:00:00.000000Z".into(),
+            phase,
+            segment,
+            next_page: 7,
+            page_size: 25,
+            last_total: Some(300),
+            pass,
+            page_cap,
+            counts,
+            initial: false,
+        }
+    }
+
+    #[test]
+    fn each_rule_of_the_walks_advance() {
+        for (rule, a, (phase, segment, page_size, pass, missing)) in rows() {
+            let walk = walk_at(&a);
+            let totals = a.progress.iter().copied().collect();
+            let tally = Tally {
+                totals: &totals,
+                listed: a.listed,
+                distinct: a.distinct,
+            };
+            let w = advanced(&walk, a.segs, PAGE, &tally);
+            assert_eq!(
+                (w.phase, w.segment, w.page_size, w.pass, w.counts.missing),
+                (phase, segment, page_size, pass, missing),
+                "{rule}"
+            );
+            // Every pass starts over at page 1; the rest of the walk is kept.
+            assert_eq!((w.next_page, w.last_total), (1, None), "{rule}");
+            assert_eq!((w.run_id, w.page_cap), (1, walk.page_cap), "{rule}");
+            assert_eq!(w.counts.totals, walk.counts.totals, "{rule}");
+        }
     }
 }
