@@ -198,21 +198,11 @@ pub fn sync_options(settings: &Settings) -> SyncOptions {
     }
 }
 
-/// The run-kind rule: a mirror without a completed full walk has not been loaded, so
-/// a run asked as a `sync` there is a backfill (the engine makes it one, after migrating
-/// the file). `full_walk_done` is `None` when the mirror cannot say (no file yet).
-pub fn kind_for(asked: RunKind, full_walk_done: Option<bool>) -> RunKind {
-    match (asked, full_walk_done) {
-        (RunKind::Sync, Some(false) | None) => RunKind::Backfill,
-        _ => asked,
-    }
-}
-
 /// A run walks everything (every customer's transactions, as a first load does) when
 /// it is a backfill, or when the mirror holds no completed full walk: then even a
 /// `full` is the mirror's first load.
 pub fn walks_everything(asked: RunKind, full_walk_done: Option<bool>) -> bool {
-    kind_for(asked, full_walk_done) == RunKind::Backfill || full_walk_done != Some(true)
+    asked.for_mirror(full_walk_done) == RunKind::Backfill || full_walk_done != Some(true)
 }
 
 #[cfg(test)]
@@ -232,7 +222,7 @@ mod tests {
             (Backfill, Some(true), Backfill, true),
             (Backfill, None, Backfill, true),
         ] {
-            assert_eq!(kind_for(asked, done), kind, "{asked:?} {done:?}");
+            assert_eq!(asked.for_mirror(done), kind, "{asked:?} {done:?}");
             assert_eq!(
                 walks_everything(asked, done),
                 everything,

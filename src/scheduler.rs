@@ -3,7 +3,8 @@
 //! One run at a time: a tick that fires while a run is under way is skipped (and
 //! logged), and the next fire time is always computed from *now*, so ticks missed
 //! during a suspend are not replayed in a burst. A failed run is retried at the next
-//! tick; only a rejected API key stops the daemon, since no retry can fix it. A run
+//! tick; a rejected API key stops the daemon (no retry can fix it), and so does a
+//! cron expression with no future fire time. A run
 //! deferred by the rate limit (`schedule.defer_after`) is resumed by the first tick
 //! after the time it recorded; the ticks before it are skipped.
 
@@ -75,17 +76,16 @@ pub struct Daemon {
     pub notifier: Arc<dyn Notifier>,
 }
 
-/// Which kind of run the next tick makes.
+/// Which kind of run the next tick asks for: a `full` when `schedule.full_every` is
+/// due, else a `sync`. The engine applies the run-kind rule ([`RunKind::for_mirror`])
+/// once it has opened and migrated the mirror, so a `sync` into a mirror never loaded
+/// is a backfill, and one with an unfinished walk finishes that walk. Deciding here,
+/// from a file this version may not have migrated yet, could guess `backfill` and
+/// discard an unfinished `sync` walk.
 fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
     let Ok(store) = Store::open_read_only(db, settings.store.busy_timeout.0) else {
-        return RunKind::Backfill;
+        return RunKind::Sync;
     };
-    // A mirror this version has not migrated yet cannot answer: a `sync` finds out
-    // (after migrating) and runs a backfill if none completed. Guessing `backfill`
-    // would discard an unfinished `sync` walk and re-read every customer.
-    if !store.has_full_walk().unwrap_or(true) {
-        return RunKind::Backfill;
-    }
     if let Some(every) = settings.schedule.full_every {
         let last = store.last_full_walk_started_at().ok().flatten();
         let due = last
@@ -199,7 +199,7 @@ impl Daemon {
         *deferred_until = None;
         match joined {
             Ok(Ok(s)) => {
-                let line = summary_line(&s);
+                let line = s.to_string();
                 tracing::info!(target: "lomi_sync::summary", "{line}");
                 self.notifier.status(&format!("last run succeeded: {line}"));
             }
@@ -264,57 +264,6 @@ fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTi
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The one line logged at the end of each run. An incremental run also says whose
-/// payments it did not re-read, so nobody takes its revenue figures as checked.
-pub fn summary_line(s: &RunSummary) -> String {
-    let mut line = counts_line(s);
-    if let Some(n) = &s.not_reread {
-        line.push_str("; ");
-        line.push_str(&not_reread_note(n));
-    }
-    line
-}
-
-/// What a run did not look at, in words: `payments of N customers not re-read by this
-/// run (oldest read ...); sync.full_every re-reads them all by ...`.
-pub fn not_reread_note(n: &crate::store::NotReread) -> String {
-    if n.customers == 0 {
-        return "every customer's payments re-read".into();
-    }
-    format!(
-        "payments of {} customers not re-read by this run (oldest read {}); sync.full_every re-reads them all by {}",
-        n.customers,
-        n.oldest_read_at.as_deref().unwrap_or("unknown"),
-        n.by.as_deref().unwrap_or("unknown")
-    )
-}
-
-fn counts_line(s: &RunSummary) -> String {
-    let skipped = match s.records_skipped {
-        0 => String::new(),
-        n => format!(", {n} records skipped (unreadable id, see the warnings)"),
-    };
-    format!(
-        "{} run {} finished in {:.1}s: {} pages, {} requests ({} retries), customers +{} ~{} -{} ↺{}, transactions +{} ~{} -{} ↺{}{skipped}",
-        s.kind,
-        s.run_id
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "(dry)".into()),
-        s.duration_secs,
-        s.applied.pages,
-        s.requests,
-        s.retries,
-        s.applied.customers_inserted,
-        s.applied.customers_updated,
-        s.applied.customers_deleted,
-        s.applied.customers_restored,
-        s.applied.transactions_inserted,
-        s.applied.transactions_updated,
-        s.applied.transactions_deleted,
-        s.applied.transactions_restored
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,8 +274,8 @@ mod tests {
         let db = dir.path().join("m.db");
         let mut settings = Settings::default();
         settings.store.path = db.clone();
-        // No mirror yet: a backfill.
-        assert_eq!(next_kind(&db, &settings), RunKind::Backfill);
+        // No mirror yet: a sync, which the engine makes a backfill.
+        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
         let store = Store::open(&db, Duration::from_secs(1)).unwrap();
         let run = store.start_run(RunKind::Backfill).unwrap();
         store

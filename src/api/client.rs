@@ -264,8 +264,8 @@ impl ClientOptions {
     }
 }
 
-/// A cheap-to-clone handle; clones share the connection pool, the rate budget and the
-/// counters, so every task of a run draws on one budget.
+/// A cheap-to-clone handle; clones share the connection pool, the per-route budgets
+/// and the counters, so every task of a run draws on the same budget of each route.
 #[derive(Clone)]
 pub struct ApiClient {
     inner: Arc<Inner>,

@@ -119,6 +119,18 @@ impl RunKind {
     pub fn is_full(self) -> bool {
         !matches!(self, RunKind::Sync)
     }
+
+    /// The run-kind rule, the one place it is written: a mirror without a completed
+    /// full walk has not been loaded, so a run asked as a `sync` there is a backfill.
+    /// `full_walk_done` is `None` when the mirror cannot say (no file yet). The engine
+    /// applies it after migrating the file (`sync::run`); the CLI, to size a run's
+    /// estimate before it starts.
+    pub fn for_mirror(self, full_walk_done: Option<bool>) -> RunKind {
+        match (self, full_walk_done) {
+            (RunKind::Sync, Some(false) | None) => RunKind::Backfill,
+            _ => self,
+        }
+    }
 }
 
 impl std::fmt::Display for RunKind {

@@ -211,12 +211,13 @@ pub(super) fn open_walk(
         Some(w) if !(req.kind == RunKind::Backfill && w.kind == RunKind::Sync) => Some(w),
         _ => None,
     };
-    let mut kind = resume.as_ref().map_or(req.kind, |w| w.kind);
     let has_full_walk = store.has_full_walk()?;
-    if kind == RunKind::Sync && resume.is_none() && !has_full_walk {
-        // Nothing to be incremental against: the first run is a backfill.
+    let kind = match &resume {
+        Some(w) => w.kind,
+        None => req.kind.for_mirror(Some(has_full_walk)),
+    };
+    if kind != req.kind && resume.is_none() {
         tracing::info!("no completed backfill in this mirror yet: running a backfill");
-        kind = RunKind::Backfill;
     }
     rec.kind = kind;
     let run_id = store.start_run(kind)?;

@@ -26,7 +26,8 @@ const MAX_UNCOMMITTED: usize = 16;
 
 type Reply = oneshot::Sender<Result<Applied, StoreError>>;
 
-enum Job {
+/// What the writer thread is asked to do (the planner's `Job` is what to fetch).
+enum Command {
     /// A batch to apply; its reply is sent when it is committed.
     Apply(Box<Batch>, Reply),
     /// Anything else, in queue order, after a commit of what came before.
@@ -35,7 +36,7 @@ enum Job {
 
 /// Handle to the writer thread.
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Command>,
     pending: VecDeque<oneshot::Receiver<Result<Applied, StoreError>>>,
     /// Counts of every batch committed so far.
     pub applied: Applied,
@@ -75,7 +76,7 @@ impl Uncommitted {
     }
 }
 
-fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Command>) {
     let mut open = Uncommitted::default();
     loop {
         // Keep the transaction open only while more work is already waiting.
@@ -92,11 +93,11 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 open.commit(&mut store);
                 return;
             }
-            Some(Job::Call(f)) => {
+            Some(Command::Call(f)) => {
                 open.commit(&mut store);
                 f(&mut store);
             }
-            Some(Job::Apply(batch, reply)) => {
+            Some(Command::Apply(batch, reply)) => {
                 if open.replies.is_empty()
                     && let Err(e) = store.begin()
                 {
@@ -122,7 +123,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
 
 impl Writer {
     pub fn spawn(store: Store) -> Writer {
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUED);
+        let (jobs, rx) = mpsc::channel::<Command>(QUEUED);
         let thread = std::thread::Builder::new()
             .name("lomi-sync-writer".into())
             .spawn(move || writer_loop(store, rx))
@@ -143,7 +144,7 @@ impl Writer {
         }
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Apply(Box::new(batch), tx))
+            .send(Command::Apply(Box::new(batch), tx))
             .await
             .map_err(|_| SyncError::WriterGone)?;
         self.pending.push_back(rx);
@@ -170,7 +171,7 @@ impl Writer {
     ) -> Result<R, SyncError> {
         self.flush().await?;
         let (tx, rx) = oneshot::channel();
-        let job = Job::Call(Box::new(move |store: &mut Store| {
+        let job = Command::Call(Box::new(move |store: &mut Store| {
             let _ = tx.send(f(store));
         }));
         self.jobs

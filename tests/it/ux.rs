@@ -293,7 +293,7 @@ async fn an_incremental_run_says_whose_payments_it_did_not_reread() {
         "{n:?} {summary:?}"
     );
     assert!(n.customers > 0, "{n:?}");
-    let line = lomi_sync::scheduler::summary_line(&summary);
+    let line = summary.to_string();
     assert!(
         line.contains(&format!(
             "payments of {} customers not re-read",
