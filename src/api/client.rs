@@ -612,6 +612,8 @@ impl ApiClient {
         }
     }
 
+    /// One request: sends it (cut short by the cancel token), reads the budget's
+    /// headers and the body, and classifies what came back.
     async fn attempt<T>(
         &self,
         ticket: Ticket,
@@ -620,13 +622,6 @@ impl ApiClient {
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Attempt<T> {
-        let transport = |reason: String| Attempt::Fail {
-            err: ApiError::Transport {
-                endpoint: endpoint.to_string(),
-                reason,
-            },
-            retry: Retry::Backoff,
-        };
         let send = self
             .inner
             .http
@@ -634,10 +629,10 @@ impl ApiClient {
             .header("X-API-KEY", self.inner.auth.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .send();
-        let mut resp = tokio::select! {
+        let resp = tokio::select! {
             r = send => match r {
                 Ok(r) => r,
-                Err(e) => return transport(describe_reqwest(&e)),
+                Err(e) => return transport(endpoint, describe_reqwest(&e)),
             },
             _ = self.inner.cancel.cancelled() => {
                 return Attempt::Fail { err: ApiError::Cancelled { endpoint: endpoint.to_string() }, retry: Retry::No };
@@ -648,139 +643,182 @@ impl ApiClient {
         if let Some(obs) = rate_limit_headers(&headers) {
             self.inner.budgets.observe(ticket, obs);
         }
-        let header_rid = request_id_header(&headers);
         let limit = self.inner.opts.max_body_bytes;
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Attempt::Fail {
-                err: ApiError::BadResponse {
-                    endpoint: endpoint.to_string(),
-                    status: status.as_u16(),
-                    request_id: header_rid,
-                    reason: format!("the body is larger than api.max_body_bytes ({limit} bytes)"),
-                },
-                retry: Retry::No,
-            };
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() as u64 + chunk.len() as u64 > limit {
-                        return Attempt::Fail {
-                            err: ApiError::BadResponse {
-                                endpoint: endpoint.to_string(),
-                                status: status.as_u16(),
-                                request_id: header_rid,
-                                reason: format!(
-                                    "the body is larger than api.max_body_bytes ({limit} bytes)"
-                                ),
-                            },
-                            retry: Retry::No,
-                        };
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return transport(format!(
-                        "the response was cut off: {}",
-                        describe_reqwest(&e)
-                    ));
-                }
-            }
-        }
-        if status.is_success() {
-            return match parse(&body) {
-                Ok(v) => Attempt::Done(v, header_rid),
-                Err(BodyError::Shape(e)) => Attempt::Fail {
-                    err: shape_error(endpoint, header_rid, e),
-                    retry: Retry::No,
-                },
-                // An error envelope is never data, whatever the status: a failed
-                // request, retried like a 5xx (a statement timeout may pass).
-                Err(BodyError::ErrorBody(e)) => Attempt::Fail {
-                    err: ApiError::ErrorBody {
-                        endpoint: endpoint.to_string(),
-                        status: status.as_u16(),
-                        message: e.describe(),
-                        request_id: header_rid.or(e.request_id),
-                    },
-                    retry: Retry::Backoff,
-                },
-                Err(BodyError::Json(e)) => Attempt::Fail {
+        let body = match read_body(resp, limit).await {
+            Ok(body) => body,
+            Err(BodyRead::TooLarge) => {
+                return Attempt::Fail {
                     err: ApiError::BadResponse {
                         endpoint: endpoint.to_string(),
                         status: status.as_u16(),
-                        request_id: header_rid,
+                        request_id: request_id_header(&headers),
                         reason: format!(
-                            "the body is not valid JSON ({}): {}",
-                            json_problem(&e),
-                            snippet(&body)
+                            "the body is larger than api.max_body_bytes ({limit} bytes)"
                         ),
                     },
-                    // A truncated body is usually a cut connection: worth another try.
-                    retry: Retry::Backoff,
-                },
-            };
-        }
-        let (code, message, body_rid) = match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => error_envelope(&v),
-            Err(_) => (None, None, None),
-        };
-        let request_id = header_rid.or(body_rid);
-        let message = match (code, message) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (Some(c), None) => c,
-            (None, Some(m)) => m,
-            (None, None) => snippet(&body),
-        };
-        let feed = matches!(route, Route::Transactions | Route::Transaction);
-        match status {
-            StatusCode::NOT_FOUND => Attempt::NotFound,
-            // A key without access to the feed: a fallback, not a rejected key.
-            StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED if feed => Attempt::Fail {
-                err: ApiError::NoAccess {
-                    endpoint: endpoint.to_string(),
-                    status: status.as_u16(),
-                    request_id,
-                },
-                retry: Retry::No,
-            },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail {
-                err: ApiError::Unauthorized {
-                    endpoint: endpoint.to_string(),
-                    request_id,
-                },
-                retry: Retry::No,
-            },
-            s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                let hold_route = s == StatusCode::TOO_MANY_REQUESTS;
-                let retry = match retry_after(&headers) {
-                    Some(wait) => Retry::After { wait, hold_route },
-                    None if hold_route => Retry::Hold,
-                    None => Retry::Backoff,
+                    retry: Retry::No,
                 };
-                Attempt::Fail {
-                    err: ApiError::Status {
-                        endpoint: endpoint.to_string(),
-                        status: s.as_u16(),
-                        request_id,
-                        message,
-                    },
-                    retry,
-                }
             }
-            s => Attempt::Fail {
-                err: ApiError::Status {
-                    endpoint: endpoint.to_string(),
-                    status: s.as_u16(),
-                    request_id,
-                    message,
-                },
-                retry: Retry::No,
-            },
+            Err(BodyRead::Cut(reason)) => {
+                return transport(endpoint, format!("the response was cut off: {reason}"));
+            }
+        };
+        let answer = Answer {
+            route,
+            endpoint,
+            status,
+            headers: &headers,
+            body: &body,
+        };
+        if status.is_success() {
+            classify_success(&answer, parse)
+        } else {
+            classify_failure(&answer)
         }
     }
+}
+
+/// A transport failure (no answer, or a cut one): retried with backoff.
+fn transport<T>(endpoint: &str, reason: String) -> Attempt<T> {
+    Attempt::Fail {
+        err: ApiError::Transport {
+            endpoint: endpoint.to_string(),
+            reason,
+        },
+        retry: Retry::Backoff,
+    }
+}
+
+/// Why a body could not be read whole.
+enum BodyRead {
+    /// Over `api.max_body_bytes` (by its `Content-Length` or as it arrived).
+    TooLarge,
+    /// The connection failed mid-body.
+    Cut(String),
+}
+
+/// Reads the body, refusing one over `limit` bytes before holding it all.
+async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyRead> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(BodyRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(BodyRead::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(BodyRead::Cut(describe_reqwest(&e))),
+        }
+    }
+}
+
+/// A whole answer, as [`classify_success`] and [`classify_failure`] judge it.
+struct Answer<'a> {
+    route: Route,
+    endpoint: &'a str,
+    status: StatusCode,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+/// A 2xx: its body parsed by `parse`, or why it is not data. An error envelope is never
+/// data, whatever the status: a failed request, retried like a 5xx (a statement timeout
+/// may pass); so is invalid JSON (usually a cut connection); a wrong shape is not
+/// retried.
+fn classify_success<T>(a: &Answer, parse: impl Fn(&[u8]) -> Result<T, BodyError>) -> Attempt<T> {
+    let endpoint = a.endpoint.to_string();
+    let status = a.status.as_u16();
+    let header_rid = request_id_header(a.headers);
+    match parse(a.body) {
+        Ok(v) => Attempt::Done(v, header_rid),
+        Err(BodyError::Shape(e)) => Attempt::Fail {
+            err: shape_error(a.endpoint, header_rid, e),
+            retry: Retry::No,
+        },
+        Err(BodyError::ErrorBody(e)) => Attempt::Fail {
+            err: ApiError::ErrorBody {
+                endpoint,
+                status,
+                message: e.describe(),
+                request_id: header_rid.or(e.request_id),
+            },
+            retry: Retry::Backoff,
+        },
+        Err(BodyError::Json(e)) => Attempt::Fail {
+            err: ApiError::BadResponse {
+                endpoint,
+                status,
+                request_id: header_rid,
+                reason: format!(
+                    "the body is not valid JSON ({}): {}",
+                    json_problem(&e),
+                    snippet(a.body)
+                ),
+            },
+            retry: Retry::Backoff,
+        },
+    }
+}
+
+/// Anything but a 2xx: 404 is a value; 401/403 a rejected key (403/405 on the feed: no
+/// access to it, a fallback); 429 and 5xx retried (a 429 holds its route back, as long
+/// as `Retry-After` says, when it says); the rest fails at once. The message comes from
+/// the live error envelope (`{"error": {"code", "message"}}`), else the body's start.
+fn classify_failure<T>(a: &Answer) -> Attempt<T> {
+    let (code, message, body_rid) = match serde_json::from_slice::<Value>(a.body) {
+        Ok(v) => error_envelope(&v),
+        Err(_) => (None, None, None),
+    };
+    let request_id = request_id_header(a.headers).or(body_rid);
+    let message = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        (None, Some(m)) => m,
+        (None, None) => snippet(a.body),
+    };
+    let endpoint = a.endpoint.to_string();
+    let feed = matches!(a.route, Route::Transactions | Route::Transaction);
+    let (err, retry) = match a.status {
+        StatusCode::NOT_FOUND => return Attempt::NotFound,
+        StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED if feed => {
+            let status = a.status.as_u16();
+            let err = ApiError::NoAccess {
+                endpoint,
+                status,
+                request_id,
+            };
+            (err, Retry::No)
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            let err = ApiError::Unauthorized {
+                endpoint,
+                request_id,
+            };
+            (err, Retry::No)
+        }
+        s => {
+            let hold_route = s == StatusCode::TOO_MANY_REQUESTS;
+            let retry = match retry_after(a.headers) {
+                _ if !hold_route && !s.is_server_error() => Retry::No,
+                Some(wait) => Retry::After { wait, hold_route },
+                None if hold_route => Retry::Hold,
+                None => Retry::Backoff,
+            };
+            let err = ApiError::Status {
+                endpoint,
+                status: s.as_u16(),
+                request_id,
+                message,
+            };
+            (err, retry)
+        }
+    };
+    Attempt::Fail { err, retry }
 }
 
 /// A route that must wait `wait` before its next request, as a deferral.
@@ -987,6 +1025,95 @@ mod tests {
         }
         let first = full_jitter(Duration::from_millis(250), Duration::from_secs(10), 0);
         assert!(first <= Duration::from_millis(250));
+    }
+
+    /// Each status and header an answer can come with, to what the request ends in:
+    /// the error's kind and whether and how it is retried.
+    #[test]
+    fn answers_are_classified_by_status_route_and_headers() {
+        fn kind(a: &Attempt<()>) -> String {
+            match a {
+                Attempt::Done(..) => "done".into(),
+                Attempt::NotFound => "not found".into(),
+                Attempt::Fail { err, retry } => {
+                    let err = match err {
+                        ApiError::Unauthorized { .. } => "unauthorized",
+                        ApiError::NoAccess { .. } => "no access",
+                        ApiError::Status { .. } => "status",
+                        ApiError::ErrorBody { .. } => "error body",
+                        ApiError::BadResponse { .. } => "bad response",
+                        _ => "other",
+                    };
+                    let retry = match retry {
+                        Retry::No => "no retry".to_string(),
+                        Retry::Backoff => "backoff".into(),
+                        Retry::Hold => "hold route".into(),
+                        Retry::After { wait, hold_route } => {
+                            format!("after {}s, hold route {hold_route}", wait.as_secs())
+                        }
+                    };
+                    format!("{err}, {retry}")
+                }
+            }
+        }
+        let envelope =
+            br#"{"error":{"code":"rate_limit_exceeded","message":"slow down"},"request_id":"r1"}"#;
+        for (route, status, retry_after, expected) in [
+            (Route::GetCustomer, 404, None, "not found"),
+            (Route::GetCustomer, 401, None, "unauthorized, no retry"),
+            (Route::GetCustomer, 403, None, "unauthorized, no retry"),
+            (Route::Transactions, 403, None, "no access, no retry"),
+            (Route::Transaction, 405, None, "no access, no retry"),
+            (Route::ListCustomers, 405, None, "status, no retry"),
+            (Route::ListCustomers, 400, Some("5"), "status, no retry"),
+            (
+                Route::ListCustomers,
+                429,
+                Some("900"),
+                "status, after 900s, hold route true",
+            ),
+            (Route::ListCustomers, 429, None, "status, hold route"),
+            (
+                Route::ListCustomers,
+                503,
+                Some("7"),
+                "status, after 7s, hold route false",
+            ),
+            (Route::ListCustomers, 500, None, "status, backoff"),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = retry_after {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            }
+            let a = Answer {
+                route,
+                endpoint: "GET /x",
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: &headers,
+                body: envelope,
+            };
+            let got: Attempt<()> = classify_failure(&a);
+            assert_eq!(kind(&got), expected, "{route:?} {status} {retry_after:?}");
+        }
+        // A 2xx: data, an error envelope (retried), bad JSON (retried), a wrong shape.
+        let ok = |body: &'static [u8], parse: fn(&[u8]) -> Result<(), BodyError>| {
+            let headers = HeaderMap::new();
+            let a = Answer {
+                route: Route::ListCustomers,
+                endpoint: "GET /x",
+                status: StatusCode::OK,
+                headers: &headers,
+                body,
+            };
+            kind(&classify_success(&a, parse))
+        };
+        assert_eq!(ok(b"[]", |_| Ok(())), "done");
+        assert_eq!(
+            ok(b"{", |b| serde_json::from_slice::<Value>(b)
+                .map(|_| ())
+                .map_err(BodyError::Json)),
+            "bad response, backoff"
+        );
     }
 
     #[test]
