@@ -11,7 +11,6 @@ pub mod config;
 pub mod money;
 pub mod query;
 pub mod scheduler;
-pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -8,10 +8,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use lomi_sim::{Mutation, Sim, SimOptions};
 use lomi_sync::app::Mirror;
 use lomi_sync::config::{ApiKey, LogSettings, Settings};
 use lomi_sync::query;
-use lomi_sync::sim::{Mutation, Sim, SimOptions};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::{NoProgress, RunRequest};
 use lomi_sync::verify;

@@ -2,6 +2,7 @@
 //! the library's one wiring ([`lomi_sync::app::Mirror`]). `anyhow` lives here and
 //! nowhere in the library.
 
+#[cfg(feature = "sim")]
 mod demo;
 mod progress;
 
@@ -15,11 +16,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "sim")]
+use lomi_sim::SimArgs;
 use lomi_sync::app::{AppError, Mirror};
 use lomi_sync::config::{ApiKey, ConfigError, Settings};
 use lomi_sync::query;
 use lomi_sync::scheduler::SystemdNotifier;
-use lomi_sync::sim::SimArgs;
 use lomi_sync::store::{RunKind, Store, StoreError};
 use lomi_sync::sync::estimate::Pace;
 use lomi_sync::sync::{RunRequest, RunSummary, SyncError};
@@ -113,6 +115,7 @@ enum Command {
         force: bool,
     },
     /// See it work: a built-in simulator, a backfill, a round of changes, a sync.
+    #[cfg(feature = "sim")]
     Demo {
         /// Where to write the demo mirror (replaced if it exists).
         #[arg(long, default_value = "lomi-demo.db")]
@@ -128,6 +131,7 @@ enum Command {
     CheckConfig,
     /// Serve a simulated lomi. Customers API on loopback (for trials and tests).
     // Boxed: the simulator's many switches would size every command like it.
+    #[cfg(feature = "sim")]
     Sim(Box<SimArgs>),
 }
 
@@ -188,6 +192,7 @@ pub fn main() -> Result<ExitCode> {
 
 /// `demo` and `sim` read no settings: a `--config` given to them is refused rather than
 /// silently ignored (a missing file would otherwise pass unnoticed).
+#[cfg(feature = "sim")]
 fn refuse_config(command: &'static str, config: Option<&Path>) -> Result<()> {
     match config {
         Some(path) => Err(ConfigError::ConfigNotRead {
@@ -214,19 +219,22 @@ pub fn error_line(err: &anyhow::Error) -> String {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    #[cfg(feature = "sim")]
     match cli.command {
         Command::Sim(_) => refuse_config("sim", cli.config.as_deref())?,
         Command::Demo { .. } => refuse_config("demo", cli.config.as_deref())?,
         _ => {}
     }
     match cli.command {
+        #[cfg(feature = "sim")]
         Command::Sim(args) => {
             lomi_sync::telemetry::init(&Default::default());
-            lomi_sync::sim::run(*args, shutdown_signal())
+            lomi_sim::run(*args, shutdown_signal())
                 .await
                 .context("the simulator stopped")?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Demo {
             db,
             customers,
@@ -304,6 +312,7 @@ async fn with_settings(command: Command, config: Option<&Path>) -> Result<ExitCo
         Command::Query { sql, format } => run_query(&settings, &sql, format),
         Command::Backup { path, force } => backup(&settings, &path, force),
         Command::CheckConfig => check_config(&settings, config),
+        #[cfg(feature = "sim")]
         Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
     }
 }

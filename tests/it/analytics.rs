@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use lomi_sim::Mutation;
 use lomi_sync::api::{Customer, Transaction};
 use lomi_sync::money::{Decimal, minor_unit_exponent};
 use lomi_sync::query::{self, Format};
-use lomi_sync::sim::Mutation;
 use lomi_sync::store::{Batch, Observed, RunKind, Store};
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lomi_sync::sim::Faults;
+use lomi_sim::Faults;
 
 use crate::harness::{Mirror, command, run_bin, runs_sum, slow_sim_options, text, wait_for};
 use crate::support::{small_sim_options, spawn_sim};
@@ -135,7 +135,7 @@ async fn check_config_shows_the_next_five_fire_times_and_hides_the_key() {
 /// the walk, and the mirror ends exact with no failed run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_daemon_run_is_deferred_and_a_later_tick_resumes_it() {
-    use lomi_sync::sim::{RateLimit, Route, SimOptions};
+    use lomi_sim::{RateLimit, Route, SimOptions};
     let sim = spawn_sim(SimOptions {
         rate_limit: Some(RateLimit {
             requests: 40,

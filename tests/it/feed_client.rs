@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use lomi_sim::{Faults, Feed, Mutation, TimestampStyle};
 use lomi_sync::api::{ApiClient, ApiError, ClientOptions, FeedQuery, Transaction};
 use lomi_sync::config::{ApiKey, Settings};
-use lomi_sync::sim::{Faults, Feed, Mutation, TimestampStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{TestSim, small_sim_options, spawn_sim};
@@ -216,8 +216,8 @@ async fn forbidden_and_method_not_allowed_on_the_feed_are_no_access_too() {
 
 #[tokio::test]
 async fn feed_reads_retry_like_the_others_and_count_on_their_own_route() {
-    let sim = spawn_sim(lomi_sync::sim::SimOptions {
-        rate_limit: Some(lomi_sync::sim::RateLimit {
+    let sim = spawn_sim(lomi_sim::SimOptions {
+        rate_limit: Some(lomi_sim::RateLimit {
             requests: 1000,
             window: Duration::from_secs(60),
         }),

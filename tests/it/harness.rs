@@ -173,9 +173,9 @@ pub fn runs_sum(db: &Path, expr: &str) -> i64 {
 
 /// A simulator that answers every request `slow_ms` late, so runs last long enough to
 /// be interrupted.
-pub fn slow_sim_options(customers: usize, seed: u64, slow_ms: u64) -> lomi_sync::sim::SimOptions {
+pub fn slow_sim_options(customers: usize, seed: u64, slow_ms: u64) -> lomi_sim::SimOptions {
     let mut opts = crate::support::small_sim_options(customers, seed);
-    opts.faults = lomi_sync::sim::Faults {
+    opts.faults = lomi_sim::Faults {
         p_slow: 1.0,
         slow_ms,
         ..Default::default()

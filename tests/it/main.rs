@@ -8,6 +8,7 @@ mod daemon;
 mod docs;
 mod feed_client;
 mod harness;
+mod layering;
 mod mirror;
 mod misbehaviour_client;
 mod paging;

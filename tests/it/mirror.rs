@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lomi_sync::sim::{Drift, Faults, IdField, IdFormat, Mutation};
+use lomi_sim::{Drift, Faults, IdField, IdFormat, Mutation};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lomi_sync::sim::{Faults, FieldOverride, Mutation, RetryAfterStyle, TimestampStyle};
+use lomi_sim::{Faults, FieldOverride, Mutation, RetryAfterStyle, TimestampStyle};
 use lomi_sync::store::{RunKind, Store};
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 //! After each run the mirror equals the source, or the run does not succeed and says
 //! how many customers it could not list.
 
-use lomi_sync::sim::{Paging, SimOptions};
+use lomi_sim::{Paging, SimOptions};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 
@@ -165,7 +165,7 @@ async fn a_walk_resumed_after_listing_still_fails_for_customers_it_could_not_lis
     m.settings.sync.use_status_filter = false;
     m.settings.api.max_retries = 0;
     m.run(RunKind::Backfill).await.unwrap();
-    sim.sim.mutate(&lomi_sync::sim::Mutation {
+    sim.sim.mutate(&lomi_sim::Mutation {
         delete: 2,
         ..Default::default()
     });
@@ -173,7 +173,7 @@ async fn a_walk_resumed_after_listing_still_fails_for_customers_it_could_not_lis
         total_count_delta: 3,
         ..Paging::default()
     });
-    sim.sim.set_faults(lomi_sync::sim::Faults {
+    sim.sim.set_faults(lomi_sim::Faults {
         p_error_body_get: 1.0,
         ..Default::default()
     });
@@ -220,7 +220,7 @@ async fn a_list_growing_during_the_walk_is_not_taken_for_a_page_cap() {
     // A customer is created at the top before every list page is served: the probe
     // after the last, short page shows rows the walk has listed, shifted down.
     let sim = spawn_sim(small_sim_options(25, 18)).await;
-    sim.sim.set_drift(lomi_sync::sim::Drift {
+    sim.sim.set_drift(lomi_sim::Drift {
         insert_per_page: 1,
         delete_per_page: 0,
     });

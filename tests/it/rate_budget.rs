@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lomi_sync::sim::{RateLimit, RateLimitReport, Route, SimOptions};
+use lomi_sim::{RateLimit, RateLimitReport, Route, SimOptions};
 use lomi_sync::store::RunKind;
 
 use lomi_sync::store::Store;

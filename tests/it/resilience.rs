@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lomi_sync::sim::{Faults, Mutation, RateLimit};
+use lomi_sim::{Faults, Mutation, RateLimit};
 use lomi_sync::store::RunKind;
 
 use crate::harness::{Mirror, command, slow_sim_options};
@@ -289,7 +289,7 @@ async fn an_interrupted_paced_backfill_resumes_without_spending_its_requests_aga
         (200.0, Duration::from_secs(2), 1500, 10),
     ];
     for (rate, after, customers, allowed) in cases {
-        let opts = lomi_sync::sim::SimOptions {
+        let opts = lomi_sim::SimOptions {
             max_page_size: 1000,
             ..small_sim_options(customers, 41)
         };

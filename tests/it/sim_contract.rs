@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use lomi_sync::sim::{Drift, Faults, IdField, IdFormat, Mutation, RateLimit, SimOptions};
+use lomi_sim::{Drift, Faults, IdField, IdFormat, Mutation, RateLimit, SimOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -1574,7 +1574,7 @@ async fn stats_count_requests_by_kind_and_reset() {
     assert_eq!(sim.sim.stats().requests, 0);
     sim.get_json("/customers").await;
     sim.sim.reset_stats();
-    assert_eq!(sim.sim.stats(), lomi_sync::sim::Stats::default());
+    assert_eq!(sim.sim.stats(), lomi_sim::Stats::default());
 }
 
 #[tokio::test]
@@ -2105,8 +2105,8 @@ async fn feed_filters_are_comma_separated_lists_and_combine() {
 #[tokio::test]
 async fn feed_date_bounds_are_inclusive_on_created_at_in_every_served_style() {
     for style in [
-        lomi_sync::sim::TimestampStyle::ZMillis,
-        lomi_sync::sim::TimestampStyle::PgMicro,
+        lomi_sim::TimestampStyle::ZMillis,
+        lomi_sim::TimestampStyle::PgMicro,
     ] {
         let sim = spawn_sim(small_sim_options(200, 63)).await;
         sim.sim.set_faults(Faults {
@@ -2224,7 +2224,7 @@ async fn feed_unknown_enum_values_in_a_filter_are_a_500() {
 #[tokio::test]
 async fn feed_disabled_answers_404_on_both_routes_with_the_envelope() {
     let sim = spawn_sim(SimOptions {
-        feed: lomi_sync::sim::Feed {
+        feed: lomi_sim::Feed {
             disabled: true,
             ..Default::default()
         },

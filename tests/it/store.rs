@@ -374,7 +374,7 @@ async fn after_a_clean_stop_a_copy_of_the_main_file_alone_has_every_run() {
     let sim = spawn_sim(small_sim_options(60, 126)).await;
     let m = Mirror::new(&sim);
     m.run(RunKind::Backfill).await.unwrap();
-    sim.sim.mutate(&lomi_sync::sim::Mutation {
+    sim.sim.mutate(&lomi_sim::Mutation {
         create: 3,
         update: 3,
         add_tx: 5,
@@ -453,7 +453,7 @@ async fn backup_copies_a_stopped_mirror_whole_and_checked_and_refuses_to_overwri
     let d = lomi_sync::verify::differences(&Connection::open(&copy).unwrap(), &truth, 10).unwrap();
     assert!(d.is_empty(), "the copy differs from the source: {d:?}");
     // An existing file is kept unless --force.
-    sim.sim.mutate(&lomi_sync::sim::Mutation {
+    sim.sim.mutate(&lomi_sim::Mutation {
         create: 2,
         ..Default::default()
     });

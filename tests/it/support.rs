@@ -1,7 +1,7 @@
 //! Shared helpers of the integration tests: an in-process simulator on a free loopback
 //! port, and small HTTP helpers around reqwest.
 
-use lomi_sync::sim::{Sim, SimOptions};
+use lomi_sim::{Sim, SimOptions};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tokio::net::TcpListener;

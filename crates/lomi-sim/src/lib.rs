@@ -5,7 +5,7 @@
 //! also play the live service's differences (`NOTES.md`): the `customer_id` key, list
 //! items without metadata/environment, the error envelope and the rate limit.
 //!
-//! The module is self-contained: it depends on external crates only, never on the rest of
+//! The crate is self-contained: it depends on external crates only, never on the rest of
 //! lomi-sync, so that it can be used (and tested) as an independent stand-in for the API.
 //!
 //! # Public API (authenticated with `X-API-KEY: <key>` or `Authorization: Bearer <key>`)
