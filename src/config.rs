@@ -27,14 +27,22 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/lomi-sync.toml";
 pub enum ConfigError {
     /// `--config` names a file that does not exist.
     #[error("config file {path} does not exist; pass an existing file to --config")]
-    MissingFile { path: PathBuf },
+    MissingFile {
+        /// The path `--config` gave.
+        path: PathBuf,
+    },
     /// The file or the environment does not parse into settings (a wrong type, an unknown
     /// key); the text is the parser's, with a suggestion where one fits.
     #[error("invalid configuration: {0}")]
     Load(String),
     /// A setting parsed but its value is unusable; `key` names it (`store.path`).
     #[error("invalid configuration: {key} {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid {
+        /// The setting, as written in the file (`store.path`).
+        key: &'static str,
+        /// What is wrong with its value, and what would do.
+        problem: String,
+    },
     /// Neither `LOMI_API_KEY` nor `api.api_key_file` gives a key.
     #[error(
         "no API key: set the LOMI_API_KEY environment variable or api.api_key_file \
@@ -53,7 +61,10 @@ pub enum ConfigError {
     },
     /// `api.api_key_file` holds only whitespace.
     #[error("the API key file {path} is empty; write the key into it")]
-    EmptyKeyFile { path: PathBuf },
+    EmptyKeyFile {
+        /// The key file (`api.api_key_file`).
+        path: PathBuf,
+    },
     /// A `LOMI_SYNC__...` environment variable that maps to no setting.
     #[error("invalid configuration: environment variable {var} names no setting ({key}){hint}")]
     UnknownEnv {

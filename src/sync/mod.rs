@@ -77,7 +77,13 @@ pub enum SyncError {
          (its order or its paging is unstable: customers sharing a created_at, or pages cut short); \
          the mirror keeps everything read, and the next run lists again"
     )]
-    Incomplete { missing: u64, sweeps: u32 },
+    Incomplete {
+        /// Customers the list counts that the walk could not list, less those the confirm
+        /// phase found present one by one.
+        missing: u64,
+        /// Sweeps made ([`Walk::pass`]): full re-reads of a segment that came up short.
+        sweeps: u32,
+    },
     /// The run failed and its failure could not be written to `sync_runs` either: said
     /// here, because `lomi-sync status` will not show this run.
     #[error(
