@@ -5,12 +5,16 @@
 //! [`store`] writes. The store never does HTTP and the API client never touches SQLite.
 //! [`app::Mirror::build`] wires them from the settings, for the binary and the tests alike.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod money;
 pub mod query;
 pub mod scheduler;
+// src/sim/ is being moved to its own crate (issue 13): exempt from missing_docs until then.
+#[allow(missing_docs)]
 pub mod sim;
 pub mod store;
 pub mod sync;
