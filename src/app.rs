@@ -85,14 +85,17 @@ impl Mirror {
         })
     }
 
+    /// The settings the mirror was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The API client every run of this mirror shares (one budget per route, one set of counters).
     pub fn client(&self) -> &ApiClient {
         &self.client
     }
 
+    /// The run options derived from the settings.
     pub fn options(&self) -> &SyncOptions {
         &self.options
     }

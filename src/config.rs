@@ -25,38 +25,64 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/lomi-sync.toml";
 /// Everything that can go wrong before a run starts; each message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `--config` names a file that does not exist.
     #[error("config file {path} does not exist; pass an existing file to --config")]
-    MissingFile { path: PathBuf },
+    MissingFile {
+        /// The path `--config` gave.
+        path: PathBuf,
+    },
+    /// The file or the environment does not parse into settings (a wrong type, an unknown
+    /// key); the text is the parser's, with a suggestion where one fits.
     #[error("invalid configuration: {0}")]
     Load(String),
+    /// A setting parsed but its value is unusable; `key` names it (`store.path`).
     #[error("invalid configuration: {key} {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid {
+        /// The setting, as written in the file (`store.path`).
+        key: &'static str,
+        /// What is wrong with its value, and what would do.
+        problem: String,
+    },
+    /// Neither `LOMI_API_KEY` nor `api.api_key_file` gives a key.
     #[error(
         "no API key: set the LOMI_API_KEY environment variable or api.api_key_file \
          (a file holding only the key)"
     )]
     MissingApiKey,
+    /// `api.api_key_file` could not be read.
     #[error(
         "cannot read the API key file {path}: {source}; check api.api_key_file and its permissions"
     )]
     KeyFile {
+        /// The key file (`api.api_key_file`).
         path: PathBuf,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// `api.api_key_file` holds only whitespace.
     #[error("the API key file {path} is empty; write the key into it")]
-    EmptyKeyFile { path: PathBuf },
+    EmptyKeyFile {
+        /// The key file (`api.api_key_file`).
+        path: PathBuf,
+    },
+    /// A `LOMI_SYNC__...` environment variable that maps to no setting.
     #[error("invalid configuration: environment variable {var} names no setting ({key}){hint}")]
     UnknownEnv {
+        /// The variable's name.
         var: String,
+        /// The setting it would name, as spelt (`api.page_sise`).
         key: String,
         /// `; did you mean ...?`, or empty.
         hint: String,
     },
+    /// `--config` given to a command that reads no settings.
     #[error(
         "`{command}` reads no settings, so --config {path} would be ignored; leave --config out"
     )]
     ConfigNotRead {
+        /// The command.
         command: &'static str,
+        /// The file `--config` named.
         path: PathBuf,
     },
 }
@@ -68,6 +94,8 @@ pub enum ConfigError {
 pub struct ApiKey(String);
 
 impl ApiKey {
+    /// Wraps `key` as given; [`Settings::api_key`] reads it, trimmed, from `LOMI_API_KEY` or
+    /// `api.api_key_file`.
     pub fn new(key: impl Into<String>) -> Self {
         ApiKey(key.into())
     }
@@ -132,10 +160,15 @@ impl From<Duration> for HumanDuration {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// `[api]`: how to reach the API and how hard to push it.
     pub api: ApiSettings,
+    /// `[store]`: where the mirror lives.
     pub store: StoreSettings,
+    /// `[sync]`: what an incremental run refreshes.
     pub sync: SyncSettings,
+    /// `[schedule]`: when the daemon runs.
     pub schedule: ScheduleSettings,
+    /// `[log]`: log output.
     pub log: LogSettings,
 }
 
@@ -287,6 +320,7 @@ impl Default for ScheduleSettings {
 pub struct LogSettings {
     /// A `tracing` filter (`info`, `lomi_sync=debug`); `RUST_LOG` overrides it.
     pub level: String,
+    /// `pretty` or `json`.
     pub format: LogFormat,
 }
 
@@ -299,6 +333,7 @@ impl Default for LogSettings {
     }
 }
 
+/// The log line format (`log.format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

@@ -5,6 +5,8 @@
 //! [`store`] writes. The store never does HTTP and the API client never touches SQLite.
 //! [`app::Mirror::build`] wires them from the settings, for the binary and the tests alike.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod config;

@@ -12,24 +12,33 @@ use crate::store::Store;
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// An aligned text table with a header row.
     Table,
+    /// CSV with a header row.
     Csv,
+    /// One JSON array of objects keyed by column name.
     Json,
+    /// JSON lines: one object a row, keyed by column name.
     Jsonl,
 }
 
+/// Why `lomi-sync query` failed; messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// SQLite refused or failed the statement.
     #[error("the query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The statement would write (SQLite says it is not read-only): refused before it runs.
     #[error(
         "`query` only reads: this statement would write to the mirror; the mirror is changed only by sync runs"
     )]
     Write,
+    /// No statement given (blank, or only `;`).
     #[error(
         "the query is empty; pass one SQL statement, e.g. \"SELECT count(*) FROM live_customers\""
     )]
     Empty,
+    /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -24,8 +24,10 @@ use crate::sync::{self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptio
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The settings do not make a usable schedule (`schedule.cron`).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A run failed in a way no retry can fix (a rejected API key).
     #[error("the daemon stopped: no retry can fix this")]
     Fatal(#[source] SyncError),
 }
@@ -33,9 +35,13 @@ pub enum DaemonError {
 /// Tells the service manager what the daemon is doing (systemd's sd_notify); a no-op
 /// when not run by systemd.
 pub trait Notifier: Send + Sync {
+    /// The daemon is up and its schedule parsed (`READY=1`).
     fn ready(&self);
+    /// A one-line state for `systemctl status` (`STATUS=`).
     fn status(&self, text: &str);
+    /// A watchdog ping (`WATCHDOG=1`), at half of `WatchdogSec=`.
     fn watchdog(&self);
+    /// The daemon is shutting down (`STOPPING=1`).
     fn stopping(&self);
 }
 
@@ -69,10 +75,15 @@ fn watchdog_interval() -> Option<Duration> {
 
 /// What the daemon needs; `run` owns it for its whole life.
 pub struct Daemon {
+    /// The settings (the schedule is read from `[schedule]`).
     pub settings: Settings,
+    /// The API client all of the daemon's runs share.
     pub client: ApiClient,
+    /// The mirror's file (`store.path`).
     pub db: PathBuf,
+    /// The run options derived from the settings.
     pub options: SyncOptions,
+    /// Where the daemon reports its state (systemd, or nothing).
     pub notifier: Arc<dyn Notifier>,
 }
 

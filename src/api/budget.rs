@@ -29,8 +29,11 @@ use super::limiter::RateLimiter;
 /// variant here and in [`Route::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Route {
+    /// `GET /customers`, the paged customer list.
     ListCustomers,
+    /// `GET /customers/{id}`.
     GetCustomer,
+    /// `GET /customers/{id}/transactions`, one customer's transactions.
     CustomerTransactions,
     /// `GET /transactions`, the org-wide feed.
     Transactions,
@@ -39,6 +42,7 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, in a fixed order (reports and `status` list them in it).
     pub const ALL: [Route; 5] = [
         Route::ListCustomers,
         Route::GetCustomer,
@@ -47,6 +51,7 @@ impl Route {
         Route::Transaction,
     ];
 
+    /// The route as the service names it in its rate-limit buckets (`"GET /customers/{id}"`).
     pub fn template(self) -> &'static str {
         match self {
             Route::ListCustomers => "GET /customers",
@@ -61,7 +66,9 @@ impl Route {
 /// The three `X-RateLimit-*` headers of one response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observation {
+    /// `X-RateLimit-Limit`: requests the route allows per window (5,000 live; NOTES.md, "Errors").
     pub limit: u32,
+    /// `X-RateLimit-Remaining`: requests left in the current window when the response was sent.
     pub remaining: u32,
     /// Until the window resets (the header has whole seconds, rounded up by the server).
     pub reset: Duration,
@@ -106,8 +113,11 @@ pub fn next_start(
 /// What the client last knew of one route, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteReport {
+    /// The route reported on.
     pub route: Route,
+    /// The last `X-RateLimit-Limit` seen: requests per window.
     pub limit: u32,
+    /// The last `X-RateLimit-Remaining` seen.
     pub remaining: u32,
     /// When the window was said to reset (wall clock).
     pub reset_at: SystemTime,
@@ -205,7 +215,10 @@ pub enum Refusal {
     /// The route's next slot is further off than the deferral threshold (see
     /// [`RouteBudgets::with_deferral`]): nothing was sent, and the route may go on at
     /// `until`.
-    Deferred { until: Instant },
+    Deferred {
+        /// When the route's next slot opens.
+        until: Instant,
+    },
 }
 
 /// Every route's budget; shared by the tasks of a run.
@@ -219,6 +232,8 @@ pub struct RouteBudgets {
 }
 
 impl RouteBudgets {
+    /// Budgets that use at most `share` (`api.budget_share`, 0 to 1) of each route's window,
+    /// and pace routes that have sent no rate-limit headers yet by `fallback`.
     pub fn new(share: f64, fallback: RateLimiter) -> RouteBudgets {
         RouteBudgets {
             share,

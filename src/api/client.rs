@@ -17,53 +17,87 @@ use crate::config::{ApiKey, ApiSettings, ConfigError};
 /// and the request id the service gave, so a support ticket can quote them.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// HTTP 401 (or 403 outside the feed): the key was refused. Fatal: no retry helps.
     #[error(
         "the API key was rejected (HTTP 401 on {endpoint}{rid}); check LOMI_API_KEY or api.api_key_file, \
          and that the key matches api.base_url (live or sandbox)",
         rid = fmt_rid(request_id)
     )]
     Unauthorized {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The request id the service gave (body or `X-Request-Id`), if any.
         request_id: Option<String>,
     },
+    /// Any other HTTP failure status, after the retries it deserved.
     #[error("{endpoint} answered HTTP {status}{rid}: {message}", rid = fmt_rid(request_id))]
     Status {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The HTTP status code.
         status: u16,
+        /// The request id the service gave, if any.
         request_id: Option<String>,
+        /// The error envelope's `code: message`, or the start of the body.
         message: String,
     },
+    /// A success status with a body that could not be used (not JSON, wrong shape, too large).
     #[error("{endpoint} sent an unusable response (HTTP {status}{rid}): {reason}", rid = fmt_rid(request_id))]
     BadResponse {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The HTTP status code.
         status: u16,
+        /// The request id the service gave, if any.
         request_id: Option<String>,
+        /// What was wrong with the body.
         reason: String,
     },
+    /// A success status whose body carries an `error` envelope: a failed request, never an
+    /// empty result (see [`super::model::BodyError::ErrorBody`]).
     #[error(
         "{endpoint} answered HTTP {status} with an error body{rid}: {message}; its data was not used",
         rid = fmt_rid(request_id)
     )]
     ErrorBody {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The HTTP status code.
         status: u16,
+        /// The request id the service gave, if any.
         request_id: Option<String>,
+        /// The envelope's message.
         message: String,
     },
+    /// No usable response: connection, TLS or timeout failure (after the retries it deserved),
+    /// or a client that could not be built (a key that cannot go in a header).
     #[error("{endpoint} could not be reached: {reason}")]
-    Transport { endpoint: String, reason: String },
+    Transport {
+        /// The route and path asked (or the base URL), for the message.
+        endpoint: String,
+        /// What failed, as the HTTP library or the check said it.
+        reason: String,
+    },
+    /// A 429 or 5xx asked (`Retry-After`) for a longer wait than `api.max_retry_after`.
     #[error(
         "{endpoint} is rate limited and asks to wait {wait_secs} s, longer than api.max_retry_after allows{rid}; \
          raise api.max_retry_after or lower api.requests_per_second",
         rid = fmt_rid(request_id)
     )]
     RetryAfterTooLong {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The wait asked (`Retry-After`), in whole seconds.
         wait_secs: u64,
+        /// The request id the service gave, if any.
         request_id: Option<String>,
     },
+    /// The cancel token fired (shutdown) before the request completed.
     #[error("stopped before {endpoint} completed (shutdown requested)")]
-    Cancelled { endpoint: String },
+    Cancelled {
+        /// The route and path asked, for the message.
+        endpoint: String,
+    },
     /// Only with [`ClientOptions::defer_after`] set (the daemon's runs): the route must
     /// wait longer than that for its rate-limit window, so the run stops instead.
     #[error(
@@ -73,8 +107,11 @@ pub enum ApiError {
         until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     )]
     Deferred {
+        /// The route that must wait.
         route: Route,
+        /// When the route may go on (UTC, wall clock).
         until: chrono::DateTime<chrono::Utc>,
+        /// How long from now that is, in whole seconds.
         wait_secs: u64,
     },
     /// The org-wide feed (`GET /transactions`, `GET /transactions/{id}`) is not open to
@@ -87,8 +124,11 @@ pub enum ApiError {
         rid = fmt_rid(request_id)
     )]
     NoAccess {
+        /// The route and path asked, for the message.
         endpoint: String,
+        /// The HTTP status: 403, 404 or 405.
         status: u16,
+        /// The request id the service gave, if any.
         request_id: Option<String>,
     },
 }
@@ -104,6 +144,7 @@ impl ApiError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, ApiError::Unauthorized { .. })
     }
+    /// True when the request stopped because of shutdown, not a failure.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, ApiError::Cancelled { .. })
     }
@@ -125,14 +166,21 @@ pub struct FeedQuery {
     pub page: u64,
     /// Rows asked for; the service may serve fewer (a silent cap of about 1,000).
     pub page_size: u32,
+    /// `startDate`: the earliest `created_at` wanted, inclusive.
     pub start_date: Option<String>,
+    /// `endDate`: the latest `created_at` wanted, inclusive.
     pub end_date: Option<String>,
+    /// `status` values (`completed`, `refunded`, ...).
     pub status: Vec<String>,
+    /// `currency` codes (`XOF`, `USD`, ...).
     pub currency: Vec<String>,
+    /// `paymentMethod` codes.
     pub payment_method: Vec<String>,
     /// `transaction_type` values: `payment`, `refund`, `payout`.
     pub transaction_type: Vec<String>,
+    /// `provider`: one provider code.
     pub provider: Option<String>,
+    /// `isPos`: point-of-sale transactions only (`true`) or none of them (`false`).
     pub is_pos: Option<bool>,
 }
 
@@ -175,12 +223,16 @@ impl FeedQuery {
 /// transaction, `inactive` those with none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StatusFilter {
+    /// No filter: every customer.
     All,
+    /// `status=active`: customers with at least one transaction.
     Active,
+    /// `status=inactive`: customers with none.
     Inactive,
 }
 
 impl StatusFilter {
+    /// The filter's name in config and in the `status` query parameter (`"all"` sends none).
     pub fn as_str(self) -> &'static str {
         match self {
             StatusFilter::All => "all",
@@ -188,6 +240,7 @@ impl StatusFilter {
             StatusFilter::Inactive => "inactive",
         }
     }
+    /// The filter named `s` (`all`, `active`, `inactive`); `None` for anything else.
     pub fn parse(s: &str) -> Option<StatusFilter> {
         match s {
             "all" => Some(StatusFilter::All),
@@ -213,6 +266,7 @@ pub struct Counters {
 /// What `GET /customers/{id}` found.
 #[derive(Debug)]
 pub enum CustomerRead {
+    /// 200: the customer as the API sent it.
     Found(Box<Customer>),
     /// 404: deleted (or never existed).
     Gone,
@@ -224,14 +278,24 @@ pub enum CustomerRead {
 /// The knobs of [`ApiClient`], taken from `[api]` settings.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
+    /// The service's root (`https://api.lomi.africa`, no `/v1`; NOTES.md, "Base URLs and keys").
     pub base_url: Url,
+    /// The whole request's time limit, body included (`api.timeout`).
     pub timeout: Duration,
+    /// The time limit to connect (`api.connect_timeout`).
     pub connect_timeout: Duration,
+    /// Retries of a failed request after its first attempt (`api.max_retries`).
     pub max_retries: u32,
+    /// The first retry's backoff (250 ms), doubled each retry, with jitter.
     pub initial_backoff: Duration,
+    /// The longest backoff between retries (`api.max_backoff`).
     pub max_backoff: Duration,
+    /// The longest `Retry-After` waited for; a longer one ends the request with
+    /// [`ApiError::RetryAfterTooLong`] (`api.max_retry_after`).
     pub max_retry_after: Duration,
+    /// A larger body is refused as [`ApiError::BadResponse`] (`api.max_body_bytes`), in bytes.
     pub max_body_bytes: u64,
+    /// The configured average pace, used until a route has sent its rate-limit headers.
     pub limits: RateLimits,
     /// The share of each route's window this client may use (`api.budget_share`).
     pub budget_share: f64,
@@ -243,6 +307,7 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// The options of the `[api]` settings; fails on an unusable `api.base_url`.
     pub fn from_settings(api: &ApiSettings) -> Result<ClientOptions, ConfigError> {
         Ok(ClientOptions {
             base_url: api.base_url()?,
@@ -341,6 +406,7 @@ impl ApiClient {
         })
     }
 
+    /// The client's request counters.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
     }

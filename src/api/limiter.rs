@@ -17,8 +17,11 @@ use tokio_util::sync::CancellationToken;
 /// Settings of a [`RateLimiter`]; zero means "no limit" for either bound.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimits {
+    /// Average pace, in requests per second; zero for none.
     pub requests_per_second: f64,
+    /// At most this many requests start in any `window`; zero for no cap.
     pub max_requests_per_window: u32,
+    /// The sliding window `max_requests_per_window` counts in.
     pub window: Duration,
 }
 
@@ -39,6 +42,7 @@ struct State {
 }
 
 impl RateLimiter {
+    /// A limiter with no request made yet: the first one may start at once.
     pub fn new(limits: RateLimits) -> Self {
         RateLimiter {
             limits,

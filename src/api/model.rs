@@ -48,24 +48,41 @@ fn shape(msg: impl Into<String>) -> ShapeError {
 /// One customer. Optional fields are `None` when absent or `null`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
+    /// The customer's id, from `id` (docs) or `customer_id` (live); an opaque string
+    /// (UUIDs live, `cus_...` in the docs; NOTES.md, "Customer objects").
     pub id: String,
+    /// The organization (merchant) the customer belongs to.
     pub organization_id: Option<String>,
+    /// The customer's name, as sent.
     pub name: Option<String>,
+    /// Email address, as sent (not validated).
     pub email: Option<String>,
+    /// Phone number, as sent (not validated).
     pub phone_number: Option<String>,
+    /// WhatsApp number, as sent (not validated).
     pub whatsapp_number: Option<String>,
+    /// Country, as sent (free text).
     pub country: Option<String>,
+    /// City, as sent.
     pub city: Option<String>,
+    /// Street address, as sent.
     pub address: Option<String>,
+    /// Postal code, as text (a number the API sent becomes its text).
     pub postal_code: Option<String>,
+    /// Whether the customer is a business; `None` unless the API sent a boolean.
     pub is_business: Option<bool>,
     /// The metadata object as JSON text. `None` when the API sent `null` or nothing:
     /// for list items of the live service this means "not shown", not "empty".
     pub metadata: Option<String>,
     /// The object says `metadata: null`: the live list's way of not showing it.
     pub metadata_null: bool,
+    /// `"live"` or `"test"`; sent by `GET /customers/{id}` of the live service, often absent
+    /// from list items (NOTES.md, "Customer objects").
     pub environment: Option<String>,
+    /// When the customer was created: the mirror's UTC timestamp text
+    /// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, [`normalize_timestamp`]); `None` if absent or unreadable.
     pub created_at: Option<String>,
+    /// When the customer last changed, in the same form as `created_at`.
     pub updated_at: Option<String>,
     /// The object's JSON text as received, every field kept.
     pub raw: String,
@@ -74,18 +91,25 @@ pub struct Customer {
 /// One page of `GET /customers`.
 #[derive(Debug, Clone)]
 pub struct CustomerPage {
+    /// The page's customers that could be read, in the API's order (newest first).
     pub customers: Vec<Customer>,
     /// Why each record of the page that could not be identified was skipped.
     pub skipped: Vec<String>,
+    /// The page number the API says it served (1-based, `pagination.page`).
     pub page: u64,
+    /// The page size the API says it used (`pagination.pageSize`).
     pub page_size: u64,
+    /// `pagination.totalCount`: 0 on a page past the end, so it proves nothing about the
+    /// customers that exist when the page is empty (NOTES.md, "Customer objects").
     pub total_count: u64,
+    /// `pagination.totalPages`, or `totalCount / pageSize` rounded up when absent.
     pub total_pages: u64,
 }
 
 /// A customer's transactions (`GET /customers/{id}/transactions`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TransactionList {
+    /// The transactions that could be read, in the API's order (newest first).
     pub transactions: Vec<Transaction>,
     /// Why each record that could not be identified was skipped. The list is then not
     /// known complete: what it lacks may be one of these.
@@ -100,18 +124,27 @@ pub struct TransactionList {
 /// minor unit when the amount is a whole number of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transaction {
+    /// The transaction's id, from `transaction_id`; an opaque string.
     pub transaction_id: String,
+    /// The description, as sent.
     pub description: Option<String>,
     /// The amount exactly as the API wrote it (`"10000"`, `"10.5"`).
     pub gross_amount: Option<String>,
     /// The amount in the currency's minor unit, when it is a whole number of them.
     pub amount_minor: Option<i64>,
+    /// ISO currency code, trimmed and upper case (`XOF`, `USD`); `raw` keeps the original.
     pub currency_code: Option<String>,
+    /// `pending`, `completed`, `failed`, `refunded`, `expired` (the feed adds `cancelled`),
+    /// kept as text so a new status is stored, not refused (NOTES.md, "Transactions").
     pub status: Option<String>,
+    /// The payment method, as sent.
     pub payment_method_code: Option<String>,
+    /// The payment provider, as sent.
     pub provider_code: Option<String>,
     /// Any non-null `metadata`, as JSON text.
     pub metadata: Option<String>,
+    /// When the transaction was created: the mirror's UTC timestamp text
+    /// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, [`normalize_timestamp`]).
     pub created_at: Option<String>,
     /// The feed's: the customer the transaction belongs to.
     pub customer_id: Option<String>,
@@ -120,11 +153,15 @@ pub struct Transaction {
     pub transaction_type: Option<String>,
     /// The feed's, exact as [`Transaction::gross_amount`], with their minor units.
     pub discount_amount: Option<String>,
+    /// [`Transaction::discount_amount`] in the currency's minor unit, when whole.
     pub discount_minor: Option<i64>,
+    /// The feed's fee, exact as [`Transaction::gross_amount`].
     pub fee_amount: Option<String>,
+    /// [`Transaction::fee_amount`] in the currency's minor unit, when whole.
     pub fee_minor: Option<i64>,
     /// `gross - discount - fee`, as the API computed it.
     pub net_amount: Option<String>,
+    /// [`Transaction::net_amount`] in the currency's minor unit, when whole.
     pub net_minor: Option<i64>,
     /// The feed's: the last change, normalised to microseconds like `created_at`.
     pub updated_at: Option<String>,
@@ -262,8 +299,11 @@ fn currency(code: Cow<'_, str>) -> String {
 /// an error envelope sent with a success status (worth another try, like a 5xx).
 #[derive(Debug)]
 pub enum BodyError {
+    /// The body is not JSON.
     Json(serde_json::Error),
+    /// The body is JSON, but not of the expected shape.
     Shape(ShapeError),
+    /// The body carries a non-null top-level `error` member.
     ErrorBody(ErrorBody),
 }
 
@@ -277,8 +317,11 @@ impl From<ShapeError> for BodyError {
 /// `"error": "text"`) says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorBody {
+    /// `error.code` (`not_found`, `internal_error`, ...; NOTES.md, "Errors").
     pub code: Option<String>,
+    /// `error.message`; the `error` member itself, as text, when it is not an object.
     pub message: Option<String>,
+    /// The top-level `request_id`, to quote in a support ticket.
     pub request_id: Option<String>,
 }
 

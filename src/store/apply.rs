@@ -13,6 +13,7 @@ use crate::api::model::{Customer, RawObject, Transaction};
 /// A customer as the API showed it.
 #[derive(Clone, Debug)]
 pub struct Observed {
+    /// The customer's typed fields and JSON text.
     pub customer: Customer,
     /// From a list page: the live service shows `metadata: null` and omits
     /// `environment` there, so a null or a missing key does not overwrite what the
@@ -23,7 +24,9 @@ pub struct Observed {
 /// Everything one step of a walk writes, committed together.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
+    /// The run writing the batch (`sync_runs.id`).
     pub run_id: i64,
+    /// Customers to compare and write.
     pub customers: Vec<Observed>,
     /// Complete transaction lists, one per customer re-read.
     pub transactions: Vec<(String, Vec<Transaction>)>,
@@ -46,18 +49,28 @@ pub struct Batch {
 /// Row counts of a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
+    /// List pages the batch represents.
     pub pages: u64,
+    /// Customers new to the mirror.
     pub customers_inserted: u64,
+    /// Customers whose stored record changed.
     pub customers_updated: u64,
+    /// Customers marked deleted.
     pub customers_deleted: u64,
+    /// Customers marked deleted before that the API showed again.
     pub customers_restored: u64,
+    /// Transactions new to the mirror.
     pub transactions_inserted: u64,
+    /// Transactions whose stored record changed.
     pub transactions_updated: u64,
+    /// Transactions marked deleted: gone from their customer's complete list.
     pub transactions_deleted: u64,
+    /// Transactions marked deleted before that the API showed again.
     pub transactions_restored: u64,
 }
 
 impl Applied {
+    /// Adds `o`'s counts to these.
     pub fn add(&mut self, o: &Applied) {
         self.pages += o.pages;
         self.customers_inserted += o.customers_inserted;

@@ -13,10 +13,15 @@ use super::StoreError;
 /// What a backup wrote, read back from the copy.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackupReport {
+    /// The backup file written.
     pub path: PathBuf,
+    /// Its size, in bytes.
     pub bytes: u64,
+    /// Rows in the copy's `customers` table.
     pub customers: i64,
+    /// Rows in the copy's `transactions` table.
     pub transactions: i64,
+    /// Rows in the copy's `sync_runs` table.
     pub runs: i64,
     /// `PRAGMA quick_check` of the copy: "ok".
     pub check: String,

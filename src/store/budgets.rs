@@ -11,7 +11,9 @@ use super::{Store, StoreError};
 pub struct RouteBudgetRow {
     /// The route template, e.g. `GET /customers/{id}`.
     pub route: String,
+    /// The route's last `X-RateLimit-Limit`: requests per window; `None` if never seen.
     pub limit: Option<i64>,
+    /// The route's last `X-RateLimit-Remaining`; `None` if never seen.
     pub remaining: Option<i64>,
     /// When the window was said to reset (UTC).
     pub reset_at: Option<String>,

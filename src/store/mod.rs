@@ -37,28 +37,48 @@ use crate::api::model::format_timestamp;
 /// Errors of the store; messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file cannot be opened, or its connection set up (busy timeout, pragmas).
     #[error(
         "cannot open the mirror {path}: {source}; check store.path and that its directory exists and is writable"
     )]
     Open {
+        /// The mirror's file (`store.path`).
         path: PathBuf,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// No mirror at the path yet, for a command that only reads it (or backs it up).
     #[error(
         "the mirror {path} does not exist yet; run `lomi-sync backfill` (or `lomi-sync demo`) first"
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// The mirror's file (`store.path`).
+        path: PathBuf,
+    },
+    /// The mirror's directory does not exist.
     #[error("the directory of store.path ({path}) does not exist; create it or fix store.path")]
-    NoDirectory { path: PathBuf },
+    NoDirectory {
+        /// The directory `store.path` names.
+        path: PathBuf,
+    },
+    /// A file next to the mirror (lock, backup) could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// Another process holds the writer lock ([`WriterLock`]).
     #[error(
         "the mirror {path} is being written by {holder}; wait for that run to end or pass --wait"
     )]
-    Locked { path: PathBuf, holder: String },
+    Locked {
+        /// The mirror's file (`store.path`).
+        path: PathBuf,
+        /// Who holds the lock, as its lock file says (`pid 123 (sync) since ...`).
+        holder: String,
+    },
     /// The walk a killed run left cannot be read (`detail` says which value): rather
     /// than forget it silently (a resumed run would lose what the walk counted), the run
     /// stops and says how to go on.
@@ -66,22 +86,44 @@ pub enum StoreError {
         "the unfinished walk in the mirror cannot be read ({detail}); it was probably written by a newer \
          lomi-sync: run that version to finish it, or run `lomi-sync backfill --restart` to forget it and walk again"
     )]
-    UnreadableWalk { detail: String },
+    UnreadableWalk {
+        /// Which stored value did not read, and why.
+        detail: String,
+    },
+    /// A migration failed; the text is the migration library's error.
     #[error("cannot bring the mirror's schema up to date: {0}")]
     Migrate(String),
+    /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A write batched with another one was rolled back because that one failed: this
+    /// write did not happen either.
     #[error("not written: a batch committed with this one failed")]
     RolledBack,
     /// `why`: what to do about it (the target may be the mirror itself, or a directory).
     #[error("{path} already exists{why}")]
-    BackupExists { path: PathBuf, why: &'static str },
+    BackupExists {
+        /// The backup target.
+        path: PathBuf,
+        /// What to do about it, appended to the message.
+        why: &'static str,
+    },
+    /// The backup target's directory does not exist.
     #[error("the directory {path} for the backup does not exist; create it or choose another path")]
-    NoBackupDirectory { path: PathBuf },
+    NoBackupDirectory {
+        /// The directory the backup was to go in.
+        path: PathBuf,
+    },
+    /// The backup copy failed `PRAGMA quick_check`.
     #[error(
         "the copy {path} failed its check ({check}); the mirror is unchanged and no backup was written"
     )]
-    BackupCheck { path: PathBuf, check: String },
+    BackupCheck {
+        /// The backup target (nothing was written there).
+        path: PathBuf,
+        /// What `PRAGMA quick_check` said of the copy.
+        check: String,
+    },
 }
 
 /// Which kind of walk a run makes. Stored as [`RunKind::as_str`] (`walk.kind` and
@@ -100,6 +142,7 @@ pub enum RunKind {
 }
 
 impl RunKind {
+    /// The stored word: `backfill`, `sync` or `full`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Backfill => "backfill",
@@ -107,6 +150,7 @@ impl RunKind {
             RunKind::Full => "full",
         }
     }
+    /// The kind stored as `s`; `None` for a word that is no kind.
     pub fn parse(s: &str) -> Option<RunKind> {
         match s {
             "backfill" => Some(RunKind::Backfill),
@@ -151,8 +195,11 @@ impl PartialEq<&str> for RunKind {
 pub enum Outcome {
     /// Under way (or its process died: [`Store::recover_stale_runs`] says so later).
     Running,
+    /// Finished with every step done.
     Succeeded,
+    /// Stopped by an error; `sync_runs.error` says which.
     Failed,
+    /// Stopped by a shutdown (Ctrl-C, SIGTERM) before it finished.
     Interrupted,
     /// A scheduled run that met a long rate-limit wait and stopped at a checkpoint;
     /// `sync_runs.resume_at` says when the next tick may resume it.
@@ -160,6 +207,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The stored word (`running`, `succeeded`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Running => "running",
@@ -174,15 +222,23 @@ impl Outcome {
 /// The walk in progress: where a resumed run picks up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Walk {
+    /// The `sync_runs` row of the run making the walk.
     pub run_id: i64,
+    /// Which kind of walk it is.
     pub kind: RunKind,
+    /// When the walk began: the mirror's UTC timestamp text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
     pub started_at: String,
+    /// The phase the walk is in.
     pub phase: Phase,
     /// The list segment the walk is reading (the confirm and rolling phases keep
     /// `All`). Stored as `walk.segment`.
     pub segment: StatusFilter,
+    /// The next list page to read (1-based).
     pub next_page: u64,
+    /// The list page size the walk reads with (a sweep raises it).
     pub page_size: u32,
+    /// `totalCount` of the last non-empty page read: a fall since then means customers were
+    /// deleted and pages shifted back, so earlier pages are read again.
     pub last_total: Option<u64>,
     /// Sweeps made so far: full re-reads of a segment whose listing came up short.
     pub pass: u32,
@@ -231,9 +287,11 @@ impl PerSegment {
             StatusFilter::Inactive => 2,
         }
     }
+    /// The count of segment `s`, if one was recorded.
     pub fn get(&self, s: StatusFilter) -> Option<u64> {
         self.0[Self::index(s)]
     }
+    /// Records `n` for segment `s`, replacing any earlier count.
     pub fn insert(&mut self, s: StatusFilter, n: u64) {
         self.0[Self::index(s)] = Some(n);
     }
@@ -287,6 +345,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The stored word (`list`, `topup`, `sweep`, `confirm`, `rolling`).
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::List => "list",
@@ -330,6 +389,7 @@ pub enum SeenIn {
 }
 
 impl SeenIn {
+    /// The stored word: the segment's name (`all`, `active`, `inactive`), `confirm` or `rolling`.
     pub fn as_str(self) -> &'static str {
         match self {
             SeenIn::Listed(s) => s.as_str(),
@@ -337,6 +397,7 @@ impl SeenIn {
             SeenIn::Rolling => "rolling",
         }
     }
+    /// The place stored as `s`; `None` for a word that is none.
     pub fn parse(s: &str) -> Option<SeenIn> {
         match s {
             "confirm" => Some(SeenIn::Confirm),
@@ -354,6 +415,7 @@ pub struct PlanInfo {
     pub raw_hash: u64,
     /// Hash of the stored `updated_at`.
     pub updated_at_hash: u64,
+    /// The customer is soft-deleted in the mirror (`deleted_at` is set).
     pub deleted: bool,
     /// Transactions in the customer's list when last read.
     pub live_transactions: u32,
@@ -494,15 +556,19 @@ fn check_foreign_keys(tx: &rusqlite::Transaction) -> rusqlite_migration::HookRes
 pub struct RunFailure {
     /// The run's `sync_runs` row, if [`Store::start_run`] wrote one; else one is inserted.
     pub run_id: Option<i64>,
+    /// The run's kind.
     pub kind: RunKind,
     /// When the run began (for an inserted row).
     pub started_at: String,
     /// `Failed`, `Interrupted` or `Deferred`.
     pub outcome: Outcome,
+    /// The error's message, stored in `sync_runs.error`.
     pub error: String,
     /// For `Deferred`: when the walk may go on (the mirror's timestamp format).
     pub resume_at: Option<String>,
+    /// HTTP requests the run sent, retries included.
     pub requests: u64,
+    /// Of those, the retries.
     pub retries: u64,
 }
 
@@ -665,6 +731,7 @@ impl Store {
         })
     }
 
+    /// The mirror file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

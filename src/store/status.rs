@@ -10,25 +10,43 @@ use super::{Store, StoreError};
 /// One row of `sync_runs`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
+    /// The run's id (`sync_runs.id`).
     pub id: i64,
+    /// `backfill`, `sync` or `full` ([`super::RunKind`]).
     pub kind: String,
+    /// When the run began: the mirror's UTC timestamp text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
     pub started_at: String,
+    /// When it ended, in the same form; `None` while running.
     pub finished_at: Option<String>,
+    /// `finished_at - started_at`, in seconds; `None` while running.
     pub duration_secs: Option<f64>,
+    /// `running`, `succeeded`, `failed`, `interrupted` or `deferred` ([`super::Outcome`]).
     pub outcome: String,
+    /// List pages read.
     pub pages: i64,
+    /// HTTP requests sent, retries included.
     pub requests: i64,
+    /// Of those, the retries.
     pub retries: i64,
+    /// Customers new to the mirror.
     pub customers_inserted: i64,
+    /// Customers whose stored record changed.
     pub customers_updated: i64,
+    /// Customers marked deleted (soft delete: `GET /customers/{id}` answered 404).
     pub customers_deleted: i64,
+    /// Customers marked deleted before that the API showed again.
     pub customers_restored: i64,
+    /// Transactions new to the mirror.
     pub transactions_inserted: i64,
+    /// Transactions whose stored record changed (a status change, say).
     pub transactions_updated: i64,
+    /// Transactions marked deleted: gone from their customer's complete list.
     pub transactions_deleted: i64,
+    /// Transactions marked deleted before that the API showed again.
     pub transactions_restored: i64,
     /// Records skipped because their id could not be read.
     pub records_skipped: i64,
+    /// Why the run failed (or stopped), as its error said; `None` for a success.
     pub error: Option<String>,
     /// A deferred run: when the service's rate limit lets the walk go on (UTC).
     pub resume_at: Option<String>,
@@ -37,10 +55,15 @@ pub struct RunRow {
 /// Row counts of the mirror.
 #[derive(Clone, Debug, Serialize)]
 pub struct Totals {
+    /// Customers not marked deleted.
     pub live_customers: i64,
+    /// Customers marked deleted (soft delete; their rows are kept).
     pub deleted_customers: i64,
+    /// Transactions not marked deleted.
     pub live_transactions: i64,
+    /// Transactions marked deleted (their rows are kept).
     pub deleted_transactions: i64,
+    /// Rows of the `changes` log.
     pub changes: i64,
 }
 
@@ -81,15 +104,22 @@ impl std::fmt::Display for NotReread {
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
+    /// The mirror file's path.
     pub database: String,
+    /// When the last successful run finished (the `freshness` view; UTC timestamp text).
     pub last_success_at: Option<String>,
+    /// Seconds from then to now; `None` before any success.
     pub seconds_since_success: Option<i64>,
+    /// The unfinished walk in words (kind, run, phase, segment, next page), and whether a
+    /// running process is writing it or the next run resumes it; `None` if there is none.
     pub walk_in_progress: Option<String>,
     /// The process writing the mirror now (from its writer lock), if any.
     pub writer: Option<String>,
     /// Of the last successful run; set by the caller that knows `sync.full_every`.
     pub payments_not_reread: Option<NotReread>,
+    /// Row counts of the mirror.
     pub totals: Totals,
+    /// The last runs, newest first.
     pub runs: Vec<RunRow>,
     /// Per route: the service's last known rate-limit budget and the 429s of the runs shown.
     pub route_budgets: Vec<super::RouteBudgetRow>,

@@ -68,6 +68,7 @@ pub struct Pace {
 }
 
 impl Pace {
+    /// The pace the `[api]` settings set.
     pub fn from_settings(api: &ApiSettings) -> Pace {
         Pace {
             rate: api.requests_per_second,

@@ -33,9 +33,13 @@ pub enum ListStep {
     /// `probe`: the page just read came back short, so this read tells the list's end
     /// from a cap.
     Next {
+        /// The page number to read (1-based).
         page: u64,
+        /// Rows to ask for on it.
         size: u32,
+        /// The offset of the first row not yet read.
         from: u64,
+        /// True when this read checks whether a short page was the end or a cap.
         probe: bool,
     },
 }
@@ -43,7 +47,9 @@ pub enum ListStep {
 /// One list page as read, for [`next_step`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageRead {
+    /// The page number read (1-based).
     pub page: u64,
+    /// The page size it was asked with.
     pub size: u32,
     /// Rows it held, records skipped for an unreadable id included.
     pub rows: usize,

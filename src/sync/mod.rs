@@ -43,10 +43,14 @@ use writer::Writer;
 /// Why a run did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// A request failed, after its retries; [`ApiError::is_fatal`] says whether a later run
+    /// can do better.
     #[error(transparent)]
     Api(ApiError),
+    /// The mirror could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cancel token fired (a shutdown): the walk's checkpoint is kept for the next run.
     #[error("the run was interrupted by a shutdown request; the next run resumes where it stopped")]
     Interrupted,
     /// A scheduled run met a rate-limit wait longer than `schedule.defer_after`: it
@@ -58,24 +62,37 @@ pub enum SyncError {
         until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     )]
     Deferred {
+        /// The route that must wait.
         route: crate::api::budget::Route,
+        /// When the route's window lets it go on (UTC, wall clock).
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// The thread that writes the mirror's batches stopped before the run did.
     #[error("the database writer thread stopped unexpectedly")]
     WriterGone,
+    /// The list counts more customers than the walk could list, even after sweeping it:
+    /// the run fails so the gap is seen, and keeps what it read.
     #[error(
         "{missing} customers that the list counts could not be listed, after {sweeps} sweeps over it \
          (its order or its paging is unstable: customers sharing a created_at, or pages cut short); \
          the mirror keeps everything read, and the next run lists again"
     )]
-    Incomplete { missing: u64, sweeps: u32 },
+    Incomplete {
+        /// Customers the list counts that the walk could not list, less those the confirm
+        /// phase found present one by one.
+        missing: u64,
+        /// Sweeps made ([`Walk::pass`]): full re-reads of a segment that came up short.
+        sweeps: u32,
+    },
     /// The run failed and its failure could not be written to `sync_runs` either: said
     /// here, because `lomi-sync status` will not show this run.
     #[error(
         "{error}; and this run could not be recorded in the mirror ({record}), so `lomi-sync status` does not show it"
     )]
     Unrecorded {
+        /// Why the run failed.
         error: Box<SyncError>,
+        /// Why that could not be recorded.
         record: StoreError,
     },
 }
@@ -105,15 +122,21 @@ impl SyncError {
 /// How a run fetches: taken from `[api]` and `[sync]` settings.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
+    /// `api.page_size`: list rows asked a page.
     pub page_size: u32,
+    /// `api.concurrency`: requests under way at once.
     pub concurrency: usize,
+    /// The `[sync]` settings.
     pub settings: SyncSettings,
+    /// `store.busy_timeout`: how long a write waits for a busy database.
     pub busy_timeout: Duration,
 }
 
 /// What the caller asks for.
 #[derive(Clone, Copy, Debug)]
 pub struct RunRequest {
+    /// The kind asked. A `sync` on a mirror never fully walked runs as a backfill
+    /// ([`RunKind::for_mirror`]); an unfinished walk, when resumed, keeps its own kind.
     pub kind: RunKind,
     /// Forget an unfinished walk instead of resuming it.
     pub restart: bool,
@@ -121,6 +144,8 @@ pub struct RunRequest {
 
 /// Progress callbacks, for a progress bar or periodic log lines.
 pub trait Progress: Send + Sync {
+    /// Called as the walk advances (list pages, confirm and rolling steps), with where it
+    /// stands.
     fn update(&self, p: &ProgressInfo);
 }
 
@@ -130,9 +155,11 @@ pub struct ProgressInfo {
     /// The phase the walk is in (`Display`: `list`, `topup`, `sweep`, `confirm`,
     /// `rolling`).
     pub phase: Phase,
+    /// Distinct customers listed so far by this run.
     pub customers_seen: u64,
     /// Customers the list says exist, summed over the segments seen so far.
     pub customers_total: u64,
+    /// HTTP requests the client has sent so far, retries included.
     pub requests: u64,
 }
 
@@ -157,16 +184,22 @@ impl Progress for NoProgress {
 /// What a run did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunSummary {
+    /// The run's `sync_runs` row; `None` for a dry run, which records nothing.
     pub run_id: Option<i64>,
     /// The walk's kind (a resumed walk's own; `Display` and JSON: `backfill`, `sync`,
     /// `full`).
     pub kind: RunKind,
     /// The run that started the walk this run finished, if it resumed one.
     pub resumed_walk_of: Option<i64>,
+    /// Wall-clock time of the run, in seconds.
     pub duration_secs: f64,
+    /// HTTP requests the run sent, retries included.
     pub requests: u64,
+    /// Of those, the retries.
     pub retries: u64,
+    /// Distinct customers the run listed.
     pub customers_seen: u64,
+    /// Transaction rows received (of every customer whose transactions were read).
     pub transactions_seen: u64,
     /// Customers whose transactions were re-read.
     pub transaction_refreshes: u64,
@@ -183,6 +216,7 @@ pub struct RunSummary {
     /// Rows written, by kind.
     #[serde(flatten)]
     pub applied: Applied,
+    /// The sum of [`RunSummary::applied`]: customer and transaction rows written.
     pub rows_written: u64,
 }
 
