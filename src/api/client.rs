@@ -634,40 +634,7 @@ impl ApiClient {
                 Retry::After {
                     wait: d,
                     hold_route,
-                } => {
-                    if opts.defer_after.is_some_and(|t| d > t) {
-                        if hold_route {
-                            self.inner.budgets.hold(route, d);
-                        }
-                        return Err(deferred(route, d));
-                    }
-                    if d > opts.max_retry_after {
-                        let request_id = match &err {
-                            ApiError::Status { request_id, .. } => request_id.clone(),
-                            _ => None,
-                        };
-                        return Err(ApiError::RetryAfterTooLong {
-                            endpoint: endpoint.to_string(),
-                            wait_secs: d.as_secs(),
-                            request_id,
-                        });
-                    }
-                    if hold_route {
-                        self.inner.budgets.hold(route, d);
-                        // A 900 s wait is normal on the live service: say why and until
-                        // when, and that only this route waits.
-                        let until =
-                            chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default();
-                        tracing::warn!(
-                            route = route.template(),
-                            until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                            wait_secs = d.as_secs(),
-                            "{} used up its rate-limit window: its requests wait until the reset, the other routes go on",
-                            route.template()
-                        );
-                    }
-                    d
-                }
+                } => self.wait_as_asked(route, endpoint, &err, d, hold_route)?,
             };
             tracing::warn!(error = %err, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "request failed; retrying");
             attempt += 1;
@@ -676,6 +643,50 @@ impl ApiClient {
                 _ = self.inner.cancel.cancelled() => return Err(ApiError::Cancelled { endpoint: endpoint.to_string() }),
             }
         }
+    }
+
+    /// The wait a `Retry-After` asks for, if this client waits that long: a deferral
+    /// past `defer_after` (the daemon's runs), a failure past `api.max_retry_after`.
+    /// A 429 holds its route back for the wait, and says so: a 900 s wait is normal on
+    /// the live service, and only that route waits.
+    fn wait_as_asked(
+        &self,
+        route: Route,
+        endpoint: &str,
+        err: &ApiError,
+        wait: Duration,
+        hold_route: bool,
+    ) -> Result<Duration, ApiError> {
+        let opts = &self.inner.opts;
+        if opts.defer_after.is_some_and(|t| wait > t) {
+            if hold_route {
+                self.inner.budgets.hold(route, wait);
+            }
+            return Err(deferred(route, wait));
+        }
+        if wait > opts.max_retry_after {
+            let request_id = match err {
+                ApiError::Status { request_id, .. } => request_id.clone(),
+                _ => None,
+            };
+            return Err(ApiError::RetryAfterTooLong {
+                endpoint: endpoint.to_string(),
+                wait_secs: wait.as_secs(),
+                request_id,
+            });
+        }
+        if hold_route {
+            self.inner.budgets.hold(route, wait);
+            let until = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            tracing::warn!(
+                route = route.template(),
+                until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                wait_secs = wait.as_secs(),
+                "{} used up its rate-limit window: its requests wait until the reset, the other routes go on",
+                route.template()
+            );
+        }
+        Ok(wait)
     }
 
     /// One request: sends it (cut short by the cancel token), reads the budget's

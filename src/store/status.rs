@@ -128,41 +128,7 @@ pub struct StatusReport {
 impl Store {
     /// The last `limit` runs (newest first), totals, and freshness.
     pub fn status(&self, limit: usize) -> Result<StatusReport, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, kind, started_at, finished_at,
-                    (julianday(finished_at) - julianday(started_at)) * 86400.0,
-                    outcome, pages, requests, retries,
-                    customers_inserted, customers_updated, customers_deleted, customers_restored,
-                    transactions_inserted, transactions_updated, transactions_deleted, transactions_restored, error,
-                    records_skipped, resume_at
-             FROM sync_runs ORDER BY id DESC LIMIT ?1",
-        )?;
-        let runs = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    started_at: r.get(2)?,
-                    finished_at: r.get(3)?,
-                    duration_secs: r.get(4)?,
-                    outcome: r.get(5)?,
-                    pages: r.get(6)?,
-                    requests: r.get(7)?,
-                    retries: r.get(8)?,
-                    customers_inserted: r.get(9)?,
-                    customers_updated: r.get(10)?,
-                    customers_deleted: r.get(11)?,
-                    customers_restored: r.get(12)?,
-                    transactions_inserted: r.get(13)?,
-                    transactions_updated: r.get(14)?,
-                    transactions_deleted: r.get(15)?,
-                    transactions_restored: r.get(16)?,
-                    error: r.get(17)?,
-                    records_skipped: r.get(18)?,
-                    resume_at: r.get(19)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let runs = self.recent_runs(limit)?;
         let totals = self.conn.query_row(
             "SELECT (SELECT count(*) FROM customers WHERE deleted_at IS NULL),
                     (SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL),
@@ -216,6 +182,46 @@ impl Store {
             runs,
             route_budgets: self.route_budgets(limit)?,
         })
+    }
+
+    /// The last `limit` rows of `sync_runs`, newest first.
+    fn recent_runs(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, started_at, finished_at,
+                    (julianday(finished_at) - julianday(started_at)) * 86400.0,
+                    outcome, pages, requests, retries,
+                    customers_inserted, customers_updated, customers_deleted, customers_restored,
+                    transactions_inserted, transactions_updated, transactions_deleted, transactions_restored, error,
+                    records_skipped, resume_at
+             FROM sync_runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let runs = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    duration_secs: r.get(4)?,
+                    outcome: r.get(5)?,
+                    pages: r.get(6)?,
+                    requests: r.get(7)?,
+                    retries: r.get(8)?,
+                    customers_inserted: r.get(9)?,
+                    customers_updated: r.get(10)?,
+                    customers_deleted: r.get(11)?,
+                    customers_restored: r.get(12)?,
+                    transactions_inserted: r.get(13)?,
+                    transactions_updated: r.get(14)?,
+                    transactions_deleted: r.get(15)?,
+                    transactions_restored: r.get(16)?,
+                    error: r.get(17)?,
+                    records_skipped: r.get(18)?,
+                    resume_at: r.get(19)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(runs)
     }
 
     /// Customers whose payments were not re-read since `since` (a run's start): live,
