@@ -10,12 +10,15 @@
 //!    short again with larger pages (see [`listing`]);
 //! 3. **confirm**: `GET /customers/{id}` for every mirrored customer the walk missed:
 //!    404 marks it deleted, 200 means page drift hid it, and it is kept;
-//! 4. **rolling** (incremental runs): re-read the transactions of the customers longest
-//!    unread, enough that each is re-read within `sync.full_every`.
+//! 4. **feed** (feed mode, `sync.transactions_source`, issue 14): no transactions were
+//!    read per customer; one pass over `GET /transactions` reads them (see [`feed`]);
+//! 5. **rolling** (incremental runs in per-customer mode): re-read the transactions of
+//!    the customers longest unread, enough that each is re-read within `sync.full_every`.
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
 pub mod estimate;
+mod feed;
 pub mod listing;
 mod pipeline;
 mod plan;
@@ -170,6 +173,8 @@ pub struct RunSummary {
     pub transactions_seen: u64,
     /// Customers whose transactions were re-read.
     pub transaction_refreshes: u64,
+    /// Pages read from the org-wide feed (`GET /transactions`), in feed mode.
+    pub feed_pages: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
     /// The largest list page the server proved it serves, when it cut pages shorter

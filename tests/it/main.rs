@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod docs;
 mod feed_client;
+mod feed_engine;
 mod harness;
 mod mirror;
 mod misbehaviour_client;
