@@ -49,6 +49,8 @@ pub struct Batch {
     /// A feed pass completed with this batch: its newest `created_at`, the next
     /// incremental run's watermark.
     pub feed_watermark: Option<String>,
+    /// Transactions the API confirmed gone (`GET /transactions/{id}` answered 404).
+    pub gone_transactions: Vec<String>,
 }
 
 /// Row counts of a batch.
@@ -151,6 +153,9 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         apply_transactions(&cx, (customer_id, seq, complete), list, &mut n)?;
     }
     apply_feed_rows(&cx, &b.feed_rows, &mut n)?;
+    for id in &b.gone_transactions {
+        delete_transaction(&cx, id, &mut n)?;
+    }
     if let Some(w) = &b.feed_watermark {
         tx.prepare_cached(
             "INSERT INTO feed_state (id, watermark) VALUES (1, ?1)
@@ -399,6 +404,27 @@ fn apply_feed_rows(cx: &Ctx, rows: &[Transaction], n: &mut Applied) -> Result<()
             }
         }
         upsert_transactions(cx, (customer_id, seq), &list, &mut stored, n)?;
+    }
+    Ok(())
+}
+
+/// Marks transaction `id` deleted (every live row of that id), with a change row.
+fn delete_transaction(cx: &Ctx, id: &str, n: &mut Applied) -> Result<(), StoreError> {
+    let owners: Vec<String> = cx
+        .tx
+        .prepare_cached(
+            "SELECT customer_id FROM transactions WHERE transaction_id = ?1 AND deleted_at IS NULL",
+        )?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    cx.tx
+        .prepare_cached(
+            "UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, cx.at])?;
+    for customer_id in owners {
+        n.transactions_deleted += 1;
+        record(cx, "transaction", id, &customer_id, Change::Deleted)?;
     }
     Ok(())
 }

@@ -1021,6 +1021,24 @@ impl Store {
             .optional()?)
     }
 
+    /// The live transactions created in `[floor, end]` (`floor` `None`: from the
+    /// first), as timestamps in the mirror's form compare as text: what a complete feed
+    /// pass over that window should have shown.
+    pub fn live_transactions_between(
+        &self,
+        floor: Option<&str>,
+        end: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT transaction_id FROM transactions
+             WHERE deleted_at IS NULL AND created_at <= ?2 AND (?1 IS NULL OR created_at >= ?1)",
+        )?;
+        let ids = stmt
+            .query_map(params![floor, end], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
     /// Which of `ids` the mirror holds a customer row for (live or deleted).
     pub fn known_customers<'a>(
         &self,

@@ -11,7 +11,9 @@
 //!
 //! Rows are upserted one by one, grouped by customer ([`crate::store::Batch::feed_rows`]):
 //! a feed page is not a complete list of anyone's transactions, so no deletion is
-//! inferred from it. A row whose customer the mirror lacks has that customer read
+//! inferred from it. After a pass this run read whole, the mirror's live rows in its
+//! window that it did not show are confirmed with `GET /transactions/{id}` (404:
+//! deleted). A row whose customer the mirror lacks has that customer read
 //! (`GET /customers/{id}`) into the same batch, a tombstone if it is gone: no orphan.
 
 use std::collections::BTreeSet;
@@ -175,6 +177,10 @@ impl Engine<'_> {
         // The customers listed are committed before rows that reference them.
         self.flush().await?;
         let mut cursor = self.feed_cursor()?;
+        // Only a pass read whole by this run knows every row it showed; the first load
+        // into an empty mirror has nothing older to confirm.
+        let whole = cursor.read_to == 0 && cursor.end.is_none();
+        self.feed_seen = (whole && !self.initial_load).then(Default::default);
         self.walk.phase = Phase::Feed;
         loop {
             self.check_cancel()?;
@@ -210,7 +216,86 @@ impl Engine<'_> {
                 "the transactions feed cut pages at {c} rows while more followed: the pass read on in pages of {c}"
             );
         }
+        self.flush().await?;
+        if let (Some(seen), Some(end)) = (self.feed_seen.take(), &cursor.end) {
+            self.confirm_vanished(&seen, cursor.floor.as_deref(), end)
+                .await?;
+        }
         self.flush().await
+    }
+
+    /// After a complete pass over `[floor, end]`: the mirror's live transactions in that
+    /// window that the pass did not show are asked for one by one (issue 14: never
+    /// inferred from absence alone): 404 marks one deleted, a row found (hidden from
+    /// the pass by paging drift) is written.
+    async fn confirm_vanished(
+        &mut self,
+        seen: &std::collections::HashSet<String>,
+        floor: Option<&str>,
+        end: &str,
+    ) -> Result<(), SyncError> {
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        let ids: Vec<String> = reader
+            .live_transactions_between(floor, end)?
+            .into_iter()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        if !ids.is_empty() {
+            tracing::info!(
+                transactions = ids.len(),
+                "confirming transactions the feed pass did not show"
+            );
+        }
+        for chunk in ids.chunks(FEED_PAGE as usize) {
+            self.check_cancel()?;
+            let mut set = JoinSet::new();
+            for id in chunk {
+                let (client, permits, id) = (self.client.clone(), self.permits.clone(), id.clone());
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    let read = client.get_transaction(&id).await;
+                    (id, read)
+                });
+            }
+            let (mut found, mut gone) = (Vec::new(), Vec::new());
+            while let Some(joined) = set.join_next().await {
+                let (id, read) = joined.expect("a transaction read panicked");
+                self.summary.feed_confirmations += 1;
+                match read? {
+                    Some(t) if t.customer_id.is_some() => found.push(t),
+                    Some(_) => {}
+                    None => gone.push(id),
+                }
+            }
+            gone.sort();
+            self.confirmed_batch(found, gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits what confirming transactions found: rows still there, ids gone.
+    async fn confirmed_batch(
+        &mut self,
+        found: Vec<Transaction>,
+        gone: Vec<String>,
+    ) -> Result<(), SyncError> {
+        let owners = self.feed_owners(&found).await?;
+        let batch = Batch {
+            run_id: self.run_id,
+            initial_load: self.initial_load,
+            customers: owners.customers,
+            gone: owners.gone,
+            feed_rows: found,
+            gone_transactions: gone,
+            checkpoint: Some(self.walk.clone()),
+            ..Batch::default()
+        };
+        match &mut self.writer {
+            Some(w) => w.submit(batch).await,
+            None => Ok(()),
+        }
     }
 
     /// The pass's cursor: the walk's own when it is resuming one, else a new one from
@@ -248,6 +333,9 @@ impl Engine<'_> {
         }
         let owners = self.feed_owners(&placed).await?;
         self.summary.transactions_seen += placed.len() as u64;
+        if let Some(seen) = &mut self.feed_seen {
+            seen.extend(placed.iter().map(|t| t.transaction_id.clone()));
+        }
         let batch = Batch {
             run_id: self.run_id,
             initial_load: self.initial_load,

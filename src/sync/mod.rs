@@ -175,6 +175,9 @@ pub struct RunSummary {
     pub transaction_refreshes: u64,
     /// Pages read from the org-wide feed (`GET /transactions`), in feed mode.
     pub feed_pages: u64,
+    /// `GET /transactions/{id}` reads: transactions a complete feed pass did not show,
+    /// confirmed gone (404) or present.
+    pub feed_confirmations: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
     /// The largest list page the server proved it serves, when it cut pages shorter
@@ -236,6 +239,10 @@ struct Engine<'a> {
     in_flight: VecDeque<PageInFlight>,
     /// `api.concurrency`: requests under way at once, over all pages in flight.
     permits: Arc<Semaphore>,
+    /// Transactions the current feed pass has read, when this run read it from its
+    /// start: after a complete pass, the mirror's live rows in its window that it did
+    /// not read are confirmed one by one (a resumed pass confirms none).
+    feed_seen: Option<std::collections::HashSet<String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -278,6 +285,7 @@ impl<'a> Engine<'a> {
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
             permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            feed_seen: None,
         }
     }
 

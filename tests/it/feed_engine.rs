@@ -258,3 +258,35 @@ async fn auto_falls_back_per_customer_when_the_feed_is_closed() {
     let err = strict.run(RunKind::Backfill).await.unwrap_err();
     assert!(err.to_string().contains("not open to this key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_missing_from_a_complete_pass_is_confirmed_then_marked_deleted() {
+    let sim = spawn_sim(small_sim_options(200, 1407)).await;
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let report = sim.sim.mutate(&Mutation {
+        delete_tx: 4,
+        add_tx: 5,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_deleted.len(), 4);
+    let before = sim.sim.stats();
+    // A full walk: the whole feed, so every deletion is in its window.
+    let summary = m.run(RunKind::Full).await.unwrap();
+    let spent = spent(&sim, &before);
+    m.assert_equals_truth(&sim);
+    // Only the rows the pass did not show were asked for, one by one.
+    assert_eq!((spent.feed_get, summary.feed_confirmations), (4, 4));
+    assert_eq!(
+        m.count("SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL"),
+        4
+    );
+    // Nothing vanished since: nothing to confirm, nothing deleted.
+    let before = sim.sim.stats();
+    m.run(RunKind::Full).await.unwrap();
+    assert_eq!(spent_feed_get(&sim, &before), 0);
+}
+
+fn spent_feed_get(sim: &TestSim, before: &Stats) -> u64 {
+    sim.sim.stats().feed_get - before.feed_get
+}
