@@ -267,6 +267,28 @@ pub struct SyncSettings {
     pub fetch_details: bool,
     /// Requests one incremental run may spend on transaction refreshes; 0 = no cap.
     pub max_requests_per_run: u32,
+    /// Where transactions are read from: the org-wide feed, one request per customer, or
+    /// the feed when the key may read it (NOTES.md, "The org-wide transactions feed").
+    pub transactions_source: TransactionsSource,
+    /// In feed mode, an incremental run re-reads the feed back this far from the newest
+    /// `created_at` the previous run saw (its watermark), for status changes (pending ->
+    /// completed -> refunded) of recent transactions.
+    pub status_lookback: HumanDuration,
+}
+
+/// `sync.transactions_source`: how a run reads transactions (issue 14).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionsSource {
+    /// One probe of `GET /transactions` per run: the feed when it answers, else
+    /// (403/404/405) the per-customer walk, said once in the log.
+    #[default]
+    Auto,
+    /// `GET /transactions` (1,000 rows a request, whoever the customer); a key without
+    /// access to it fails the run.
+    Feed,
+    /// `GET /customers/{id}/transactions` for each customer worth re-reading.
+    PerCustomer,
 }
 
 impl Default for SyncSettings {
@@ -278,6 +300,8 @@ impl Default for SyncSettings {
             use_status_filter: true,
             fetch_details: true,
             max_requests_per_run: 0,
+            transactions_source: TransactionsSource::Auto,
+            status_lookback: Duration::from_secs(7 * 24 * 3600).into(),
         }
     }
 }

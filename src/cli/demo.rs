@@ -82,6 +82,10 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     settings.api.requests_per_second = 0.0;
     settings.api.max_requests_per_window = 0;
     settings.store.path = db.to_owned();
+    // The demo's rounds of activity delete and refund old transactions, which an
+    // incremental feed-mode run finds only within `sync.status_lookback` (the rolling
+    // re-read of the feed is not built yet): it shows the per-customer walk.
+    settings.sync.transactions_source = lomi_sync::config::TransactionsSource::PerCustomer;
     let key = ApiKey::new(SimOptions::default().api_key);
     let mirror = Mirror::build(&settings, &key, CancellationToken::new())?;
     let _lock = mirror.lock("demo", false)?;

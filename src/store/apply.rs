@@ -44,6 +44,16 @@ pub struct Batch {
     /// The first walk into an empty mirror records no `created` change rows: the
     /// initial load is not a change, and skipping them halves a backfill's writes.
     pub initial_load: bool,
+    /// Rows of one page of the org-wide feed (`GET /transactions`, each with its
+    /// `customer_id`): upserted one by one, never read as a customer's complete list,
+    /// so nothing is marked deleted for being absent from them (issue 14). Their
+    /// customers are in the mirror or in `customers` above.
+    pub feed_rows: Vec<Transaction>,
+    /// A feed pass completed with this batch: its newest `created_at`, the next
+    /// incremental run's watermark.
+    pub feed_watermark: Option<String>,
+    /// Transactions the API confirmed gone (`GET /transactions/{id}` answered 404).
+    pub gone_transactions: Vec<String>,
 }
 
 /// Row counts of a batch.
@@ -155,6 +165,17 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         let complete = !b.incomplete.contains(customer_id);
         apply_transactions(&cx, (customer_id, seq, complete), list, &mut n)?;
     }
+    apply_feed_rows(&cx, &b.feed_rows, &mut n)?;
+    for id in &b.gone_transactions {
+        delete_transaction(&cx, id, &mut n)?;
+    }
+    if let Some(w) = &b.feed_watermark {
+        tx.prepare_cached(
+            "INSERT INTO feed_state (id, watermark) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET watermark = max(watermark, excluded.watermark)",
+        )?
+        .execute(params![w])?;
+    }
     for id in &b.gone {
         let changed = tx
             .prepare_cached("UPDATE customers SET deleted_at = ?2, synced_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
@@ -180,7 +201,7 @@ fn note_walk(tx: &Connection, b: &Batch) -> Result<(), StoreError> {
         tx.prepare_cached(
             "UPDATE walk SET phase = ?1, segment = ?2, next_page = ?3, last_total = ?4, page_size = ?5,
                              pass = ?6, page_cap = ?7, list_counts = ?8
-             WHERE id = 1",
+             , feed = ?9 WHERE id = 1",
         )?
         .execute(params![
             w.phase.as_str(),
@@ -190,7 +211,8 @@ fn note_walk(tx: &Connection, b: &Batch) -> Result<(), StoreError> {
             w.page_size,
             w.pass,
             w.page_cap,
-            w.counts.to_json()
+            w.counts.to_json(),
+            w.feed.as_ref().map(super::FeedCursor::to_json)
         ])?;
     }
     Ok(())
@@ -358,6 +380,66 @@ fn apply_transactions(
         record(cx, "transaction", &id, customer_id, Change::Deleted)?;
     }
     note_transactions_read(cx, customer_id, list)
+}
+
+/// Feed rows (see [`Batch::feed_rows`]), grouped by customer and written through the
+/// same comparison as a customer's list, but with no deletion inferred: the feed is not
+/// complete per customer page by page. A row whose customer the mirror lacks is
+/// [`StoreError::OrphanTransaction`] (the engine reads such customers first).
+fn apply_feed_rows(cx: &Ctx, rows: &[Transaction], n: &mut Applied) -> Result<(), StoreError> {
+    let mut by_customer: std::collections::BTreeMap<&str, Vec<Transaction>> = Default::default();
+    for t in rows {
+        if let Some(c) = t.customer_id.as_deref() {
+            by_customer.entry(c).or_default().push(t.clone());
+        }
+    }
+    let mut find = cx.tx.prepare_cached(
+        "SELECT raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1 AND transaction_id = ?2",
+    )?;
+    for (customer_id, list) in by_customer {
+        let seq: i64 = cx
+            .tx
+            .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
+            .query_row(params![customer_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::OrphanTransaction {
+                customer_id: customer_id.to_string(),
+            })?;
+        let mut stored = HashMap::new();
+        for t in &list {
+            let found: Option<(String, bool)> = find
+                .query_row(params![seq, t.transaction_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some(v) = found {
+                stored.insert(t.transaction_id.clone(), v);
+            }
+        }
+        upsert_transactions(cx, (customer_id, seq), &list, &mut stored, n)?;
+    }
+    Ok(())
+}
+
+/// Marks transaction `id` deleted (every live row of that id), with a change row.
+fn delete_transaction(cx: &Ctx, id: &str, n: &mut Applied) -> Result<(), StoreError> {
+    let owners: Vec<String> = cx
+        .tx
+        .prepare_cached(
+            "SELECT customer_id FROM transactions WHERE transaction_id = ?1 AND deleted_at IS NULL",
+        )?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    cx.tx
+        .prepare_cached(
+            "UPDATE transactions SET deleted_at = ?2, synced_at = ?2 WHERE transaction_id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, cx.at])?;
+    for customer_id in owners {
+        n.transactions_deleted += 1;
+        record(cx, "transaction", id, &customer_id, Change::Deleted)?;
+    }
+    Ok(())
 }
 
 /// A customer's stored transactions (by its rowid `seq`): id -> (raw text, deleted).

@@ -90,6 +90,15 @@ pub enum StoreError {
         /// Which stored value did not read, and why.
         detail: String,
     },
+    /// A feed row whose customer the mirror does not hold: the engine reads every such
+    /// customer before it hands the row over, so this is a bug, not a source's fault.
+    #[error(
+        "a transaction of customer {customer_id} reached the store before its customer; this is a bug in lomi-sync: please report it"
+    )]
+    OrphanTransaction {
+        /// The customer the row names.
+        customer_id: String,
+    },
     /// A migration failed; the text is the migration library's error.
     #[error("cannot bring the mirror's schema up to date: {0}")]
     Migrate(String),
@@ -250,6 +259,36 @@ pub struct Walk {
     /// The first load into an empty mirror: no `created` change rows, and the deferred
     /// indexes are built once at the end.
     pub initial: bool,
+    /// A walk that reads transactions from the org-wide feed (`Some` from its start, so
+    /// a resumed walk keeps its source): where its feed pass is. `None`: per customer.
+    pub feed: Option<FeedCursor>,
+}
+
+/// Where a walk's pass over `GET /transactions` is (issue 14; NOTES.md, "The org-wide
+/// transactions feed"): newest first, offset paging under a fixed `endDate`, so rows
+/// created during the pass cannot shift its pages. Stored as JSON in `walk.feed`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedCursor {
+    /// The newest `created_at` on the pass's first page (`None` before it is read):
+    /// every later page is bounded by it, and it becomes the watermark once the pass
+    /// is complete.
+    pub end: Option<String>,
+    /// The oldest `created_at` the pass reads (`startDate`), already widened by the
+    /// overlap and the status lookback; `None`: the whole feed (a backfill, or no
+    /// watermark yet).
+    pub floor: Option<String>,
+    /// The next page to request, 1-based, of `page_size` rows.
+    pub next_page: u64,
+    /// Rows asked for per page (`pageSize`), lowered to a silent cap once learned.
+    pub page_size: u32,
+    /// Rows read from the top of the pass so far: where the next unread row is.
+    pub read_to: u64,
+    /// The next request is a probe after a page this many rows short of `page_size`:
+    /// rows on it prove a silent cap of that many rows (NOTES.md, the 1,000-row cap).
+    pub probe_after: Option<u32>,
+    /// The largest page the feed proved it serves, once learned.
+    pub cap: Option<u32>,
 }
 
 /// What a walk has counted of the customer list, kept with its checkpoint so that a
@@ -340,6 +379,8 @@ pub enum Phase {
     Sweep,
     /// `GET /customers/{id}` for mirrored customers the walk did not see.
     Confirm,
+    /// Reading transactions from the org-wide feed (a walk in feed mode, issue 14).
+    Feed,
     /// Re-reading the transactions of customers due on the rolling schedule.
     Rolling,
 }
@@ -352,6 +393,7 @@ impl Phase {
             Phase::Topup => "topup",
             Phase::Sweep => "sweep",
             Phase::Confirm => "confirm",
+            Phase::Feed => "feed",
             Phase::Rolling => "rolling",
         }
     }
@@ -361,6 +403,7 @@ impl Phase {
             "topup" => Some(Phase::Topup),
             "sweep" => Some(Phase::Sweep),
             "confirm" => Some(Phase::Confirm),
+            "feed" => Some(Phase::Feed),
             "rolling" => Some(Phase::Rolling),
             _ => None,
         }
@@ -519,6 +562,7 @@ fn migrations() -> Migrations<'static> {
         ),
         M::up(include_str!("migrations/008_feed_columns.sql")),
         M::up(include_str!("migrations/009_walk_checks.sql")),
+        M::up(include_str!("migrations/010_feed_walk.sql")),
     ])
 }
 
@@ -845,7 +889,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
-                        pass, page_cap, list_counts
+                        pass, page_cap, list_counts, feed
                  FROM walk WHERE id = 1",
                 [],
                 |r| {
@@ -862,6 +906,7 @@ impl Store {
                         r.get::<_, i64>(9)?,
                         r.get::<_, Option<i64>>(10)?,
                         r.get::<_, String>(11)?,
+                        r.get::<_, Option<String>>(12)?,
                     ))
                 },
             )
@@ -879,6 +924,7 @@ impl Store {
             pass,
             page_cap,
             counts,
+            feed,
         )) = row
         else {
             return Ok(None);
@@ -897,6 +943,7 @@ impl Store {
             page_cap: page_cap.map(|c| c as u32),
             counts: list_counts(&counts)?,
             initial,
+            feed: feed.as_deref().map(feed_cursor).transpose()?,
         }))
     }
 
@@ -913,8 +960,8 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
-                               pass, page_cap, list_counts)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               pass, page_cap, list_counts, feed)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 w.run_id,
                 w.kind.as_str(),
@@ -927,7 +974,8 @@ impl Store {
                 w.initial,
                 w.pass,
                 w.page_cap,
-                w.counts.to_json()
+                w.counts.to_json(),
+                w.feed.as_ref().map(FeedCursor::to_json)
             ],
         )?;
         tx.commit()?;
@@ -1046,6 +1094,51 @@ impl Store {
         Ok(out)
     }
 
+    /// The feed's watermark: the newest `created_at` a complete feed pass saw.
+    pub fn feed_watermark(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT watermark FROM feed_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The live transactions created in `[floor, end]` (`floor` `None`: from the
+    /// first), as timestamps in the mirror's form compare as text: what a complete feed
+    /// pass over that window should have shown.
+    pub fn live_transactions_between(
+        &self,
+        floor: Option<&str>,
+        end: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT transaction_id FROM transactions
+             WHERE deleted_at IS NULL AND created_at <= ?2 AND (?1 IS NULL OR created_at >= ?1)",
+        )?;
+        let ids = stmt
+            .query_map(params![floor, end], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// Which of `ids` the mirror holds a customer row for (live or deleted).
+    pub fn known_customers<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM customers WHERE id = ?1")?;
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if stmt.exists(params![id])? {
+                out.insert(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Customers the walk missed in the list but found present when it asked for them
     /// one by one (the confirm phase): the list counted them, so they are not missing.
     pub fn confirmed_present(&self) -> Result<u64, StoreError> {
@@ -1123,6 +1216,21 @@ impl Store {
 fn unreadable(column: &str, value: &str) -> StoreError {
     StoreError::UnreadableWalk {
         detail: format!("{column} {value:?}"),
+    }
+}
+
+/// Reads `walk.feed`; a value that does not parse is an error, never a pass silently
+/// restarted or skipped.
+fn feed_cursor(text: &str) -> Result<FeedCursor, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::UnreadableWalk {
+        detail: format!("feed {text:?}: {e}"),
+    })
+}
+
+impl FeedCursor {
+    /// The cursor as stored in `walk.feed` (JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a cursor of numbers and strings serializes")
     }
 }
 

@@ -24,6 +24,7 @@ fn walk(run_id: i64) -> Walk {
         page_cap: Some(100),
         counts: Default::default(),
         initial: false,
+        feed: None,
     }
 }
 

@@ -10,12 +10,15 @@
 //!    short again with larger pages (see [`listing`]);
 //! 3. **confirm**: `GET /customers/{id}` for every mirrored customer the walk missed:
 //!    404 marks it deleted, 200 means page drift hid it, and it is kept;
-//! 4. **rolling** (incremental runs): re-read the transactions of the customers longest
-//!    unread, enough that each is re-read within `sync.full_every`.
+//! 4. **feed** (feed mode, `sync.transactions_source`, issue 14): no transactions were
+//!    read per customer; one pass over `GET /transactions` reads them (see [`feed`]);
+//! 5. **rolling** (incremental runs in per-customer mode): re-read the transactions of
+//!    the customers longest unread, enough that each is re-read within `sync.full_every`.
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
 pub mod estimate;
+mod feed;
 pub mod listing;
 mod pipeline;
 mod plan;
@@ -203,6 +206,11 @@ pub struct RunSummary {
     pub transactions_seen: u64,
     /// Customers whose transactions were re-read.
     pub transaction_refreshes: u64,
+    /// Pages read from the org-wide feed (`GET /transactions`), in feed mode.
+    pub feed_pages: u64,
+    /// `GET /transactions/{id}` reads: transactions a complete feed pass did not show,
+    /// confirmed gone (404) or present.
+    pub feed_confirmations: u64,
     /// `GET /customers/{id}` calls (details and confirmations).
     pub customer_reads: u64,
     /// The largest list page the server proved it serves, when it cut pages shorter
@@ -265,6 +273,10 @@ struct Engine<'a> {
     in_flight: VecDeque<PageInFlight>,
     /// `api.concurrency`: requests under way at once, over all pages in flight.
     permits: Arc<Semaphore>,
+    /// Transactions the current feed pass has read, when this run read it from its
+    /// start: after a complete pass, the mirror's live rows in its window that it did
+    /// not read are confirmed one by one (a resumed pass confirms none).
+    feed_seen: Option<std::collections::HashSet<String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -307,6 +319,7 @@ impl<'a> Engine<'a> {
             snapshot: HashMap::new(),
             in_flight: VecDeque::new(),
             permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            feed_seen: None,
         }
     }
 

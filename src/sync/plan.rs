@@ -28,9 +28,13 @@ impl Engine<'_> {
             fetch_details: self.opts.settings.fetch_details && self.writer.is_some(),
         };
         let mut jobs = Vec::with_capacity(customers.len());
+        // In feed mode the feed phase reads every transaction: none per customer.
+        let feed = self.walk.feed.is_some();
         for c in customers {
             let known = self.snapshot.get(c.id.as_str()).copied();
-            jobs.push(decide(c, known, rules, &mut self.budget));
+            let mut job = decide(c, known, rules, &mut self.budget);
+            job.transactions &= !feed;
+            jobs.push(job);
         }
         Ok(jobs)
     }

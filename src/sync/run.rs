@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::feed::Source;
 use super::walk::{seen_bit, segments};
 use super::writer::Writer;
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
-use crate::store::{Phase, RunKind, Store, StoreError, Walk, now};
+use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
 pub(super) struct RunRecord {
@@ -125,10 +126,11 @@ pub(super) async fn run_recorded(
     let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
     let base_budgets = client.route_budgets();
     preflight(client).await?;
+    let source = super::feed::choose_source(client, opts.settings.transactions_source).await?;
     rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
-    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec)?;
+    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec, source)?;
     let run_id = walk.run_id;
     let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
@@ -186,7 +188,8 @@ pub(super) async fn run_recorded(
     result.and(flushed).and(noted)?;
     let incomplete = engine.incomplete()?;
     complete(&mut writer, run_id, (requests, retries), incomplete).await?;
-    if let (RunKind::Sync, Some(r)) = (engine.walk.kind, &engine.reader) {
+    // In feed mode every transaction is read by the feed pass, none per customer.
+    if let (RunKind::Sync, Some(r), None) = (engine.walk.kind, &engine.reader, &engine.walk.feed) {
         let since = &engine.walk.started_at;
         engine.summary.not_reread = Some(r.not_reread_since(since, opts.settings.full_every.0)?);
     }
@@ -195,14 +198,16 @@ pub(super) async fn run_recorded(
     Ok(std::mem::take(&mut engine.summary))
 }
 
-/// Resumes the unfinished walk (its kind wins) or starts a new one, and the run's row:
-/// the walk, with the run it resumes, if any. A `sync` into a mirror no backfill has
-/// completed runs a backfill.
+/// Resumes the unfinished walk (its kind and its transactions source win) or starts a
+/// new one reading transactions from `source`, and the run's row: the walk, with the
+/// run it resumes, if any. A `sync` into a mirror no backfill has completed runs a
+/// backfill.
 pub(super) fn open_walk(
     store: &mut Store,
     req: RunRequest,
     opts: &SyncOptions,
     rec: &mut RunRecord,
+    source: Source,
 ) -> Result<(Walk, Option<i64>), SyncError> {
     // A restart never reads the walk it forgets: it is the way past one that cannot be
     // read (`StoreError::UnreadableWalk`).
@@ -238,7 +243,10 @@ pub(super) fn open_walk(
         }
         None => {
             let initial = kind != RunKind::Sync && !has_full_walk;
-            let w = new_walk(run_id, kind, initial, opts);
+            let mut w = new_walk(run_id, kind, initial, opts);
+            if source == Source::Feed {
+                w.feed = Some(FeedCursor::default());
+            }
             store.begin_walk(&w)?;
             tracing::info!(
                 run = run_id,
@@ -343,6 +351,7 @@ pub(super) fn new_walk(run_id: i64, kind: RunKind, initial: bool, opts: &SyncOpt
         page_cap: None,
         counts: Default::default(),
         initial,
+        feed: None,
     }
 }
 

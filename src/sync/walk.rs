@@ -68,10 +68,20 @@ impl Engine<'_> {
                         return Ok(());
                     }
                     self.confirm().await?;
+                    self.walk.phase = match self.walk.feed {
+                        Some(_) => Phase::Feed,
+                        None => Phase::Rolling,
+                    };
+                }
+                Phase::Feed => {
+                    if self.walk.feed.is_some() {
+                        self.feed_pass().await?;
+                    }
                     self.walk.phase = Phase::Rolling;
                 }
                 Phase::Rolling => {
-                    if self.walk.kind == RunKind::Sync {
+                    // In feed mode the feed pass re-read the transactions.
+                    if self.walk.kind == RunKind::Sync && self.walk.feed.is_none() {
                         self.rolling().await?;
                     }
                     return Ok(());
@@ -638,6 +648,7 @@ mod tests {
             page_cap,
             counts,
             initial: false,
+            feed: None,
         }
     }
 

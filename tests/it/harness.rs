@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use lomi_sync::app;
-use lomi_sync::config::{ApiKey, Settings};
+use lomi_sync::config::{ApiKey, Settings, TransactionsSource};
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use rusqlite::Connection;
@@ -39,6 +39,9 @@ impl Mirror {
         settings.api.max_backoff = Duration::from_millis(20).into();
         settings.api.timeout = Duration::from_secs(5).into();
         settings.store.path = db.clone();
+        // The tests written before the feed engine count per-customer requests; the
+        // feed's own tests (feed_engine.rs) choose their source.
+        settings.sync.transactions_source = TransactionsSource::PerCustomer;
         Mirror {
             dir,
             db,
@@ -125,8 +128,10 @@ pub fn bin() -> &'static str {
 /// A command for the binary with a clean environment: only PATH, the key and `envs`.
 pub fn command(config: Option<&Path>, key: Option<&str>, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
+    // Per customer, as `Mirror::new`: these tests count its requests.
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOMI_SYNC__SYNC__TRANSACTIONS_SOURCE", "per_customer")
         .kill_on_drop(true);
     if let Some(k) = key {
         cmd.env("LOMI_API_KEY", k);

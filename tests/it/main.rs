@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod docs;
 mod feed_client;
+mod feed_engine;
 mod harness;
 mod layering;
 mod mirror;

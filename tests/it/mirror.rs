@@ -445,9 +445,11 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
                  next_page INTEGER NOT NULL, page_size INTEGER NOT NULL, last_total INTEGER,
                  initial INTEGER NOT NULL DEFAULT 0, pass INTEGER NOT NULL DEFAULT 0, page_cap INTEGER,
                  list_counts TEXT NOT NULL DEFAULT '{}');
-             INSERT INTO walk_old SELECT * FROM walk;
+             INSERT INTO walk_old SELECT id, run_id, kind, started_at, phase, segment, next_page, page_size,
+                                         last_total, initial, pass, page_cap, list_counts FROM walk;
              DROP TABLE walk;
              ALTER TABLE walk_old RENAME TO walk;
+             DROP TABLE feed_state;
              CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,
                                          PRIMARY KEY (customer_id, segment)) WITHOUT ROWID;
              INSERT INTO walk_seen_old SELECT * FROM walk_seen;

@@ -192,6 +192,7 @@ async fn logs_off_a_terminal_carry_no_escape_codes_and_print_values() {
             page_cap: None,
             counts: Default::default(),
             initial: true,
+            feed: None,
         })
         .unwrap();
     drop(store);
@@ -242,6 +243,7 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
             page_cap: None,
             counts: Default::default(),
             initial: false,
+            feed: None,
         })
         .unwrap();
     drop(store);

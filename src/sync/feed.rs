@@ -1,0 +1,533 @@
+//! Transactions from the org-wide feed (`GET /transactions`, issue 14; NOTES.md, "The
+//! org-wide transactions feed"): choosing the source of a run, and the walk's `feed`
+//! phase, which follows the customer walk in feed mode.
+//!
+//! The pass reads the feed newest first, offset paging, with every request after the
+//! first bounded by `endDate` = the newest `created_at` on the first page: rows created
+//! during the pass are newer, so they cannot shift its pages (they are the next run's).
+//! An incremental pass also sets `startDate` to the previous pass's watermark less
+//! `sync.status_lookback` (at least [`OVERLAP`]). Bounds come from the data, never from
+//! a clock: the service's, the machine's and the simulator's clocks differ.
+//!
+//! Rows are upserted one by one, grouped by customer ([`crate::store::Batch::feed_rows`]):
+//! a feed page is not a complete list of anyone's transactions, so no deletion is
+//! inferred from it. After a pass this run read whole, the mirror's live rows in its
+//! window that it did not show are confirmed with `GET /transactions/{id}` (404:
+//! deleted). A row whose customer the mirror lacks has that customer read
+//! (`GET /customers/{id}`) into the same batch, a tombstone if it is gone: no orphan.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::pipeline::{Fetched, fetch};
+use super::plan::Job;
+use super::walk::SEEN_READ;
+use super::{Engine, SyncError};
+use crate::api::model::{Customer, Transaction};
+use crate::api::timestamp::{format_timestamp, parse_timestamp};
+use crate::api::{ApiClient, FeedQuery};
+use crate::config::TransactionsSource;
+use crate::store::{Batch, FeedCursor, Observed, Phase, RunKind};
+
+/// Rows asked for per feed page: the most the service serves (NOTES.md, the silent
+/// 1,000-row cap).
+pub(super) const FEED_PAGE: u32 = 1000;
+
+/// An incremental pass reads at least this far below the previous watermark, so a row
+/// the service committed late, with an earlier `created_at`, is still read (1 h of
+/// data time).
+pub(super) const OVERLAP: Duration = Duration::from_secs(3600);
+
+/// Where a run reads transactions from, once `auto` is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    Feed,
+    PerCustomer,
+}
+
+/// Resolves `sync.transactions_source`: `auto` spends one probe (a one-row feed page);
+/// a key without access to the feed (403/404/405, [`crate::api::ApiError::NoAccess`])
+/// falls back to the per-customer walk, logged once. Any other error fails the run (a
+/// 500 is not "no access").
+pub(super) async fn choose_source(
+    client: &ApiClient,
+    setting: TransactionsSource,
+) -> Result<Source, SyncError> {
+    match setting {
+        TransactionsSource::Feed => Ok(Source::Feed),
+        TransactionsSource::PerCustomer => Ok(Source::PerCustomer),
+        TransactionsSource::Auto => match client.transactions_feed(&FeedQuery::page(1, 1)).await {
+            Ok(_) => Ok(Source::Feed),
+            Err(e) if e.is_no_access() => {
+                tracing::warn!(
+                    error = %e,
+                    "the transactions feed is not open to this key: this run reads \
+                     transactions per customer (sync.transactions_source = \"auto\")"
+                );
+                Ok(Source::PerCustomer)
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// What the page just read means for the pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum FeedStep {
+    /// No row past what the pass has read: it is complete.
+    Done,
+    /// Read on from this cursor.
+    Next(FeedCursor),
+}
+
+/// The pass's next step after a page of `rows` rows at `c` (NOTES.md: the end is an
+/// empty page; the service cuts pages at about 1,000 rows silently, the offset still
+/// using the requested size).
+///
+/// - A page with no row past `c.read_to` ends the pass: an empty page, or a probe that
+///   found nothing after a short page.
+/// - A short page is never the end by itself: the next request asks for pages of its
+///   length from just past it (`page = read_to / len + 1`, which starts at or before
+///   `read_to`: rows read twice are written once). Rows there prove a cap of that
+///   length, kept for the rest of the pass, so no row is skipped.
+pub(super) fn feed_step(c: &FeedCursor, rows: usize) -> FeedStep {
+    let size = u64::from(c.page_size.max(1));
+    let start = c.next_page.saturating_sub(1) * size;
+    let end = start + rows as u64;
+    if rows == 0 || end <= c.read_to {
+        return FeedStep::Done;
+    }
+    let mut n = c.clone();
+    n.read_to = end;
+    if c.probe_after.is_some() {
+        // Rows past a short page: the server cut that page at this many rows.
+        n.cap = Some(c.page_size);
+        n.probe_after = None;
+    }
+    if (rows as u64) < size {
+        n.probe_after = Some(rows as u32);
+        n.page_size = rows as u32;
+    }
+    n.next_page = n.read_to / u64::from(n.page_size) + 1;
+    FeedStep::Next(n)
+}
+
+/// The first cursor of a pass: the whole feed for a full walk (or with no watermark
+/// yet), else from `watermark` less `lookback` (at least [`OVERLAP`]).
+pub(super) fn start_cursor(full: bool, watermark: Option<&str>, lookback: Duration) -> FeedCursor {
+    FeedCursor {
+        floor: if full {
+            None
+        } else {
+            watermark.and_then(|w| window_floor(w, lookback))
+        },
+        next_page: 1,
+        page_size: FEED_PAGE,
+        ..FeedCursor::default()
+    }
+}
+
+/// `startDate` of an incremental pass: `watermark` less `lookback` (at least
+/// [`OVERLAP`]), less 1 µs more so that a row served with nanoseconds the mirror
+/// truncated is not cut off. `None` if the watermark does not read as a timestamp.
+pub(super) fn window_floor(watermark: &str, lookback: Duration) -> Option<String> {
+    let w = parse_timestamp(watermark)?;
+    let back = chrono::Duration::from_std(lookback.max(OVERLAP)).ok()?;
+    Some(format_timestamp(
+        w - back - chrono::Duration::microseconds(1),
+    ))
+}
+
+/// `endDate` for the pass ending at `end`: 1 µs later, since the mirror's text of the
+/// newest row's instant may be truncated below what the service compares (a row at
+/// the very bound would drop out and shift every page after the first).
+pub(super) fn end_bound(end: &str) -> Option<String> {
+    parse_timestamp(end).map(|t| format_timestamp(t + chrono::Duration::microseconds(1)))
+}
+
+/// The request for the page at `c`.
+pub(super) fn feed_query(c: &FeedCursor) -> FeedQuery {
+    FeedQuery {
+        start_date: c.floor.clone(),
+        end_date: c.end.as_deref().and_then(end_bound),
+        ..FeedQuery::page(c.next_page, c.page_size)
+    }
+}
+
+/// The newest `created_at` of `rows` (in the mirror's form, which orders as text).
+fn newest(rows: &[Transaction]) -> Option<String> {
+    rows.iter().filter_map(|t| t.created_at.clone()).max()
+}
+
+/// The customers a feed page needs that the mirror does not hold: what to write
+/// before its rows, and those the API says are gone (written as tombstones).
+#[derive(Default)]
+struct Owners {
+    customers: Vec<Observed>,
+    gone: Vec<String>,
+}
+
+impl Engine<'_> {
+    /// The feed phase: one pass, page by page, each page committed with the cursor
+    /// after it, so a killed run resumes at the next page. The batch that completes
+    /// the pass records its watermark.
+    pub(super) async fn feed_pass(&mut self) -> Result<(), SyncError> {
+        // The customers listed are committed before rows that reference them.
+        self.flush().await?;
+        let mut cursor = self.feed_cursor()?;
+        // Only a pass read whole by this run knows every row it showed; the first load
+        // into an empty mirror has nothing older to confirm.
+        let whole = cursor.read_to == 0 && cursor.end.is_none();
+        self.feed_seen = (whole && !self.initial_load).then(Default::default);
+        self.walk.phase = Phase::Feed;
+        loop {
+            self.check_cancel()?;
+            let page = self.client.transactions_feed(&feed_query(&cursor)).await?;
+            self.summary.feed_pages += 1;
+            if cursor.end.is_none() {
+                cursor.end = newest(&page.transactions);
+            }
+            let rows = page.transactions.len() + page.skipped.len();
+            let step = feed_step(&cursor, rows);
+            let mut next = self.walk.clone();
+            let watermark = match &step {
+                FeedStep::Next(c) => {
+                    next.feed = Some(c.clone());
+                    None
+                }
+                FeedStep::Done => {
+                    next.phase = Phase::Rolling;
+                    next.feed = Some(cursor.clone());
+                    cursor.end.clone()
+                }
+            };
+            self.feed_batch(page.transactions, next, watermark).await?;
+            self.report(Phase::Feed);
+            match step {
+                FeedStep::Next(c) => cursor = c,
+                FeedStep::Done => break,
+            }
+        }
+        if let Some(c) = &cursor.cap {
+            tracing::warn!(
+                rows = c,
+                "the transactions feed cut pages at {c} rows while more followed: the pass read on in pages of {c}"
+            );
+        }
+        self.flush().await?;
+        if let (Some(seen), Some(end)) = (self.feed_seen.take(), &cursor.end) {
+            self.confirm_vanished(&seen, cursor.floor.as_deref(), end)
+                .await?;
+        }
+        self.flush().await
+    }
+
+    /// After a complete pass over `[floor, end]`: the mirror's live transactions in that
+    /// window that the pass did not show are asked for one by one (issue 14: never
+    /// inferred from absence alone): 404 marks one deleted, a row found (hidden from
+    /// the pass by paging drift) is written.
+    async fn confirm_vanished(
+        &mut self,
+        seen: &std::collections::HashSet<String>,
+        floor: Option<&str>,
+        end: &str,
+    ) -> Result<(), SyncError> {
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        let ids: Vec<String> = reader
+            .live_transactions_between(floor, end)?
+            .into_iter()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        if !ids.is_empty() {
+            tracing::info!(
+                transactions = ids.len(),
+                "confirming transactions the feed pass did not show"
+            );
+        }
+        for chunk in ids.chunks(FEED_PAGE as usize) {
+            self.check_cancel()?;
+            let mut set = JoinSet::new();
+            for id in chunk {
+                let (client, permits, id) = (self.client.clone(), self.permits.clone(), id.clone());
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    let read = client.get_transaction(&id).await;
+                    (id, read)
+                });
+            }
+            let (mut found, mut gone) = (Vec::new(), Vec::new());
+            while let Some(joined) = set.join_next().await {
+                let (id, read) = joined.expect("a transaction read panicked");
+                self.summary.feed_confirmations += 1;
+                match read? {
+                    Some(t) if t.customer_id.is_some() => found.push(t),
+                    Some(_) => {}
+                    None => gone.push(id),
+                }
+            }
+            gone.sort();
+            self.confirmed_batch(found, gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits what confirming transactions found: rows still there, ids gone.
+    async fn confirmed_batch(
+        &mut self,
+        found: Vec<Transaction>,
+        gone: Vec<String>,
+    ) -> Result<(), SyncError> {
+        let owners = self.feed_owners(&found).await?;
+        let batch = Batch {
+            run_id: self.run_id,
+            initial_load: self.initial_load,
+            customers: owners.customers,
+            gone: owners.gone,
+            feed_rows: found,
+            gone_transactions: gone,
+            checkpoint: Some(self.walk.clone()),
+            ..Batch::default()
+        };
+        match &mut self.writer {
+            Some(w) => w.submit(batch).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The pass's cursor: the walk's own when it is resuming one, else a new one from
+    /// the mirror's watermark.
+    fn feed_cursor(&self) -> Result<FeedCursor, SyncError> {
+        if self.walk.phase == Phase::Feed
+            && let Some(c) = &self.walk.feed
+            && c.next_page > 0
+        {
+            return Ok(c.clone());
+        }
+        let watermark = match &self.reader {
+            Some(r) => r.feed_watermark()?,
+            None => None,
+        };
+        let full = self.walk.kind != RunKind::Sync;
+        let lookback = self.opts.settings.status_lookback.0;
+        Ok(start_cursor(full, watermark.as_deref(), lookback))
+    }
+
+    /// Submits one feed page's rows, with the customers they need, and the walk after it.
+    async fn feed_batch(
+        &mut self,
+        rows: Vec<Transaction>,
+        next: crate::store::Walk,
+        watermark: Option<String>,
+    ) -> Result<(), SyncError> {
+        let (placed, orphans): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|t| t.customer_id.is_some());
+        if !orphans.is_empty() {
+            tracing::warn!(
+                rows = orphans.len(),
+                "feed rows without a customer_id were skipped"
+            );
+        }
+        let owners = self.feed_owners(&placed).await?;
+        self.summary.transactions_seen += placed.len() as u64;
+        if let Some(seen) = &mut self.feed_seen {
+            seen.extend(placed.iter().map(|t| t.transaction_id.clone()));
+        }
+        let batch = Batch {
+            run_id: self.run_id,
+            initial_load: self.initial_load,
+            customers: owners.customers,
+            gone: owners.gone,
+            feed_rows: placed,
+            feed_watermark: watermark,
+            checkpoint: Some(next.clone()),
+            ..Batch::default()
+        };
+        self.walk = next;
+        match &mut self.writer {
+            Some(w) => w.submit(batch).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the customers of `rows` that neither this walk nor the mirror holds
+    /// (created after the customer walk, or soft-deleted: the feed still lists their
+    /// transactions), `api.concurrency` at a time.
+    async fn feed_owners(&mut self, rows: &[Transaction]) -> Result<Owners, SyncError> {
+        let ids: BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|t| t.customer_id.as_deref())
+            .filter(|id| !self.seen.contains_key(*id))
+            .collect();
+        let known = match &self.reader {
+            Some(r) => r.known_customers(ids.iter().copied())?,
+            None => Default::default(),
+        };
+        let unknown: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !known.contains(*id))
+            .map(str::to_string)
+            .collect();
+        let mut set = JoinSet::new();
+        for id in unknown {
+            let client = self.client.clone();
+            let permits = self.permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                let job = Job {
+                    id: id.clone(),
+                    customer: None,
+                    details: true,
+                    transactions: false,
+                };
+                (id, fetch(&client, job).await)
+            });
+        }
+        let mut owners = Owners::default();
+        while let Some(joined) = set.join_next().await {
+            let (id, fetched) = joined.expect("a customer read panicked");
+            self.summary.customer_reads += 1;
+            self.mark_seen(id.clone(), SEEN_READ);
+            owner(&mut owners, id, fetched?);
+        }
+        owners
+            .customers
+            .sort_by(|a, b| a.customer.id.cmp(&b.customer.id));
+        Ok(owners)
+    }
+}
+
+/// Adds what reading customer `id` gave to `owners`: the customer, or, when it is gone
+/// (or its record cannot be read), a row holding only its id, so its transactions have
+/// a customer; a gone one is then marked deleted, as the views expect.
+fn owner(owners: &mut Owners, id: String, fetched: Fetched) {
+    let gone = match fetched {
+        Fetched::Present {
+            observed: Some(o), ..
+        } => {
+            owners.customers.push(*o);
+            return;
+        }
+        Fetched::Present { observed: None, .. } => false,
+        Fetched::Gone => true,
+    };
+    let stub = serde_json::json!({ "id": id });
+    if let Ok(customer) = Customer::from_value(stub) {
+        owners.customers.push(Observed {
+            customer,
+            partial: true,
+        });
+    }
+    if gone {
+        owners.gone.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(next_page: u64, page_size: u32, read_to: u64) -> FeedCursor {
+        FeedCursor {
+            end: Some("2025-03-01T09:00:00.000000Z".into()),
+            next_page,
+            page_size,
+            read_to,
+            ..FeedCursor::default()
+        }
+    }
+
+    fn next(c: &FeedCursor, rows: usize) -> FeedCursor {
+        match feed_step(c, rows) {
+            FeedStep::Next(n) => n,
+            FeedStep::Done => panic!("the pass ended at {c:?} with {rows} rows"),
+        }
+    }
+
+    #[test]
+    fn full_pages_read_on_and_an_empty_page_ends() {
+        let c = next(&at(1, 1000, 0), 1000);
+        assert_eq!((c.next_page, c.page_size, c.read_to), (2, 1000, 1000));
+        assert_eq!(feed_step(&c, 0), FeedStep::Done);
+    }
+
+    #[test]
+    fn a_short_page_is_probed_not_trusted() {
+        // 1,500 rows, no cap: the short page is followed by a probe at its end.
+        let c = next(&at(2, 1000, 1000), 500);
+        assert_eq!((c.next_page, c.page_size, c.read_to), (4, 500, 1500));
+        assert_eq!(c.probe_after, Some(500));
+        assert_eq!(feed_step(&c, 0), FeedStep::Done);
+        assert_eq!(c.cap, None);
+    }
+
+    #[test]
+    fn a_silent_cap_is_learned_and_no_row_skipped() {
+        // The server serves 50 of the 1,000 asked; the offset still used 1,000.
+        let c = next(&at(1, 1000, 0), 50);
+        // The probe asks for rows 50..100: exactly past the short page.
+        assert_eq!((c.next_page, c.page_size, c.read_to), (2, 50, 50));
+        let c = next(&c, 50);
+        assert_eq!(
+            (c.cap, c.probe_after, c.read_to, c.next_page),
+            (Some(50), None, 100, 3)
+        );
+        // A cap that does not divide what was read: the page starts at or before it.
+        let odd = FeedCursor {
+            probe_after: Some(30),
+            ..at(35, 30, 1030)
+        };
+        let c = next(&odd, 30);
+        assert_eq!((c.read_to, c.next_page, c.page_size), (1050, 36, 30));
+    }
+
+    #[test]
+    fn a_page_of_rows_already_read_ends_the_pass() {
+        // Pages of 30 from 1,030: page 35 starts at 1,020; 5 rows end at 1,025.
+        let c = FeedCursor {
+            probe_after: Some(30),
+            ..at(35, 30, 1030)
+        };
+        assert_eq!(feed_step(&c, 5), FeedStep::Done);
+    }
+
+    #[test]
+    fn windows_come_from_the_watermark() {
+        let w = "2025-03-08T12:00:00.000000Z";
+        let week = Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(
+            window_floor(w, week).as_deref(),
+            Some("2025-03-01T11:59:59.999999Z")
+        );
+        // The overlap is the least lookback.
+        assert_eq!(
+            window_floor(w, Duration::from_secs(60)).as_deref(),
+            Some("2025-03-08T10:59:59.999999Z")
+        );
+        assert_eq!(window_floor("yesterday", week), None);
+        assert_eq!(
+            end_bound("2025-03-08T12:00:00.123456Z").as_deref(),
+            Some("2025-03-08T12:00:00.123457Z")
+        );
+        // A full walk reads everything; an incremental one from the watermark.
+        assert_eq!(start_cursor(true, Some(w), week).floor, None);
+        assert_eq!(start_cursor(false, None, week).floor, None);
+        let c = start_cursor(false, Some(w), week);
+        assert_eq!((c.next_page, c.page_size, c.read_to), (1, FEED_PAGE, 0));
+        assert!(c.floor.is_some() && c.end.is_none());
+    }
+
+    #[test]
+    fn the_first_page_has_no_end_bound_and_later_ones_do() {
+        let mut c = start_cursor(true, None, OVERLAP);
+        assert_eq!(feed_query(&c).end_date, None);
+        c.end = Some("2025-03-08T12:00:00.000000Z".into());
+        assert_eq!(
+            feed_query(&c).end_date.as_deref(),
+            Some("2025-03-08T12:00:00.000001Z")
+        );
+    }
+}
