@@ -282,12 +282,16 @@ pub struct SyncSettings {
 pub enum TransactionsSource {
     /// One probe of `GET /transactions` per run: the feed when it answers, else
     /// (403/404/405) the per-customer walk, said once in the log.
-    #[default]
     Auto,
     /// `GET /transactions` (1,000 rows a request, whoever the customer); a key without
     /// access to it fails the run.
     Feed,
-    /// `GET /customers/{id}/transactions` for each customer worth re-reading.
+    /// `GET /customers/{id}/transactions` for each customer worth re-reading. The
+    /// default until feed mode re-reads the whole feed within `sync.full_every`: today
+    /// an incremental feed run sees a refund or deletion older than
+    /// `sync.status_lookback` only at the next `full` walk, while the per-customer walk
+    /// re-reads every customer within `sync.full_every`.
+    #[default]
     PerCustomer,
 }
 
@@ -300,7 +304,7 @@ impl Default for SyncSettings {
             use_status_filter: true,
             fetch_details: true,
             max_requests_per_run: 0,
-            transactions_source: TransactionsSource::Auto,
+            transactions_source: TransactionsSource::PerCustomer,
             status_lookback: Duration::from_secs(7 * 24 * 3600).into(),
         }
     }
