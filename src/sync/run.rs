@@ -145,16 +145,7 @@ pub(super) async fn run_recorded(
     );
     engine.run_id = run_id;
     engine.initial_load = initial_load;
-    if let Some(r) = &engine.reader {
-        if !initial_load {
-            let hot = ago(opts.settings.hot_window.0);
-            let pending = ago(opts.settings.pending_window.0);
-            engine.snapshot = r.plan_snapshot(&hot, &pending)?;
-        }
-        for (id, segment) in r.walk_seen()? {
-            engine.mark_seen(id, seen_bit(segment));
-        }
-    }
+    load_known(&mut engine, opts)?;
     engine.summary.resumed_walk_of = resumed_walk_of;
     engine.summary.run_id = Some(run_id);
     let result = engine.walk_all().await;
@@ -196,6 +187,24 @@ pub(super) async fn run_recorded(
     // The run's time includes building deferred indexes at the end of a backfill.
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
+}
+
+/// What the engine knows before it walks: the mirror's planning snapshot (not on a
+/// first load, where there is nothing to compare) and the customers a resumed walk
+/// has already seen.
+fn load_known(engine: &mut Engine<'_>, opts: &SyncOptions) -> Result<(), SyncError> {
+    let Some(r) = &engine.reader else {
+        return Ok(());
+    };
+    if !engine.initial_load {
+        let hot = ago(opts.settings.hot_window.0);
+        let pending = ago(opts.settings.pending_window.0);
+        engine.snapshot = r.plan_snapshot(&hot, &pending)?;
+    }
+    for (id, segment) in r.walk_seen()? {
+        engine.mark_seen(id, seen_bit(segment));
+    }
+    Ok(())
 }
 
 /// Resumes the unfinished walk (its kind and its transactions source win) or starts a

@@ -307,26 +307,13 @@ async fn live_variant_with_uuid_ids_and_list_quirks_is_mirrored_whole() {
 async fn interrupted_backfill_resumes_without_repeating_pages() {
     let sim = spawn_sim(slow_sim_options(400, 9, 5)).await;
     let m = Mirror::new(&sim);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let c = cancel.clone();
-    let db = m.db.clone();
-    tokio::spawn(async move {
-        // Stop once a few pages are committed.
-        crate::harness::wait_for(30, || crate::harness::runs_sum(&db, "sum(pages)") >= 3).await;
-        c.cancel();
-    });
-    let err = m
-        .run_with(RunKind::Backfill, false, &cancel)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SyncError::Interrupted), "{err}");
+    interrupted_backfill(&sim, &m).await;
     assert_eq!(
         m.count("SELECT count(*) FROM sync_runs WHERE outcome = 'interrupted'"),
         1
     );
     let pages_before = m.count("SELECT next_page FROM walk");
     assert!(pages_before > 1);
-    sim.sim.set_faults(Faults::default());
     let s = m.run(RunKind::Backfill).await.unwrap();
     assert!(s.resumed_walk_of.is_some());
     assert!(
