@@ -59,6 +59,21 @@ pub enum ConfigError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// Neither `LOMI_WEBHOOK_SECRET` nor `webhooks.secret_file` gives a secret, while
+    /// `server.listen` is set.
+    #[error(
+        "no webhook secret: set webhooks.secret_file (a file holding only the secret, as \
+         `lomi-sync webhooks register` writes it) or the LOMI_WEBHOOK_SECRET environment variable"
+    )]
+    MissingWebhookSecret,
+    /// `webhooks.secret_file` could not be read, or holds only whitespace.
+    #[error("cannot read the webhook secret file {path}: {problem}; check webhooks.secret_file")]
+    WebhookSecretFile {
+        /// The file (`webhooks.secret_file`).
+        path: PathBuf,
+        /// What went wrong (the system's error, or "it is empty").
+        problem: String,
+    },
     /// `api.api_key_file` holds only whitespace.
     #[error("the API key file {path} is empty; write the key into it")]
     EmptyKeyFile {
@@ -170,6 +185,74 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     /// `[log]`: log output.
     pub log: LogSettings,
+    /// `[server]`: the daemon's HTTP listener (webhooks, `/metrics`, `/healthz`).
+    pub server: ServerSettings,
+    /// `[webhooks]`: where the webhook signing secret lives.
+    pub webhooks: WebhookSettings,
+}
+
+/// The daemon's HTTP listener: `POST /webhooks/lomi`, `GET /metrics`, `GET /healthz`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on (`127.0.0.1:9810`); none (the default) runs no listener.
+    /// Put a TLS reverse proxy in front of it to receive the vendor's webhooks, which
+    /// the vendor only sends to public HTTPS URLs (NOTES.md, Webhooks).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/healthz` answers 200 while the last successful run is younger than this, 503
+    /// otherwise. Default 1 h: four missed 15-minute ticks.
+    pub healthy_within: HumanDuration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: None,
+            healthy_within: Duration::from_secs(3600).into(),
+        }
+    }
+}
+
+/// Webhook deliveries: the secret that signs them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// A file holding only the endpoint's signing secret (`whsec_...`), as `lomi-sync
+    /// webhooks register` writes it (mode 0600). Without it, `LOMI_WEBHOOK_SECRET`. The
+    /// secret is never a setting's value, so it never lands in a config dump or a log.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Environment variable holding the webhook signing secret when `webhooks.secret_file`
+/// is not set.
+pub const WEBHOOK_SECRET_ENV: &str = "LOMI_WEBHOOK_SECRET";
+
+/// The webhook signing secret (`whsec_...`). Like [`ApiKey`], it leaves this type only
+/// through [`WebhookSecret::expose`]; `Debug` and `Display` print `[redacted]`.
+#[derive(Clone)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// Wraps `secret` as given.
+    pub fn new(secret: impl Into<String>) -> Self {
+        WebhookSecret(secret.into())
+    }
+    /// The secret itself, as the HMAC key only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
+impl fmt::Display for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// How to reach the lomi. API and how hard to push it.
@@ -547,6 +630,10 @@ impl Settings {
             self.schedule.shutdown_timeout.0.as_millis() as u64,
         )?;
         positive(
+            "server.healthy_within",
+            self.server.healthy_within.0.as_millis() as u64,
+        )?;
+        positive(
             "schedule.defer_after",
             self.schedule.defer_after.0.as_millis() as u64,
         )?;
@@ -584,6 +671,31 @@ impl Settings {
             .filter(|v| !v.is_empty())
             .map(ApiKey::new)
             .ok_or(ConfigError::MissingApiKey)
+    }
+
+    /// The webhook signing secret from `webhooks.secret_file`, else `LOMI_WEBHOOK_SECRET`.
+    pub fn webhook_secret_from(
+        &self,
+        env: &[(String, String)],
+    ) -> Result<WebhookSecret, ConfigError> {
+        if let Some(path) = &self.webhooks.secret_file {
+            let problem = |problem: String| ConfigError::WebhookSecretFile {
+                path: path.clone(),
+                problem,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+            let secret = text.trim();
+            if secret.is_empty() {
+                return Err(problem("it is empty".into()));
+            }
+            return Ok(WebhookSecret::new(secret));
+        }
+        env.iter()
+            .find(|(k, _)| k == WEBHOOK_SECRET_ENV)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(WebhookSecret::new)
+            .ok_or(ConfigError::MissingWebhookSecret)
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod money;
 pub mod query;
 pub mod scheduler;
