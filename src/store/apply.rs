@@ -56,6 +56,9 @@ pub struct Batch {
     pub feed_watermark: Option<String>,
     /// Transactions the API confirmed gone (`GET /transactions/{id}` answered 404).
     pub gone_transactions: Vec<String>,
+    /// The rolling re-read moved on: `end` replaces the stored one, `since` (when
+    /// `Some`, a cycle ended) too. Needs the `feed_state` row a completed pass wrote.
+    pub feed_rolling: Option<super::FeedRolling>,
 }
 
 /// Row counts of a batch.
@@ -184,6 +187,13 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
              ON CONFLICT (id) DO UPDATE SET watermark = max(watermark, excluded.watermark)",
         )?
         .execute(params![w])?;
+    }
+    if let Some(r) = &b.feed_rolling {
+        tx.prepare_cached(
+            "UPDATE feed_state SET rolling_end = ?1, rolling_since = coalesce(?2, rolling_since)
+             WHERE id = 1",
+        )?
+        .execute(params![r.end, r.since])?;
     }
     for id in &b.gone {
         let changed = tx

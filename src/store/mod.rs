@@ -291,6 +291,22 @@ pub struct FeedCursor {
     pub cap: Option<u32>,
 }
 
+/// The feed's rolling re-read across runs (`feed_state.rolling_end`, `rolling_since`,
+/// migration 11): each incremental run in feed mode re-reads a slice of the feed older
+/// than its lookback window, the slices moving down run after run until an empty page
+/// ends a cycle, so every row is read again within `sync.full_every`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedRolling {
+    /// Where the next slice starts (its `endDate`): the oldest `created_at` the cycle's
+    /// slices have read, from the data. `None`: a new cycle, which starts at the
+    /// incremental pass's floor.
+    pub end: Option<String>,
+    /// When the current cycle started, on this machine's clock (the mirror's timestamp
+    /// form): it sizes the slices, never a request's bounds. `None`: no cycle ever
+    /// ended (written as "unchanged" in a [`Batch::feed_rolling`]).
+    pub since: Option<String>,
+}
+
 /// What a walk has counted of the customer list, kept with its checkpoint so that a
 /// resumed walk checks its completeness as an uninterrupted one would.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -564,6 +580,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/009_walk_checks.sql")),
         M::up(include_str!("migrations/010_feed_walk.sql")),
         M::up(include_str!("migrations/011_feed_stage.sql")),
+        M::up(include_str!("migrations/012_feed_rolling.sql")),
     ])
 }
 
@@ -1103,6 +1120,42 @@ impl Store {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    /// The rolling re-read's state ([`FeedRolling`]); the default before any feed pass.
+    pub fn feed_rolling(&self) -> Result<FeedRolling, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT rolling_end, rolling_since FROM feed_state WHERE id = 1",
+                [],
+                |r| {
+                    Ok(FeedRolling {
+                        end: r.get(0)?,
+                        since: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// The mirror's live transactions created before `floor`, and of those, before
+    /// `top` (text order is time order in the mirror's form): the rolling re-read's
+    /// rows in all, and those its cycle has yet to read. One scan.
+    pub fn live_transactions_before(
+        &self,
+        floor: &str,
+        top: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        let (all, left): (Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT sum(created_at < ?1), sum(created_at < ?2) FROM transactions
+             WHERE deleted_at IS NULL AND created_at < ?1",
+            params![floor, top],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        Ok((n(all), n(left)))
     }
 
     /// The live transactions created in `[floor, end]` (`floor` `None`: from the

@@ -29,7 +29,7 @@ use crate::api::model::{Customer, Transaction};
 use crate::api::timestamp::{format_timestamp, parse_timestamp};
 use crate::api::{ApiClient, FeedQuery};
 use crate::config::TransactionsSource;
-use crate::store::{Batch, FeedCursor, Observed, Phase, RunKind};
+use crate::store::{Batch, FeedCursor, FeedRolling, Observed, Phase, RunKind};
 
 /// Rows asked for per feed page: the most the service serves (NOTES.md, the silent
 /// 1,000-row cap).
@@ -161,6 +161,15 @@ fn newest(rows: &[Transaction]) -> Option<String> {
     rows.iter().filter_map(|t| t.created_at.clone()).max()
 }
 
+/// What a feed page moves of the feed's state besides its rows.
+#[derive(Default)]
+pub(super) struct Marks {
+    /// A pass completed: its newest `created_at` (the next incremental run's watermark).
+    pub(super) watermark: Option<String>,
+    /// Where the rolling re-read stands after this page.
+    pub(super) rolling: Option<FeedRolling>,
+}
+
 /// The customers a feed page needs that the mirror does not hold: what to write
 /// before its rows, and those the API says are gone (written as tombstones).
 #[derive(Default)]
@@ -192,18 +201,25 @@ impl Engine<'_> {
             let rows = page.transactions.len() + page.skipped.len();
             let step = feed_step(&cursor, rows);
             let mut next = self.walk.clone();
-            let watermark = match &step {
+            let (watermark, rolling) = match &step {
                 FeedStep::Next(c) => {
                     next.feed = Some(c.clone());
-                    None
+                    (None, None)
                 }
                 FeedStep::Done => {
                     next.phase = Phase::Rolling;
                     next.feed = Some(cursor.clone());
-                    cursor.end.clone()
+                    // A pass over the whole feed re-read every row: the rolling
+                    // re-read starts a new cycle from here.
+                    let whole_feed = cursor.floor.is_none().then(|| FeedRolling {
+                        end: None,
+                        since: Some(crate::store::now()),
+                    });
+                    (cursor.end.clone(), whole_feed)
                 }
             };
-            self.feed_batch(page.transactions, next, watermark).await?;
+            let marks = Marks { watermark, rolling };
+            self.feed_batch(page.transactions, next, marks).await?;
             self.report(Phase::Feed);
             match step {
                 FeedStep::Next(c) => cursor = c,
@@ -228,7 +244,7 @@ impl Engine<'_> {
     /// window that the pass did not show are asked for one by one (issue 14: never
     /// inferred from absence alone): 404 marks one deleted, a row found (hidden from
     /// the pass by paging drift) is written.
-    async fn confirm_vanished(
+    pub(super) async fn confirm_vanished(
         &mut self,
         seen: &std::collections::HashSet<String>,
         floor: Option<&str>,
@@ -316,12 +332,13 @@ impl Engine<'_> {
         Ok(start_cursor(full, watermark.as_deref(), lookback))
     }
 
-    /// Submits one feed page's rows, with the customers they need, and the walk after it.
-    async fn feed_batch(
+    /// Submits one feed page's rows, with the customers they need, the walk after it
+    /// and what the page moved of the feed's state.
+    pub(super) async fn feed_batch(
         &mut self,
         rows: Vec<Transaction>,
         next: crate::store::Walk,
-        watermark: Option<String>,
+        marks: Marks,
     ) -> Result<(), SyncError> {
         let (placed, orphans): (Vec<_>, Vec<_>) =
             rows.into_iter().partition(|t| t.customer_id.is_some());
@@ -342,7 +359,8 @@ impl Engine<'_> {
             customers: owners.customers,
             gone: owners.gone,
             feed_rows: placed,
-            feed_watermark: watermark,
+            feed_watermark: marks.watermark,
+            feed_rolling: marks.rolling,
             checkpoint: Some(next.clone()),
             ..Batch::default()
         };

@@ -12,13 +12,16 @@
 //!    404 marks it deleted, 200 means page drift hid it, and it is kept;
 //! 4. **feed** (feed mode, `sync.transactions_source`, issue 14): no transactions were
 //!    read per customer; one pass over `GET /transactions` reads them (see [`feed`]);
-//! 5. **rolling** (incremental runs in per-customer mode): re-read the transactions of
-//!    the customers longest unread, enough that each is re-read within `sync.full_every`.
+//! 5. **rolling** (incremental runs): in per-customer mode, re-read the transactions of
+//!    the customers longest unread, enough that each is re-read within `sync.full_every`;
+//!    in feed mode, re-read a slice of the feed below the pass's window, enough that the
+//!    whole feed is re-read within `sync.full_every` (see `feed_slice`).
 //!
 //! A killed run leaves its walk in the `walk` table and the next run resumes it.
 
 pub mod estimate;
 mod feed;
+mod feed_slice;
 pub mod listing;
 mod pipeline;
 mod plan;
@@ -208,6 +211,9 @@ pub struct RunSummary {
     pub transaction_refreshes: u64,
     /// Pages read from the org-wide feed (`GET /transactions`), in feed mode.
     pub feed_pages: u64,
+    /// Of those, the rolling re-read's: the slice of the feed below the incremental
+    /// pass's window that this run re-read (`feed_slice.rs`).
+    pub feed_rolling_pages: u64,
     /// `GET /transactions/{id}` reads: transactions a complete feed pass did not show,
     /// confirmed gone (404) or present.
     pub feed_confirmations: u64,

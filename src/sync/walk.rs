@@ -80,9 +80,13 @@ impl Engine<'_> {
                     self.walk.phase = Phase::Rolling;
                 }
                 Phase::Rolling => {
-                    // In feed mode the feed pass re-read the transactions.
-                    if self.walk.kind == RunKind::Sync && self.walk.feed.is_none() {
-                        self.rolling().await?;
+                    // In feed mode the pass re-read the recent transactions, and a
+                    // slice of the feed below it the older ones (`feed_slice.rs`).
+                    if self.walk.kind == RunKind::Sync {
+                        match self.walk.feed {
+                            None => self.rolling().await?,
+                            Some(_) => self.feed_slice().await?,
+                        }
                     }
                     return Ok(());
                 }

@@ -342,3 +342,90 @@ async fn feed_rows_of_customers_the_list_does_not_show_get_their_customer_read()
     );
     assert!(kept > 0);
 }
+
+/// Makes the mirror's rolling cycle (`feed_state.rolling_since`) `hours` old, as if its
+/// start were that long ago: the slices are sized by the time elapsed against
+/// `sync.full_every`, and a test cannot wait a day.
+fn age_rolling_cycle(m: &Mirror, hours: u32) {
+    let changed = m
+        .conn()
+        .execute(
+            "UPDATE feed_state SET rolling_since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+            [format!("-{hours} hours")],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "a completed pass wrote the feed's state");
+}
+
+/// Refunds and deletions of payments older than `sync.status_lookback` change nothing
+/// an incremental pass reads (the feed has no "updated since" filter): the rolling
+/// re-read finds them, a slice of the feed per run, the whole feed within
+/// `sync.full_every` (24 h here, four runs 6 h apart), each run at about a quarter of a
+/// full re-read's pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_refunds_and_deletions_reach_the_mirror_within_full_every_a_slice_per_run() {
+    let sim = spawn_sim(small_sim_options(400, 1409)).await;
+    // Pages of 50 rows, so that the feed is many pages and a slice is a share of them.
+    sim.sim.set_feed(Feed {
+        row_cap: 50,
+        ..Feed::default()
+    });
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let rows = m.count("SELECT count(*) FROM transactions") as u64;
+    let full_pages = rows.div_ceil(50);
+    // Every pending payment settles, then completed ones are refunded, anywhere in the
+    // seed's months; transactions are deleted anywhere too.
+    let pending = m.count("SELECT count(*) FROM transactions WHERE status = 'pending'") as u32;
+    let report = sim.sim.mutate(&Mutation {
+        settle: pending + 15,
+        delete_tx: 8,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_deleted.len(), 8);
+
+    // Right after the backfill's cycle started, nothing is due below the window: the
+    // old changes are not in the mirror yet.
+    let before = sim.sim.stats();
+    let first = m.run(RunKind::Sync).await.unwrap();
+    let mut confirmations = spent(&sim, &before).feed_get;
+    assert_eq!(first.feed_rolling_pages, 0);
+    assert!(
+        !m.differences(&sim).is_empty(),
+        "old refunds or deletions the incremental window cannot see"
+    );
+    for quarter in 1..=4 {
+        age_rolling_cycle(&m, quarter * 6);
+        let before = sim.sim.stats();
+        let s = m.run(RunKind::Sync).await.unwrap();
+        let spent = spent(&sim, &before);
+        confirmations += spent.feed_get;
+        eprintln!(
+            "after {}h: {} rolling pages of {full_pages}, {spent:?}",
+            quarter * 6,
+            s.feed_rolling_pages
+        );
+        // A quarter of the feed's pages, give or take a page and the end's probe.
+        assert!(
+            s.feed_rolling_pages >= full_pages / 4 - 2
+                && s.feed_rolling_pages <= full_pages.div_ceil(4) + 3,
+            "{} rolling pages in a run for {full_pages} pages of feed",
+            s.feed_rolling_pages
+        );
+        assert_eq!(spent.transactions, 0);
+    }
+    m.assert_equals_truth(&sim);
+    // Each deletion was confirmed by id once, when its slice passed it.
+    assert_eq!(confirmations, 8);
+    assert_eq!(
+        m.count("SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL"),
+        8
+    );
+    // The cycle ended with the fourth run: the next starts from the top, nothing due.
+    let next = m.run(RunKind::Sync).await.unwrap();
+    assert_eq!(next.feed_rolling_pages, 0);
+    assert_eq!(
+        m.count("SELECT count(*) FROM feed_state WHERE rolling_end IS NULL"),
+        1
+    );
+}
