@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use url::{Host, Url};
 
+use lomi_sync::api::RegisteredWebhook;
 use lomi_sync::config::Settings;
 
 /// The events `register` subscribes to: every payment and refund event the vendor
@@ -90,6 +91,7 @@ pub async fn run(settings: &Settings, command: WebhooksCommand) -> Result<ExitCo
                 "secret written to {} (mode 0600); the daemon reads it from webhooks.secret_file",
                 path.display()
             );
+            warn_of_others(client, &hook).await;
         }
         WebhooksCommand::List => {
             let hooks = client
@@ -113,6 +115,29 @@ pub async fn run(settings: &Settings, command: WebhooksCommand) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns of other webhooks delivering to the same URL (an earlier registration, or one
+/// a retried `POST` made): their deliveries are signed with a secret no longer saved, so
+/// the daemon refuses them. Best effort: a failed listing is only logged.
+async fn warn_of_others(client: &lomi_sync::api::ApiClient, hook: &RegisteredWebhook) {
+    match client.list_webhooks().await {
+        Ok(hooks) => {
+            let others: Vec<String> = hooks
+                .into_iter()
+                .filter(|h| h.url == hook.url && h.id != hook.id)
+                .map(|h| h.id)
+                .collect();
+            if !others.is_empty() {
+                tracing::warn!(
+                    "other webhooks also deliver to {}: {}; their secret is not the one saved, so the daemon will refuse their deliveries: delete them with the vendor",
+                    hook.url,
+                    others.join(", ")
+                );
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not list the webhooks after registering"),
+    }
 }
 
 /// `https` with a host, or plain `http` to a loopback address.

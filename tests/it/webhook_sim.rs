@@ -609,6 +609,32 @@ async fn register_and_list_through_the_cli() {
         "nothing registered"
     );
 
+    // --force: a new webhook, its secret replacing the old one; the old one is named.
+    let first_id = sim.get_json("/webhooks").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forced = [&args[..], &["--force"]].concat();
+    let out = run_bin(Some(&config), key, &forced).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&first_id),
+        "the older webhook is named: {stderr}"
+    );
+    let new_secret = std::fs::read_to_string(&secret_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    assert!(!stdout.contains(&new_secret) && !stderr.contains(&new_secret));
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
     let out = run_bin(Some(&config), key, &["webhooks", "list"]).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
