@@ -665,3 +665,59 @@ async fn register_and_list_through_the_cli() {
     let help = run_bin(Some(&config), key, &["webhooks", "register", "--help"]).await;
     assert!(!text(&help).0.contains(&secret));
 }
+
+/// The client's registration and listing go through the reads' retry loop: 5xx faults
+/// (which the simulator answers before handling the request) are retried, and exactly
+/// one webhook is registered; the secret is returned, the listing carries none; a
+/// rejected key is `Unauthorized`.
+#[tokio::test]
+async fn the_client_registers_and_lists_through_the_retry_loop() {
+    use lomi_sync::api::{ApiClient, ApiError, ClientOptions};
+    use lomi_sync::config::{ApiKey, Settings};
+    let sim = spawn_sim(small_sim_options(5, 173)).await;
+    let client = |key: &str| {
+        let mut settings = Settings::default();
+        settings.api.base_url = sim.base_url.parse().unwrap();
+        settings.api.requests_per_second = 0.0;
+        settings.api.max_requests_per_window = 0;
+        settings.api.max_backoff = Duration::from_millis(20).into();
+        settings.api.max_retries = 20;
+        let opts = ClientOptions::from_settings(&settings.api).unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        ApiClient::new(opts, &ApiKey::new(key.to_owned()), cancel).unwrap()
+    };
+    let c = client(&sim.api_key);
+    sim.sim.set_faults(lomi_sim::Faults {
+        p500: 0.4,
+        p503: 0.2,
+        ..lomi_sim::Faults::default()
+    });
+    let events = ["PAYMENT_CREATED", "REFUND_COMPLETED"];
+    let hook = c
+        .register_webhook("https://hooks.example.com/lomi", &events)
+        .await
+        .unwrap();
+    let listed = c.list_webhooks().await.unwrap();
+    assert!(
+        c.counters()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    sim.sim.set_faults(lomi_sim::Faults::default());
+    assert!(hook.secret.as_ref().unwrap().expose().starts_with("whsec_"));
+    assert_eq!(hook.authorized_events, events);
+    assert!(hook.id.starts_with("wh_") && hook.raw.get("secret").is_none());
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, hook.id);
+    assert_eq!(
+        (listed[0].is_active, listed[0].secret.is_none()),
+        (Some(true), true)
+    );
+    assert_eq!(
+        listed[0].raw["environment"], "test",
+        "unknown fields are kept"
+    );
+    let err = client("wrong").list_webhooks().await.unwrap_err();
+    assert!(matches!(err, ApiError::Unauthorized { .. }), "{err}");
+}
