@@ -10,6 +10,8 @@ use serde_json::{Map, Value, json};
 use super::{SeenIn, Store, StoreError, Walk, now};
 use crate::api::model::{Customer, RawObject, Transaction};
 
+mod stage;
+
 /// A customer as the API showed it.
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -168,7 +170,14 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         let complete = !b.incomplete.contains(customer_id);
         apply_transactions(&cx, (customer_id, seq, complete), list, &mut n)?;
     }
-    apply_feed_rows(&cx, &b.feed_rows, &mut n)?;
+    if b.initial_load {
+        stage::append(&cx, &b.feed_rows)?;
+    } else {
+        apply_feed_rows(&cx, &b.feed_rows, &mut n)?;
+    }
+    if b.feed_watermark.is_some() {
+        stage::merge(&cx, &mut n)?;
+    }
     for id in &b.gone_transactions {
         delete_transaction(&cx, id, &mut n)?;
     }
@@ -407,14 +416,7 @@ fn apply_feed_rows(cx: &Ctx, rows: &[Transaction], n: &mut Applied) -> Result<()
         "SELECT raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1 AND transaction_id = ?2",
     )?;
     for (customer_id, list) in by_customer {
-        let seq: i64 = cx
-            .tx
-            .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
-            .query_row(params![customer_id], |r| r.get(0))
-            .optional()?
-            .ok_or_else(|| StoreError::OrphanTransaction {
-                customer_id: customer_id.to_string(),
-            })?;
+        let seq = feed_row_owner(cx, customer_id)?;
         let mut stored = HashMap::new();
         for t in &list {
             let found: Option<(String, bool)> = find
@@ -429,6 +431,18 @@ fn apply_feed_rows(cx: &Ctx, rows: &[Transaction], n: &mut Applied) -> Result<()
         upsert_transactions(cx, (customer_id, seq), &list, &mut stored, n)?;
     }
     Ok(())
+}
+
+/// The rowid of a feed row's customer, which the engine stored first (a row whose
+/// customer the mirror lacks is [`StoreError::OrphanTransaction`]).
+fn feed_row_owner(cx: &Ctx, customer_id: &str) -> Result<i64, StoreError> {
+    cx.tx
+        .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
+        .query_row(params![customer_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::OrphanTransaction {
+            customer_id: customer_id.to_string(),
+        })
 }
 
 /// Marks transaction `id` deleted (every live row of that id), with a change row.
@@ -513,15 +527,12 @@ fn upsert_transactions(
     Ok(())
 }
 
-/// Inserts a transaction, or replaces every column of the stored one (the feed's
-/// columns included: a row merged over the stored one carries the values it kept).
-const UPSERT_TRANSACTION: &str = "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
-             currency_code, status, payment_method_code, provider_code, metadata, created_at,
-             first_seen_at, synced_at, deleted_at, raw, customer_seq, transaction_type,
-             discount_amount, discount_minor, fee_amount, fee_minor, net_amount, net_minor, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14, ?15,
-                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-         ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
+/// The `ON CONFLICT` clause of every transaction upsert ([`UPSERT_TRANSACTION`] and the
+/// staged first load's merge): every column replaced, `first_seen_at` kept, a deleted
+/// row restored.
+macro_rules! replace_on_conflict {
+    () => {
+        " ON CONFLICT (customer_seq, transaction_id) DO UPDATE SET
              description = excluded.description, gross_amount = excluded.gross_amount,
              amount_minor = excluded.amount_minor, currency_code = excluded.currency_code,
              status = excluded.status, payment_method_code = excluded.payment_method_code,
@@ -531,7 +542,22 @@ const UPSERT_TRANSACTION: &str = "INSERT INTO transactions (transaction_id, cust
              discount_amount = excluded.discount_amount, discount_minor = excluded.discount_minor,
              fee_amount = excluded.fee_amount, fee_minor = excluded.fee_minor,
              net_amount = excluded.net_amount, net_minor = excluded.net_minor,
-             updated_at = excluded.updated_at";
+             updated_at = excluded.updated_at"
+    };
+}
+use replace_on_conflict;
+
+/// Inserts a transaction, or replaces every column of the stored one (the feed's
+/// columns included: a row merged over the stored one carries the values it kept).
+const UPSERT_TRANSACTION: &str = concat!(
+    "INSERT INTO transactions (transaction_id, customer_id, description, gross_amount, amount_minor,
+             currency_code, status, payment_method_code, provider_code, metadata, created_at,
+             first_seen_at, synced_at, deleted_at, raw, customer_seq, transaction_type,
+             discount_amount, discount_minor, fee_amount, fee_minor, net_amount, net_minor, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+    replace_on_conflict!()
+);
 
 fn upsert_transaction(
     insert: &mut rusqlite::CachedStatement<'_>,

@@ -292,7 +292,7 @@ pub struct FeedCursor {
 }
 
 /// The feed's rolling re-read across runs (`feed_state.rolling_end`, `rolling_since`,
-/// migration 11): each incremental run in feed mode re-reads a slice of the feed older
+/// migration 12): each incremental run in feed mode re-reads a slice of the feed older
 /// than its lookback window, the slices moving down run after run until an empty page
 /// ends a cycle, so every row is read again within `sync.full_every`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -551,12 +551,12 @@ const DEFERRED_INDEXES: &str = "
 /// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB).
 /// Large enough that a group commit's dirty pages do not spill to the WAL before the
 /// commit; 32 MiB was no faster at 100k customers and raised the peak RSS by ~10 MB.
-const WRITER_CACHE_KIB: i64 = -24 * 1024;
+pub(super) const WRITER_CACHE_KIB: i64 = -24 * 1024;
 
 /// The page cache while the deferred indexes are built: SQLite's sorter sizes its
 /// in-memory runs by the cache, and with a 32 MiB cache the build took 70 MB of
 /// memory and longer than with 4 MiB (external merge passes are cheap here).
-const INDEX_BUILD_CACHE_KIB: i64 = -4 * 1024;
+pub(super) const INDEX_BUILD_CACHE_KIB: i64 = -4 * 1024;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -579,7 +579,8 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/008_feed_columns.sql")),
         M::up(include_str!("migrations/009_walk_checks.sql")),
         M::up(include_str!("migrations/010_feed_walk.sql")),
-        M::up(include_str!("migrations/011_feed_rolling.sql")),
+        M::up(include_str!("migrations/011_feed_stage.sql")),
+        M::up(include_str!("migrations/012_feed_rolling.sql")),
     ])
 }
 

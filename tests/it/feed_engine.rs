@@ -101,6 +101,17 @@ async fn a_feed_backfill_equals_the_truth_at_a_fraction_of_the_requests() {
     );
     let watermark = feed.count("SELECT count(*) FROM feed_state");
     assert_eq!(watermark, 1, "the pass recorded its watermark");
+    // The first load went through the stage (migration 11), emptied by the merge, each
+    // row counted once and none recorded as a change.
+    assert_eq!(feed.count("SELECT count(*) FROM feed_stage"), 0);
+    assert_eq!(
+        summary.applied.transactions_inserted,
+        feed.count("SELECT count(*) FROM transactions") as u64
+    );
+    assert_eq!(
+        feed.count("SELECT count(*) FROM changes WHERE entity = 'transaction'"),
+        0
+    );
     // `status` says where transactions came from: the feed, no fallback.
     let out = run_bin(Some(&feed.config_file("")), None, &["status", "--json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
@@ -139,10 +150,16 @@ async fn drift_during_the_feed_pass_loses_nothing_and_the_next_sync_reads_it() {
     });
     let before = truth_tx_ids(&sim);
     let m = mirror(&sim, TransactionsSource::Feed);
-    m.run(RunKind::Backfill).await.unwrap();
+    let first = m.run(RunKind::Backfill).await.unwrap();
     // Everything created before the pass started is in; the drift is newer than its
     // fixed end, so it is the next run's.
     let read = mirror_tx_ids(&m);
+    // Rows shifted by the drift were read twice, staged twice, and counted once.
+    assert!(
+        first.transactions_seen > read.len() as u64,
+        "pages overlapped"
+    );
+    assert_eq!(first.applied.transactions_inserted, read.len() as u64);
     let missing: Vec<_> = before.difference(&read).collect();
     assert!(
         missing.is_empty(),
@@ -226,11 +243,16 @@ async fn a_feed_pass_interrupted_midway_resumes_to_the_exact_mirror() {
     };
     let (first, ()) = tokio::join!(m.run_with(RunKind::Backfill, false, &cancel), watch);
     assert!(matches!(first, Err(SyncError::Interrupted)), "{first:?}");
+    // The pages read so far are staged and committed; the table takes them only when
+    // the pass completes (a first load's rows are merged in key order, migration 11).
+    assert!(m.count("SELECT count(*) FROM feed_stage") >= 100);
+    assert_eq!(m.count("SELECT count(*) FROM transactions"), 0);
     sim.sim.set_faults(Faults::default());
     let rows = truth_tx_ids(&sim).len() as u64;
     let resumed = m.run(RunKind::Backfill).await.unwrap();
     assert!(resumed.resumed_walk_of.is_some());
     m.assert_equals_truth(&sim);
+    assert_eq!(m.count("SELECT count(*) FROM feed_stage"), 0);
     // It read on from its checkpoint: not the pages before it again.
     assert!(
         resumed.feed_pages < rows.div_ceil(20),

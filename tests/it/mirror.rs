@@ -451,6 +451,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
              DROP TABLE walk;
              ALTER TABLE walk_old RENAME TO walk;
              DROP TABLE feed_state;
+             DROP TABLE feed_stage;
              ALTER TABLE sync_runs DROP COLUMN transactions_source;
              ALTER TABLE sync_runs DROP COLUMN source_note;
              CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,

@@ -1561,12 +1561,13 @@ async fn stats_count_requests_by_kind_and_reset() {
     sim.get("/nowhere").await;
     sim.get_json("/transactions").await;
     sim.get("/transactions/tx_0000000000000000").await;
+    sim.get_json("/webhooks").await;
     sim.control("/_sim/mutate", "{}").await;
 
     let stats = get_json(&sim.url("/_sim/stats"), "").await;
     let expected = serde_json::json!({
-        "requests": 10, "list": 3, "get": 1, "transactions": 1, "feed": 1, "feed_get": 1,
-        "writes": 2, "unauthorized": 1, "faults_injected": 0, "rate_limited": 0
+        "requests": 11, "list": 3, "get": 1, "transactions": 1, "feed": 1, "feed_get": 1,
+        "writes": 2, "webhooks": 1, "unauthorized": 1, "faults_injected": 0, "rate_limited": 0
     });
     assert_eq!(stats, expected);
     let cleared = sim.control("/_sim/stats/reset", "").await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     Drift, Faults, Feed, FieldOverride, IdField, IdFormat, Paging, RateLimit, RetryAfterStyle,
-    SimOptions, TimestampStyle,
+    SimOptions, TimestampStyle, WebhookFaults,
 };
 
 /// Run a local simulator of the lomi. Customers API (for tests, demos and trying the
@@ -140,6 +140,32 @@ pub struct SimArgs {
     /// Length of the rate-limit window, in seconds.
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate_window_secs: u64,
+    /// Probability that a webhook delivery is lost (never sent).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub webhook_drop: f64,
+    /// Probability that a webhook delivery is sent twice (same event id).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub webhook_duplicate: f64,
+    /// Probability that a webhook delivery is held back --webhook-reorder-delay-ms, so
+    /// later events arrive first.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub webhook_reorder: f64,
+    /// Hold of a reordered webhook delivery, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub webhook_reorder_delay_ms: u64,
+    /// Probability that a webhook attempt is signed with a wrong key.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub webhook_bad_signature: f64,
+    /// First retry's wait of a failed webhook delivery, in milliseconds, doubled each
+    /// retry (the vendor's 5 s; lower it to scale the schedule down).
+    #[arg(long, default_value_t = 5000)]
+    pub webhook_retry_base_ms: u64,
+    /// Retries of a failed webhook delivery before it is given up.
+    #[arg(long, default_value_t = 5)]
+    pub webhook_max_retries: u32,
+    /// Time limit of one webhook attempt, in milliseconds.
+    #[arg(long, default_value_t = 4000)]
+    pub webhook_timeout_ms: u64,
 }
 
 impl SimArgs {
@@ -190,6 +216,16 @@ impl SimArgs {
                 requests,
                 window: Duration::from_secs(self.rate_window_secs),
             }),
+            webhooks: WebhookFaults {
+                p_drop: self.webhook_drop,
+                p_duplicate: self.webhook_duplicate,
+                p_reorder: self.webhook_reorder,
+                reorder_delay_ms: self.webhook_reorder_delay_ms,
+                p_bad_signature: self.webhook_bad_signature,
+                retry_base_ms: self.webhook_retry_base_ms,
+                max_retries: self.webhook_max_retries,
+                timeout_ms: self.webhook_timeout_ms,
+            },
         }
     }
 }
@@ -258,6 +294,7 @@ mod tests {
         assert_eq!(opts.feed, expected.feed);
         assert_eq!(opts.bulk_import_share, expected.bulk_import_share);
         assert_eq!(opts.rate_limit, None);
+        assert_eq!(opts.webhooks, expected.webhooks);
     }
 
     #[test]
@@ -282,6 +319,11 @@ mod tests {
             "--feed-disabled",
             "--feed-row-cap=300",
             "--feed-drift-insert=4",
+            "--webhook-drop=0.2",
+            "--webhook-duplicate=0.1",
+            "--webhook-reorder=0.1",
+            "--webhook-bad-signature=0.05",
+            "--webhook-retry-base-ms=20",
         ])
         .expect("flags parse");
         let opts = cli.sim.options();
@@ -307,6 +349,17 @@ mod tests {
                 requests: 10,
                 window: Duration::from_secs(60)
             })
+        );
+        assert_eq!(
+            opts.webhooks,
+            WebhookFaults {
+                p_drop: 0.2,
+                p_duplicate: 0.1,
+                p_reorder: 0.1,
+                p_bad_signature: 0.05,
+                retry_base_ms: 20,
+                ..WebhookFaults::default()
+            }
         );
         assert_eq!(opts.faults.p_error_body_transactions, 0.5);
         assert_eq!(opts.faults.retry_after_style, RetryAfterStyle::PastDate);

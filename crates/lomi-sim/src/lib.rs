@@ -18,6 +18,9 @@
 //!   the org-wide feed (NOTES.md), a bare array of richer rows, newest first, offset
 //!   paging, at most 1,000 rows served silently; transactions of deleted customers too.
 //! - `GET /transactions/{id}`: one feed row; 404 once the transaction was removed.
+//! - `POST /webhooks`, `GET /webhooks`, `GET|DELETE /webhooks/{id}`: webhook endpoints
+//!   (the answer's shape is our assumption; see `webhooks.rs`). Payment and refund
+//!   events are then delivered, signed, to the endpoints on loopback.
 //!
 //! Errors use the live envelope
 //! `{"error":{"code","message","details"},"request_id"}` with the same id in
@@ -28,12 +31,17 @@
 //! - `GET|POST /_sim/faults` ([`Faults`]), `GET|POST /_sim/drift` ([`Drift`]),
 //!   `GET|POST /_sim/paging` ([`Paging`]), `GET|POST /_sim/feed` ([`Feed`]),
 //! - `GET /_sim/stats` ([`Stats`]), `POST /_sim/stats/reset` (returns the counts it cleared).
+//! - `GET|POST /_sim/webhooks` ([`WebhookFaults`]: schedule and faults of deliveries),
+//!   `GET /_sim/webhooks/deliveries` ([`WebhookReport`]: counts and the attempts' log),
+//!   `POST /_sim/webhooks/burst` ([`Burst`]: new transactions at a steady rate, 409 while
+//!   one runs), `GET /_sim/webhooks/burst` ([`BurstReport`]).
 //! - `GET /_sim/rate-limit` ([`RateLimitReport`]), `POST /_sim/rate-limit`
 //!   `{"route": "GET /customers/{id}", "consume": N}`: another client on the same IP spends
 //!   `N` of that route's window (409 when the rate-limit mode is off).
 
 mod args;
 mod data;
+mod delivery;
 mod faults;
 mod feed;
 mod model;
@@ -42,6 +50,7 @@ mod rng;
 mod search;
 mod server;
 mod state;
+mod webhooks;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -53,10 +62,12 @@ use tokio::net::TcpListener;
 
 pub use args::SimArgs;
 pub use restyle::{FieldOverride, TimestampStyle};
+pub use webhooks::{Burst, BurstReport, DeliveryRecord, LOG_LIMIT, WebhookFaults, WebhookReport};
 
 use faults::FaultInjector;
 use server::{Counters, RequestIds, RouteWindows};
 use state::State;
+use webhooks::Webhooks;
 
 /// The JSON key that carries a customer's id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -291,18 +302,21 @@ pub enum Route {
     Transaction,
     /// `POST /customers`, `PATCH` and `DELETE /customers/{id}`.
     Writes,
+    /// `POST /webhooks`, `GET /webhooks`, `GET` and `DELETE /webhooks/{id}`.
+    Webhooks,
     /// Paths that are no route (answered 404).
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::ListCustomers,
         Route::GetCustomer,
         Route::CustomerTransactions,
         Route::Transactions,
         Route::Transaction,
         Route::Writes,
+        Route::Webhooks,
         Route::Other,
     ];
 
@@ -314,6 +328,7 @@ impl Route {
             Route::Transactions => "GET /transactions",
             Route::Transaction => "GET /transactions/{id}",
             Route::Writes => "writes",
+            Route::Webhooks => "webhooks",
             Route::Other => "other",
         }
     }
@@ -366,6 +381,8 @@ pub struct SimOptions {
     pub paging: Paging,
     pub feed: Feed,
     pub rate_limit: Option<RateLimit>,
+    /// Webhook deliveries' schedule and faults.
+    pub webhooks: WebhookFaults,
 }
 
 impl Default for SimOptions {
@@ -385,6 +402,7 @@ impl Default for SimOptions {
             paging: Paging::default(),
             feed: Feed::default(),
             rate_limit: None,
+            webhooks: WebhookFaults::default(),
         }
     }
 }
@@ -441,8 +459,10 @@ pub struct Stats {
     pub feed: u64,
     /// `GET /transactions/{id}`.
     pub feed_get: u64,
-    /// `POST`, `PATCH` and `DELETE`.
+    /// `POST`, `PATCH` and `DELETE` of customers.
     pub writes: u64,
+    /// The webhook registration routes (`/webhooks`, `/webhooks/{id}`).
+    pub webhooks: u64,
     /// Answered 401.
     pub unauthorized: u64,
     /// Hit by a fault (slow responses included).
@@ -472,6 +492,7 @@ struct Inner {
     limiter: Option<RouteWindows>,
     counters: Counters,
     request_ids: RequestIds,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Sim {
@@ -494,6 +515,7 @@ impl Sim {
                 limiter: opts.rate_limit.map(RouteWindows::new),
                 counters: Counters::default(),
                 request_ids: RequestIds::new(seed),
+                webhooks: Arc::new(Webhooks::new(seed, opts.webhooks)),
             }),
         }
     }
@@ -523,8 +545,48 @@ impl Sim {
         truth
     }
 
+    /// Applies `m`; the payment and refund events it makes are delivered to the
+    /// registered webhooks.
     pub fn mutate(&self, m: &Mutation) -> MutationReport {
-        self.inner.write_state().mutate(m, now_ms())
+        self.inner.change(|state| state.mutate(m, now_ms()))
+    }
+
+    /// Replaces the webhook deliveries' schedule and faults (probabilities clamped into
+    /// `[0, 1]`); deliveries under way see the change at their next step.
+    pub fn set_webhook_faults(&self, f: WebhookFaults) {
+        self.inner.webhooks.set_switches(f.clamped());
+    }
+
+    pub fn webhook_faults(&self) -> WebhookFaults {
+        self.inner.webhooks.switches()
+    }
+
+    /// Counts of webhook deliveries and the log of their attempts.
+    pub fn webhook_report(&self) -> WebhookReport {
+        self.inner.webhooks.report()
+    }
+
+    /// Starts a burst of new transactions (see [`Burst`]) on the current runtime;
+    /// `false` while another one runs.
+    pub fn start_burst(&self, b: &Burst) -> bool {
+        {
+            let mut report = lock(&self.inner.webhooks.burst);
+            if report.running {
+                return false;
+            }
+            *report = BurstReport {
+                running: true,
+                count: b.count,
+                per_second: b.per_second,
+                ..BurstReport::default()
+            };
+        }
+        tokio::spawn(delivery::run_burst(self.clone(), b.count, b.per_second));
+        true
+    }
+
+    pub fn burst(&self) -> BurstReport {
+        lock(&self.inner.webhooks.burst).clone()
     }
 
     /// Replaces the fault probabilities (clamped into `[0, 1]`).
@@ -593,6 +655,18 @@ impl Inner {
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         write(&self.state)
+    }
+
+    /// Changes the data set with `f`, then schedules the webhook deliveries of the
+    /// events it made, before the lock is released (so in the order they happened).
+    fn change<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.write_state();
+        let out = f(&mut state);
+        let events = state.take_events();
+        if !events.is_empty() {
+            self.webhooks.dispatch(events, &self.faults.restyle());
+        }
+        out
     }
 }
 

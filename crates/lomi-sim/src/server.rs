@@ -25,9 +25,10 @@ use super::feed::{
 use super::model::{TxKind, TxList, TxStatus};
 use super::rng::mix64;
 use super::state::{ListQuery, ListStatus, ProfilePatch, TypeFilter};
+use super::webhooks::parse_registration;
 use super::{
-    Drift, Faults, Feed, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle, Route,
-    RouteReport, Sim, Stats, lock, now_ms, read,
+    Burst, Drift, Faults, Feed, Inner, Mutation, RateLimit, RateLimitReport, RetryAfterStyle,
+    Route, RouteReport, Sim, Stats, WebhookFaults, lock, now_ms, read,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -78,6 +79,8 @@ pub(super) fn router(sim: Sim) -> Router {
         .route("/customers/{id}/transactions", get(customer_transactions))
         .route("/transactions", get(feed_list))
         .route("/transactions/{id}", get(feed_get))
+        .route("/webhooks", get(list_webhooks).post(create_webhook))
+        .route("/webhooks/{id}", get(get_webhook).delete(delete_webhook))
         .route("/_sim/mutate", post(control_mutate))
         .route("/_sim/truth", get(control_truth))
         .route(
@@ -97,6 +100,15 @@ pub(super) fn router(sim: Sim) -> Router {
             "/_sim/rate-limit",
             get(control_get_rate_limit).post(control_drain_rate_limit),
         )
+        .route(
+            "/_sim/webhooks",
+            get(control_get_webhooks).post(control_set_webhooks),
+        )
+        .route("/_sim/webhooks/deliveries", get(control_deliveries))
+        .route(
+            "/_sim/webhooks/burst",
+            get(control_get_burst).post(control_start_burst),
+        )
         .route("/_sim/stats", get(control_stats))
         .route("/_sim/stats/reset", post(control_reset_stats))
         .fallback(unknown_route)
@@ -113,6 +125,7 @@ enum Kind {
     Feed,
     FeedGet,
     Write,
+    Webhooks,
     Other,
 }
 
@@ -127,6 +140,7 @@ impl Kind {
             Kind::Feed => Route::Transactions,
             Kind::FeedGet => Route::Transaction,
             Kind::Write => Route::Writes,
+            Kind::Webhooks => Route::Webhooks,
             Kind::Other => Route::Other,
         }
     }
@@ -141,6 +155,7 @@ pub(super) struct Counters {
     feed: AtomicU64,
     feed_get: AtomicU64,
     writes: AtomicU64,
+    webhooks: AtomicU64,
     unauthorized: AtomicU64,
     faults_injected: AtomicU64,
     rate_limited: AtomicU64,
@@ -156,6 +171,7 @@ impl Counters {
             Kind::Feed => bump(&self.feed),
             Kind::FeedGet => bump(&self.feed_get),
             Kind::Write => bump(&self.writes),
+            Kind::Webhooks => bump(&self.webhooks),
             Kind::Other => {}
         }
     }
@@ -178,6 +194,7 @@ impl Counters {
             feed: read(&self.feed),
             feed_get: read(&self.feed_get),
             writes: read(&self.writes),
+            webhooks: read(&self.webhooks),
             unauthorized: read(&self.unauthorized),
             faults_injected: read(&self.faults_injected),
             rate_limited: read(&self.rate_limited),
@@ -564,7 +581,7 @@ impl Sim {
             Kind::Get => f.p_error_body_get,
             Kind::Transactions | Kind::Feed => f.p_error_body_transactions,
             Kind::FeedGet => f.p_error_body_get,
-            Kind::Write | Kind::Other => 0.0,
+            Kind::Write | Kind::Webhooks | Kind::Other => 0.0,
         }) {
             bump(&inner.counters.faults_injected);
             return error_body(kind, &request_id)
@@ -740,9 +757,7 @@ async fn feed_list(
         let style = inner.faults.get().timestamp_style;
         let body = inner.read_state().feed_page(&q, cap, style);
         if switches.insert_per_page > 0 {
-            inner
-                .write_state()
-                .feed_drift(switches.insert_per_page, now_ms());
+            inner.change(|state| state.feed_drift(switches.insert_per_page, now_ms()));
         }
         Ok(Reply::ok(body))
     })
@@ -821,6 +836,76 @@ async fn delete_customer(
         Reply::json(&body)
     })
     .await
+}
+
+/// `POST /webhooks` (see `webhooks.rs` for the assumed shape): 201 with the webhook and
+/// its secret, the only answer that shows it.
+async fn create_webhook(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Webhooks, |inner| {
+        let registration = parse_registration(&body_bytes(body)?)
+            .map_err(|(field, message)| SimError::invalid(field, message))?;
+        let created = inner.webhooks.register(registration, now_ms());
+        inner.write_state().set_events(true);
+        Ok(Reply::new(
+            StatusCode::CREATED,
+            created.to_string().into_bytes(),
+        ))
+    })
+    .await
+}
+
+/// `GET /webhooks`: a bare array of the webhooks, without their secrets.
+async fn list_webhooks(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    sim.public(&headers, Kind::Webhooks, |inner| {
+        Reply::json(&inner.webhooks.list())
+    })
+    .await
+}
+
+async fn get_webhook(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Webhooks, |inner| {
+        let id = path_id(path)?;
+        let hook = inner
+            .webhooks
+            .get(&id)
+            .ok_or_else(|| webhook_not_found(&id))?;
+        Reply::json(&hook)
+    })
+    .await
+}
+
+/// `DELETE /webhooks/{id}`: 200 `{"deleted": true, "id": "wh_..."}`; deliveries under
+/// way finish.
+async fn delete_webhook(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    sim.public(&headers, Kind::Webhooks, |inner| {
+        let id = path_id(path)?;
+        if !inner.webhooks.delete(&id) {
+            return Err(webhook_not_found(&id));
+        }
+        inner.write_state().set_events(inner.webhooks.any());
+        Reply::json(&json!({"deleted": true, "id": id}))
+    })
+    .await
+}
+
+fn webhook_not_found(id: &str) -> SimError {
+    SimError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("Webhook {id} not found"),
+    )
 }
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, SimError> {
@@ -1168,6 +1253,59 @@ fn rate_limit_off() -> SimError {
         "rate_limit_off",
         "the rate-limit mode is off (start the simulator with --rate-limit)",
     )
+}
+
+async fn control_get_webhooks(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.webhook_faults()))
+}
+
+async fn control_set_webhooks(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        let switches: WebhookFaults = control_body(body)?;
+        if let Some(field) = switches.invalid_probability() {
+            return Err(SimError::invalid(
+                field,
+                format!("{field} must be between 0 and 1"),
+            ));
+        }
+        sim.set_webhook_faults(switches);
+        Reply::json(&sim.webhook_faults())
+    })
+}
+
+async fn control_deliveries(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.webhook_report()))
+}
+
+async fn control_get_burst(State(sim): State<Sim>) -> Response {
+    control(&sim, || Reply::json(&sim.burst()))
+}
+
+/// `{"count": N, "per_second": R}`: 200 with the burst's report once started, 409 while
+/// another runs.
+async fn control_start_burst(
+    State(sim): State<Sim>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    control(&sim, || {
+        let burst: Burst = control_body(body)?;
+        if burst.count > MAX_MUTATION_COUNT {
+            let msg = format!("count must be at most {MAX_MUTATION_COUNT}");
+            return Err(SimError::invalid("count", msg));
+        }
+        if !(burst.per_second.is_finite() && burst.per_second > 0.0) {
+            let msg = "per_second must be a positive number";
+            return Err(SimError::invalid("per_second", msg));
+        }
+        if !sim.start_burst(&burst) {
+            let msg = "a burst is already running (GET /_sim/webhooks/burst)";
+            return Err(SimError::new(StatusCode::CONFLICT, "burst_running", msg));
+        }
+        Reply::json(&sim.burst())
+    })
 }
 
 async fn control_stats(State(sim): State<Sim>) -> Response {

@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::rng::{Rng, mix64};
 use super::search::SearchIndex;
+use super::webhooks::{EventKind, TxEvent};
 use super::{Drift, Mutation, MutationReport, Paging, SimOptions, TimestampStyle};
 
 pub(super) struct State {
@@ -47,6 +48,12 @@ pub(super) struct State {
     /// oldest first so that a new transaction (the newest) is a push, not a shift of a
     /// million entries.
     feed: Vec<FeedKey>,
+    /// Payment and refund events not yet handed to the webhook dispatcher; recorded only
+    /// while `events_on` (some endpoint is registered), so a simulator without webhooks
+    /// renders no row for them.
+    outbox: Vec<TxEvent>,
+    events_on: bool,
+    next_event_seq: u64,
 }
 
 /// A transaction's place in the feed and where its record lives.
@@ -58,6 +65,14 @@ struct FeedKey {
 }
 
 impl FeedKey {
+    fn of(tx: &Tx, slot: u32) -> FeedKey {
+        FeedKey {
+            created_ms: tx.created_ms,
+            id: tx.id,
+            slot,
+        }
+    }
+
     /// The index's order; the feed's is its reverse.
     fn order(&self) -> (i64, u64) {
         (self.created_ms, self.id)
@@ -255,6 +270,9 @@ impl State {
             next_customer_seq: n as u64,
             next_tx_seq,
             last_created_ms: created.last().copied().unwrap_or(DATA_START_MS),
+            outbox: Vec::new(),
+            events_on: false,
+            next_event_seq: 0,
         }
     }
 
@@ -623,11 +641,13 @@ impl State {
             let tx = data::new_transaction(&mut self.rng, customer.region, tx_id, at_ms);
             customer.txs.push(tx);
             self.flags[slot as usize] |= FLAG_ACTIVE;
-            self.feed_insert(FeedKey {
+            let key = FeedKey {
                 created_ms: at_ms,
                 id: tx_id,
                 slot,
-            });
+            };
+            self.feed_insert(key);
+            self.emit(&[EventKind::PaymentCreated], &key, now_ms);
             added.push(TxId(tx_id).to_string());
         }
         added
@@ -654,7 +674,9 @@ impl State {
             let tx = &mut self.customers[slot as usize].txs[t];
             tx.status = status;
             tx.touch(now_ms);
+            let key = FeedKey::of(tx, slot);
             changed.push(TxId(tx.id).to_string());
+            self.emit(EventKind::of_settlement(status), &key, now_ms);
         }
         let refunds = count - changed.len();
         for i in self.rng.distinct(completed.len(), refunds) {
@@ -662,7 +684,13 @@ impl State {
             let tx = &mut self.customers[slot as usize].txs[t];
             tx.status = TxStatus::Refunded;
             tx.touch(now_ms);
+            let key = FeedKey::of(tx, slot);
             changed.push(TxId(tx.id).to_string());
+            self.emit(
+                &[EventKind::RefundCreated, EventKind::RefundCompleted],
+                &key,
+                now_ms,
+            );
         }
         changed
     }
@@ -783,6 +811,36 @@ impl State {
         serde_json::to_writer(out, &row).expect("a feed row serializes to JSON");
     }
 
+    /// Starts (or stops) recording payment and refund events for the webhooks.
+    pub(super) fn set_events(&mut self, on: bool) {
+        self.events_on = on;
+    }
+
+    /// The events recorded since the last call, oldest first.
+    pub(super) fn take_events(&mut self) -> Vec<TxEvent> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Records `kinds` for the transaction at `key`, each with its row as
+    /// `GET /transactions/{id}` renders it now (NOTES.md, Webhooks: `data` is that row).
+    fn emit(&mut self, kinds: &[EventKind], key: &FeedKey, now_ms: i64) {
+        if !self.events_on || kinds.is_empty() {
+            return;
+        }
+        let mut row = Vec::with_capacity(1024);
+        self.write_feed_row(&mut row, key);
+        let row: std::sync::Arc<[u8]> = row.into();
+        for &kind in kinds {
+            self.next_event_seq += 1;
+            self.outbox.push(TxEvent {
+                seq: self.next_event_seq,
+                kind,
+                at_ms: now_ms,
+                row: row.clone(),
+            });
+        }
+    }
+
     /// Feed drift: `count` new transactions, as `add_tx` makes them.
     pub(super) fn feed_drift(&mut self, count: u32, now_ms: i64) {
         self.add_transactions(count, now_ms);
@@ -838,6 +896,80 @@ mod flag_tests {
             );
             check(&state);
         }
+    }
+
+    /// Each change makes its events, each with the row `GET /transactions/{id}` serves
+    /// after it: a creation `PAYMENT_CREATED`; a settlement `PAYMENT_SUCCEEDED`,
+    /// `PAYMENT_FAILED` or nothing (expired); a refund `REFUND_CREATED` then
+    /// `REFUND_COMPLETED`. Nothing is recorded while events are off.
+    #[test]
+    fn events_follow_creations_settlements_and_refunds() {
+        use crate::webhooks::EventKind as K;
+        let mut state = State::generate(&SimOptions {
+            customers: 200,
+            ..SimOptions::default()
+        });
+        let now = 1_900_000_000_000;
+        state.mutate(
+            &Mutation {
+                add_tx: 3,
+                settle: 3,
+                ..Mutation::default()
+            },
+            now,
+        );
+        assert!(state.take_events().is_empty(), "events while off");
+        state.set_events(true);
+        let added = state.mutate(
+            &Mutation {
+                add_tx: 5,
+                ..Mutation::default()
+            },
+            now,
+        );
+        let events = state.take_events();
+        assert_eq!(events.len(), 5);
+        for (e, id) in events.iter().zip(&added.tx_added) {
+            assert_eq!(e.kind, K::PaymentCreated);
+            assert_eq!(&*e.row, &state.feed_transaction(id).unwrap()[..]);
+        }
+        // More settlements than pending payments: every pending one settles, then refunds.
+        let changed = state.mutate(
+            &Mutation {
+                settle: 3000,
+                ..Mutation::default()
+            },
+            now,
+        );
+        let events = state.take_events();
+        let mut seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        seqs.dedup();
+        assert_eq!(seqs.len(), events.len(), "event numbers are unique");
+        let mut by_tx: HashMap<String, Vec<K>> = HashMap::new();
+        for e in &events {
+            let row: Value = serde_json::from_slice(&e.row).unwrap();
+            let id = row["transaction_id"].as_str().unwrap().to_owned();
+            assert_eq!(&*e.row, &state.feed_transaction(&id).unwrap()[..]);
+            by_tx.entry(id).or_default().push(e.kind);
+        }
+        let mut seen = [0usize; 4];
+        for id in &changed.tx_changed {
+            let row: Value = serde_json::from_slice(&state.feed_transaction(id).unwrap()).unwrap();
+            let kinds = by_tx.get(id).cloned().unwrap_or_default();
+            let (expected, i): (&[K], usize) = match row["status"].as_str().unwrap() {
+                "completed" => (&[K::PaymentSucceeded], 0),
+                "failed" => (&[K::PaymentFailed], 1),
+                "expired" => (&[], 2),
+                "refunded" => (&[K::RefundCreated, K::RefundCompleted], 3),
+                other => panic!("{other}"),
+            };
+            assert_eq!(kinds, expected, "{id}");
+            seen[i] += 1;
+        }
+        assert!(
+            seen.iter().all(|&n| n > 0),
+            "every kind of change happened: {seen:?}"
+        );
     }
 
     /// The feed's index must list exactly the transactions that exist, live customers'
