@@ -13,7 +13,8 @@ use lomi_sync::app::Mirror;
 use lomi_sync::config::{ApiKey, LogSettings, Settings};
 use lomi_sync::query;
 use lomi_sync::store::RunKind;
-use lomi_sync::sync::{NoProgress, RunRequest};
+use lomi_sync::sync::estimate::Estimate;
+use lomi_sync::sync::{NoProgress, RunRequest, RunSummary};
 use lomi_sync::verify;
 
 const QUERIES: &[(&str, &str)] = &[
@@ -37,6 +38,28 @@ const QUERIES: &[(&str, &str)] = &[
          WHERE run_id = (SELECT max(id) FROM sync_runs WHERE kind = 'sync') GROUP BY entity, kind ORDER BY entity, kind",
     ),
 ];
+
+/// The requests each transactions source spends on a backfill: the one the run used
+/// (the feed, under the default `auto`) against the per-customer walk's estimate.
+fn sources_line(backfill: &RunSummary, per_customer: &Estimate) -> String {
+    if backfill.feed_pages == 0 {
+        return format!(
+            "transactions read per customer (the feed is not open): {} requests, estimated {}",
+            backfill.requests,
+            per_customer.requests()
+        );
+    }
+    format!(
+        "requests by source: the feed {} ({} feed pages, {} customer reads); per customer about {} \
+         ({} transaction reads, one per paying customer, {} customer reads)",
+        backfill.requests,
+        backfill.feed_pages,
+        backfill.customer_reads,
+        per_customer.requests(),
+        per_customer.transaction_reads,
+        per_customer.detail_reads
+    )
+}
 
 pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     lomi_sync::telemetry::init(&LogSettings {
@@ -82,10 +105,6 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     settings.api.requests_per_second = 0.0;
     settings.api.max_requests_per_window = 0;
     settings.store.path = db.to_owned();
-    // The demo's rounds of activity delete and refund old transactions, which an
-    // incremental feed-mode run finds only within `sync.status_lookback` (the rolling
-    // re-read of the feed is not built yet): it shows the per-customer walk.
-    settings.sync.transactions_source = lomi_sync::config::TransactionsSource::PerCustomer;
     let key = ApiKey::new(SimOptions::default().api_key);
     let mirror = Mirror::build(&settings, &key, CancellationToken::new())?;
     let _lock = mirror.lock("demo", false)?;
@@ -97,8 +116,12 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
         };
         mirror.run(req, &NoProgress).await
     };
+    // What the per-customer walk would send (two list requests), beside what the
+    // default source (`auto`: the feed here) spends.
+    let per_customer = mirror.quick_estimate().await?;
     let backfill = run(RunKind::Backfill).await?;
-    println!("1. backfill into {}\n   {}\n", db.display(), backfill);
+    println!("1. backfill into {}\n   {}", db.display(), backfill);
+    println!("   {}\n", sources_line(&backfill, &per_customer));
 
     let changes = Mutation {
         create: 25,
@@ -128,7 +151,9 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
 
     let live = sim.truth()["customers"].as_array().map_or(0, Vec::len);
     let incremental = run(RunKind::Sync).await?;
-    println!("3. incremental sync\n   {incremental}");
+    println!(
+        "3. incremental sync (from the feed's watermark, less sync.status_lookback)\n   {incremental}"
+    );
     println!(
         "   {} requests, where re-reading every customer would take {} (1 + N)",
         incremental.requests,
@@ -138,9 +163,14 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
     let pending = verify::differences(store.conn(), &sim.truth(), usize::MAX)?;
     let (customer_diffs, tx_diffs): (Vec<_>, Vec<_>) =
         pending.iter().partition(|d| d.starts_with("customer"));
+    let later = if backfill.feed_pages > 0 {
+        "refunds and removals older than sync.status_lookback, which the feed's rolling re-read \
+         reaches within sync.full_every"
+    } else {
+        "on customers whose payments the rolling schedule re-reads within sync.full_every"
+    };
     println!(
-        "   customers now equal the source ({} differences); {} transaction differences remain on customers \
-         whose payments the rolling schedule re-reads within sync.full_every\n",
+        "   customers now equal the source ({} differences); {} transaction differences remain: {later}\n",
         customer_diffs.len(),
         tx_diffs.len()
     );

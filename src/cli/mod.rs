@@ -570,9 +570,17 @@ fn status(
     let mut report = store
         .status(runs)
         .context("cannot read the mirror's status")?;
-    report.payments_not_reread = store
-        .not_reread_by_last_success(settings.sync.full_every.0)
-        .context("cannot read the mirror's status")?;
+    // In feed mode no customer's transactions are re-read one by one: the feed's
+    // rolling re-read covers them all.
+    let per_customer = report
+        .transactions_source
+        .as_ref()
+        .is_none_or(|s| s.source == "per_customer");
+    if per_customer {
+        report.payments_not_reread = store
+            .not_reread_by_last_success(settings.sync.full_every.0)
+            .context("cannot read the mirror's status")?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -613,6 +621,9 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
             humantime::format_duration(Duration::from_secs(s.max(0) as u64))
         ),
         _ => println!("last successful run: none yet"),
+    }
+    if let Some(s) = &r.transactions_source {
+        println!("transactions source: {s}");
     }
     if let Some(n) = &r.payments_not_reread {
         println!("{}", n.to_string().replace("this run", "that run"));

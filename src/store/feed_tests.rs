@@ -257,3 +257,57 @@ fn changes_of_the_feed_fields_are_recorded_and_the_views_sum_net_and_fees() {
         ]]
     );
 }
+
+/// The rolling re-read's state (migration 12): a pass over the whole feed starts a
+/// cycle, a slice moves its end and keeps its start, and the counts that size a slice
+/// are of live rows below each bound.
+#[test]
+fn the_rolling_state_moves_with_its_batches_and_counts_rows_below_its_bounds() {
+    use super::FeedRolling;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+    assert_eq!(store.feed_rolling().unwrap(), FeedRolling::default());
+    let started = FeedRolling {
+        end: None,
+        since: Some("2026-11-30T06:00:00.000000Z".into()),
+    };
+    let mut pass = batch(
+        &store,
+        feed_row("completed", "2025-06-02T00:00:00Z", "1", "124.5"),
+    );
+    pass.feed_rows = std::mem::take(&mut pass.transactions).remove(0).1;
+    pass.feed_watermark = Some("2025-06-01T10:00:00.123450Z".into());
+    pass.feed_rolling = Some(started.clone());
+    store.apply(&pass).unwrap();
+    assert_eq!(store.feed_rolling().unwrap(), started);
+    let slice = Batch {
+        run_id: store.start_run(RunKind::Sync).unwrap(),
+        feed_rolling: Some(FeedRolling {
+            end: Some("2025-05-01T00:00:00.000000Z".into()),
+            since: None,
+        }),
+        ..Batch::default()
+    };
+    store.apply(&slice).unwrap();
+    assert_eq!(
+        store.feed_rolling().unwrap(),
+        FeedRolling {
+            end: Some("2025-05-01T00:00:00.000000Z".into()),
+            since: started.since.clone(),
+        }
+    );
+    // The row was created at 2025-06-01T10:00:00.123450Z.
+    let below = |floor: &str, top: &str| store.live_transactions_before(floor, top).unwrap();
+    assert_eq!(
+        below("2025-07-01T00:00:00.000000Z", "2025-06-15T00:00:00.000000Z"),
+        (1, 1)
+    );
+    assert_eq!(
+        below("2025-07-01T00:00:00.000000Z", "2025-06-01T10:00:00.123450Z"),
+        (1, 0)
+    );
+    assert_eq!(
+        below("2025-06-01T10:00:00.123450Z", "2025-06-01T10:00:00.123450Z"),
+        (0, 0)
+    );
+}

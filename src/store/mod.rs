@@ -29,7 +29,7 @@ pub use apply::{Applied, Batch, Observed};
 pub use backup::{BackupReport, backup};
 pub use budgets::RouteBudgetRow;
 pub use lock::WriterLock;
-pub use status::{NotReread, RunRow, StatusReport, Totals};
+pub use status::{NotReread, RunRow, SourceReport, StatusReport, Totals};
 
 use crate::api::StatusFilter;
 use crate::api::model::format_timestamp;
@@ -292,7 +292,7 @@ pub struct FeedCursor {
 }
 
 /// The feed's rolling re-read across runs (`feed_state.rolling_end`, `rolling_since`,
-/// migration 11): each incremental run in feed mode re-reads a slice of the feed older
+/// migration 12): each incremental run in feed mode re-reads a slice of the feed older
 /// than its lookback window, the slices moving down run after run until an empty page
 /// ends a cycle, so every row is read again within `sync.full_every`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -888,6 +888,39 @@ impl Store {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    /// Records where run `run_id` reads transactions from (`feed` or `per_customer`)
+    /// and, when `sync.transactions_source = "auto"` fell back, why (`note`).
+    pub fn note_transactions_source(
+        &self,
+        run_id: i64,
+        source: &str,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_runs SET transactions_source = ?2, source_note = ?3 WHERE id = ?1",
+            params![run_id, source, note],
+        )?;
+        Ok(())
+    }
+
+    /// Where the latest run that recorded it read transactions from; `None` before any.
+    pub fn last_transactions_source(&self) -> Result<Option<SourceReport>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT transactions_source, source_note FROM sync_runs
+                 WHERE transactions_source IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(SourceReport {
+                        source: r.get(0)?,
+                        fallback: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Start time of the last successful full walk.

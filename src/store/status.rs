@@ -101,6 +101,27 @@ impl std::fmt::Display for NotReread {
     }
 }
 
+/// Where the latest run read transactions from (`sync.transactions_source`; issue 14).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    /// `feed` (`GET /transactions`) or `per_customer` (`GET /customers/{id}/transactions`).
+    pub source: String,
+    /// Why `auto` read per customer: the feed probe's answer (`HTTP 404 from GET
+    /// /transactions?...`); `None` when the source was the one asked for.
+    pub fallback: Option<String>,
+}
+
+/// In words: `feed`, or `per_customer (feed not available: HTTP 404 from ...)`.
+impl std::fmt::Display for SourceReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)?;
+        match &self.fallback {
+            Some(why) => write!(f, " (feed not available: {why})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
@@ -117,6 +138,8 @@ pub struct StatusReport {
     pub writer: Option<String>,
     /// Of the last successful run; set by the caller that knows `sync.full_every`.
     pub payments_not_reread: Option<NotReread>,
+    /// Where the latest run read transactions from, and why `auto` fell back.
+    pub transactions_source: Option<SourceReport>,
     /// Row counts of the mirror.
     pub totals: Totals,
     /// The last runs, newest first.
@@ -178,6 +201,7 @@ impl Store {
             walk_in_progress,
             writer,
             payments_not_reread: None,
+            transactions_source: self.last_transactions_source()?,
             totals,
             runs,
             route_budgets: self.route_budgets(limit)?,

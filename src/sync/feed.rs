@@ -27,7 +27,7 @@ use super::walk::SEEN_READ;
 use super::{Engine, SyncError};
 use crate::api::model::{Customer, Transaction};
 use crate::api::timestamp::{format_timestamp, parse_timestamp};
-use crate::api::{ApiClient, FeedQuery};
+use crate::api::{ApiClient, ApiError, FeedQuery};
 use crate::config::TransactionsSource;
 use crate::store::{Batch, FeedCursor, FeedRolling, Observed, Phase, RunKind};
 
@@ -47,30 +47,73 @@ pub(super) enum Source {
     PerCustomer,
 }
 
+impl Source {
+    /// As recorded in `sync_runs.transactions_source`.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Source::Feed => "feed",
+            Source::PerCustomer => "per_customer",
+        }
+    }
+}
+
 /// Resolves `sync.transactions_source`: `auto` spends one probe (a one-row feed page);
 /// a key without access to the feed (403/404/405, [`crate::api::ApiError::NoAccess`])
-/// falls back to the per-customer walk, logged once. Any other error fails the run (a
-/// 500 is not "no access").
+/// falls back to the per-customer walk, with the probe's answer as the reason
+/// ([`fallback_note`]; the run logs it and records it for `status`). Any other error
+/// fails the run (a 500 is not "no access").
 pub(super) async fn choose_source(
     client: &ApiClient,
     setting: TransactionsSource,
-) -> Result<Source, SyncError> {
+) -> Result<(Source, Option<String>), SyncError> {
     match setting {
-        TransactionsSource::Feed => Ok(Source::Feed),
-        TransactionsSource::PerCustomer => Ok(Source::PerCustomer),
+        TransactionsSource::Feed => Ok((Source::Feed, None)),
+        TransactionsSource::PerCustomer => Ok((Source::PerCustomer, None)),
         TransactionsSource::Auto => match client.transactions_feed(&FeedQuery::page(1, 1)).await {
-            Ok(_) => Ok(Source::Feed),
-            Err(e) if e.is_no_access() => {
-                tracing::warn!(
-                    error = %e,
-                    "the transactions feed is not open to this key: this run reads \
-                     transactions per customer (sync.transactions_source = \"auto\")"
-                );
-                Ok(Source::PerCustomer)
-            }
+            Ok(_) => Ok((Source::Feed, None)),
+            Err(e) if e.is_no_access() => Ok((Source::PerCustomer, fallback_note(&e))),
             Err(e) => Err(e.into()),
         },
     }
+}
+
+/// Why `auto` fell back, for the log and `status`: `HTTP 404 from GET /transactions?...`
+/// (with the request id when the service gave one).
+pub(super) fn fallback_note(e: &ApiError) -> Option<String> {
+    match e {
+        ApiError::NoAccess {
+            endpoint,
+            status,
+            request_id,
+        } => Some(match request_id {
+            Some(rid) => format!("HTTP {status} from {endpoint}, request id {rid}"),
+            None => format!("HTTP {status} from {endpoint}"),
+        }),
+        _ => None,
+    }
+}
+
+/// Says once that `auto` fell back: a warning when the previous run did not (the first
+/// run, or the key lost access), an info line on the runs after it.
+pub(super) fn log_fallback(note: &str, previous: Option<&crate::store::SourceReport>) {
+    if !fallback_is_news(previous) {
+        tracing::info!(
+            reason = note,
+            "transactions read per customer: the feed is still not open to this key"
+        );
+    } else {
+        tracing::warn!(
+            reason = note,
+            "the transactions feed is not open to this key: runs read transactions per \
+             customer (sync.transactions_source = \"auto\"); `lomi-sync status` shows it"
+        );
+    }
+}
+
+/// Whether a fallback is news, given where the previous run read from: not when that
+/// run fell back too.
+pub(super) fn fallback_is_news(previous: Option<&crate::store::SourceReport>) -> bool {
+    !previous.is_some_and(|p| p.source == "per_customer" && p.fallback.is_some())
 }
 
 /// What the page just read means for the pass.
@@ -463,6 +506,36 @@ mod tests {
             FeedStep::Next(n) => n,
             FeedStep::Done => panic!("the pass ended at {c:?} with {rows} rows"),
         }
+    }
+
+    #[test]
+    fn a_fallback_is_said_loudly_once_then_quietly() {
+        use crate::store::SourceReport;
+        let report = |source: &str, fallback: Option<&str>| SourceReport {
+            source: source.into(),
+            fallback: fallback.map(Into::into),
+        };
+        assert!(fallback_is_news(None));
+        assert!(fallback_is_news(Some(&report("feed", None))));
+        // Asked per customer before (not a fallback): the first fallback is news.
+        assert!(fallback_is_news(Some(&report("per_customer", None))));
+        assert!(!fallback_is_news(Some(&report(
+            "per_customer",
+            Some("HTTP 404")
+        ))));
+        let closed = ApiError::NoAccess {
+            endpoint: "GET /transactions?page=1&pageSize=1".into(),
+            status: 404,
+            request_id: Some("req_1".into()),
+        };
+        assert_eq!(
+            fallback_note(&closed).as_deref(),
+            Some("HTTP 404 from GET /transactions?page=1&pageSize=1, request id req_1")
+        );
+        assert_eq!(
+            report("per_customer", Some("HTTP 404 from GET /transactions")).to_string(),
+            "per_customer (feed not available: HTTP 404 from GET /transactions)"
+        );
     }
 
     #[test]

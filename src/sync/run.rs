@@ -126,11 +126,14 @@ pub(super) async fn run_recorded(
     let base_skipped = client.counters().skipped.load(Ordering::Relaxed);
     let base_budgets = client.route_budgets();
     preflight(client).await?;
-    let source = super::feed::choose_source(client, opts.settings.transactions_source).await?;
+    let (source, fallback) =
+        super::feed::choose_source(client, opts.settings.transactions_source).await?;
     rec.opened = true;
     let mut store = Store::open(db, opts.busy_timeout)?;
     store.recover_stale_runs()?;
+    let previous = store.last_transactions_source()?;
     let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec, source)?;
+    note_source(&store, &walk, fallback, previous.as_ref())?;
     let run_id = walk.run_id;
     let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
@@ -187,6 +190,26 @@ pub(super) async fn run_recorded(
     // The run's time includes building deferred indexes at the end of a backfill.
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
+}
+
+/// Records where the run reads transactions from (a resumed walk keeps the source it
+/// started with), and says once why `auto` fell back ([`super::feed::log_fallback`]).
+fn note_source(
+    store: &Store,
+    walk: &Walk,
+    fallback: Option<String>,
+    previous: Option<&crate::store::SourceReport>,
+) -> Result<(), SyncError> {
+    let used = match walk.feed {
+        Some(_) => Source::Feed,
+        None => Source::PerCustomer,
+    };
+    let fallback = fallback.filter(|_| used == Source::PerCustomer);
+    if let Some(note) = &fallback {
+        super::feed::log_fallback(note, previous);
+    }
+    store.note_transactions_source(walk.run_id, used.as_str(), fallback.as_deref())?;
+    Ok(())
 }
 
 /// What the engine knows before it walks: the mirror's planning snapshot (not on a

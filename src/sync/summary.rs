@@ -6,7 +6,8 @@ use std::fmt;
 use super::RunSummary;
 
 /// `KIND run ID finished in S.Ss: P pages, R requests (N retries), customers +I ~U -D ↺R,
-/// transactions +I ~U -D ↺R[, N records skipped ...][; payments note]`. An incremental
+/// transactions +I ~U -D ↺R[, feed P pages (R rolling), C confirmed by id][, N records
+/// skipped ...][; payments note]`. An incremental
 /// run also says whose payments it did not re-read (the store's `NotReread`), so nobody
 /// takes its revenue figures as checked.
 impl fmt::Display for RunSummary {
@@ -33,6 +34,13 @@ impl fmt::Display for RunSummary {
             a.transactions_deleted,
             a.transactions_restored
         )?;
+        if self.feed_pages > 0 {
+            write!(
+                f,
+                ", feed {} pages ({} rolling), {} confirmed by id",
+                self.feed_pages, self.feed_rolling_pages, self.feed_confirmations
+            )?;
+        }
         if self.records_skipped > 0 {
             write!(
                 f,
@@ -107,6 +115,17 @@ mod tests {
                  (oldest read 2025-06-01T00:00:00.000000Z); sync.full_every re-reads them all by unknown"
             ),
             "{partial}"
+        );
+        let feed = RunSummary {
+            feed_pages: 12,
+            feed_rolling_pages: 9,
+            feed_confirmations: 1,
+            ..summary()
+        };
+        assert!(
+            feed.to_string()
+                .ends_with("↺8, feed 12 pages (9 rolling), 1 confirmed by id"),
+            "{feed}"
         );
         let none_left = RunSummary {
             not_reread: Some(NotReread::default()),

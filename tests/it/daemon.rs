@@ -145,7 +145,7 @@ async fn a_rate_limited_daemon_run_is_deferred_and_a_later_tick_resumes_it() {
     })
     .await;
     sim.sim.drain_rate_limit(Route::CustomerTransactions, 40);
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     let config = m.config_file(
         "[schedule]\ncron = \"* * * * * *\"\nrun_on_start = true\ndefer_after = \"1s\"",
     );

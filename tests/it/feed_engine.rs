@@ -13,7 +13,7 @@ use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Mirror, wait_for};
+use crate::harness::{Mirror, run_bin, text, wait_for};
 use crate::support::{TestSim, small_sim_options, spawn_sim};
 
 fn mirror(sim: &TestSim, source: TransactionsSource) -> Mirror {
@@ -111,6 +111,13 @@ async fn a_feed_backfill_equals_the_truth_at_a_fraction_of_the_requests() {
     assert_eq!(
         feed.count("SELECT count(*) FROM changes WHERE entity = 'transaction'"),
         0
+    );
+    // `status` says where transactions came from: the feed, no fallback.
+    let out = run_bin(Some(&feed.config_file("")), None, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(
+        json["transactions_source"],
+        serde_json::json!({"source": "feed", "fallback": null})
     );
 }
 
@@ -275,6 +282,26 @@ async fn auto_falls_back_per_customer_when_the_feed_is_closed() {
         ..Mutation::default()
     });
     m.run(RunKind::Sync).await.unwrap();
+    // Said in `status`, text and JSON, with the probe's answer.
+    let config = m.config_file("");
+    let out = run_bin(Some(&config), None, &["status"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "transactions source: per_customer (feed not available: HTTP 404 from GET /transactions?page=1&pageSize=1"
+        ),
+        "{stdout}"
+    );
+    let out = run_bin(Some(&config), None, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(json["transactions_source"]["source"], "per_customer");
+    assert!(
+        json["transactions_source"]["fallback"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("HTTP 404 from GET /transactions")),
+        "{json}"
+    );
     // `feed` mode says so instead.
     let strict = mirror(&sim, TransactionsSource::Feed);
     let err = strict.run(RunKind::Backfill).await.unwrap_err();

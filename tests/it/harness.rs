@@ -39,9 +39,6 @@ impl Mirror {
         settings.api.max_backoff = Duration::from_millis(20).into();
         settings.api.timeout = Duration::from_secs(5).into();
         settings.store.path = db.clone();
-        // The tests written before the feed engine count per-customer requests; the
-        // feed's own tests (feed_engine.rs) choose their source.
-        settings.sync.transactions_source = TransactionsSource::PerCustomer;
         Mirror {
             dir,
             db,
@@ -49,6 +46,16 @@ impl Mirror {
             key: sim.api_key.clone(),
             defer_after: None,
         }
+    }
+
+    /// [`Mirror::new`] reading transactions per customer (`GET
+    /// /customers/{id}/transactions`), for the tests whose point is that walk: its
+    /// planner, its rolling re-read, its request counts. The default (`auto`) reads the
+    /// simulator's feed.
+    pub fn per_customer(sim: &TestSim) -> Mirror {
+        let mut m = Mirror::new(sim);
+        m.settings.sync.transactions_source = TransactionsSource::PerCustomer;
+        m
     }
 
     /// Runs one walk in-process, as `lomi-sync backfill`/`sync` would: through the
@@ -103,9 +110,27 @@ impl Mirror {
             .expect("integrity_check")
     }
 
-    /// Writes the settings as a TOML file for the binary, and returns its path.
+    /// Writes the settings as a TOML file for the binary, and returns its path. A
+    /// `sync.transactions_source` other than the default goes into `extra`'s `[sync]`
+    /// section (or one of its own).
     pub fn config_file(&self, extra: &str) -> PathBuf {
         let s = &self.settings;
+        let source = match s.sync.transactions_source {
+            TransactionsSource::Auto => None,
+            TransactionsSource::PerCustomer => Some("per_customer"),
+            TransactionsSource::Feed => Some("feed"),
+        };
+        let extra = match source {
+            None => extra.to_string(),
+            Some(v) => {
+                let line = format!("transactions_source = \"{v}\"\n");
+                if extra.contains("[sync]\n") {
+                    extra.replacen("[sync]\n", &format!("[sync]\n{line}"), 1)
+                } else {
+                    format!("{extra}\n[sync]\n{line}")
+                }
+            }
+        };
         let text = format!(
             "[api]\nbase_url = \"{}\"\npage_size = {}\nconcurrency = {}\nrequests_per_second = 0\n\
              max_requests_per_window = 0\nmax_backoff = \"20ms\"\ntimeout = \"5s\"\n\n[store]\npath = \"{}\"\n\n{extra}\n",
@@ -128,10 +153,8 @@ pub fn bin() -> &'static str {
 /// A command for the binary with a clean environment: only PATH, the key and `envs`.
 pub fn command(config: Option<&Path>, key: Option<&str>, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
-    // Per customer, as `Mirror::new`: these tests count its requests.
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOMI_SYNC__SYNC__TRANSACTIONS_SOURCE", "per_customer")
         .kill_on_drop(true);
     if let Some(k) = key {
         cmd.env("LOMI_API_KEY", k);

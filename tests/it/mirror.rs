@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use lomi_sim::{Drift, Faults, IdField, IdFormat, Mutation};
+use lomi_sync::config::TransactionsSource;
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::SyncError;
 
@@ -33,7 +34,7 @@ async fn backfill_equals_the_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_skips_transaction_requests_for_customers_who_never_paid() {
     let sim = spawn_sim(small_sim_options(300, 2)).await;
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     let s = m.run(RunKind::Backfill).await.unwrap();
     let truth = sim.sim.truth();
     let payers = truth["transactions"]
@@ -114,8 +115,17 @@ async fn changes_record_old_and_new_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_source_writes_no_row() {
+    for source in [TransactionsSource::PerCustomer, TransactionsSource::Auto] {
+        unchanged_source_writes_no_row_with(source).await;
+    }
+}
+
+/// An incremental run and a full one over an unchanged simulator, reading transactions
+/// from `source` (`Auto`: the feed).
+async fn unchanged_source_writes_no_row_with(source: TransactionsSource) {
     let sim = spawn_sim(small_sim_options(200, 5)).await;
     let mut m = Mirror::new(&sim);
+    m.settings.sync.transactions_source = source;
     m.run(RunKind::Backfill).await.unwrap();
     let fingerprint = |m: &Mirror| {
         m.conn()
@@ -135,7 +145,11 @@ async fn unchanged_source_writes_no_row() {
     m.settings.sync.full_every = Duration::from_millis(1).into();
     let s = m.run(RunKind::Full).await.unwrap();
     assert_eq!(s.rows_written, 0);
-    assert!(s.transaction_refreshes > 0);
+    // Every transaction was read again, per customer or from the whole feed.
+    match source {
+        TransactionsSource::PerCustomer => assert!(s.transaction_refreshes > 0),
+        _ => assert!(s.feed_pages > 0 && s.transaction_refreshes == 0),
+    }
     assert_eq!(fingerprint(&m), before);
 }
 
@@ -171,7 +185,7 @@ async fn incremental_sync_spends_few_requests_and_catches_every_customer_change(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_per_run_caps_the_optional_re_reads_and_later_runs_catch_up() {
     let sim = spawn_sim(small_sim_options(300, 12)).await;
-    let mut m = Mirror::new(&sim);
+    let mut m = Mirror::per_customer(&sim);
     m.run(RunKind::Backfill).await.unwrap();
     sim.sim.mutate(&Mutation {
         update: 5,
@@ -414,7 +428,7 @@ async fn interrupted_backfill(sim: &crate::support::TestSim, m: &Mirror) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
     let sim = spawn_sim(slow_sim_options(400, 91, 5)).await;
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     interrupted_backfill(&sim, &m).await;
     let walk_before: (String, String, i64) = m
         .conn()
@@ -524,7 +538,7 @@ async fn progress_reports_each_phase_of_the_walk() {
     }
 
     let sim = spawn_sim(small_sim_options(60, 93)).await;
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     m.run(RunKind::Backfill).await.unwrap();
     // Deleted customers the list no longer shows: the next walk confirms them.
     sim.sim.mutate(&Mutation {

@@ -46,7 +46,7 @@ fn last_run(m: &Mirror) -> lomi_sync::store::RunRow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_body_on_transactions_fails_the_run_and_deletes_nothing() {
     let sim = spawn_sim(small_sim_options(30, 1201)).await;
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     m.run(RunKind::Backfill).await.unwrap();
     let live = m.count("SELECT count(*) FROM transactions WHERE deleted_at IS NULL");
     assert!(live >= 2);

@@ -26,8 +26,9 @@ async fn limited_sim(customers: usize, seed: u64) -> TestSim {
     .await
 }
 
+/// Per customer: these tests drain and pace the per-customer routes.
 fn mirror(sim: &TestSim) -> Mirror {
-    let mut m = Mirror::new(sim);
+    let mut m = Mirror::per_customer(sim);
     m.settings.api.budget_share = SHARE;
     // The averages are the fallback only: far too slow to be what paces this run.
     m.settings.api.requests_per_second = 4.0;

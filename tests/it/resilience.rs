@@ -257,7 +257,8 @@ async fn paced_backfill(
     rate: f64,
     after: Option<Duration>,
 ) -> (Mirror, Result<(), lomi_sync::sync::SyncError>) {
-    let mut m = Mirror::new(sim);
+    // Per customer: the chunks of a paced page are its transaction reads.
+    let mut m = Mirror::per_customer(sim);
     m.settings.api.requests_per_second = rate;
     m.settings.api.page_size = 1000;
     let cancel = tokio_util::sync::CancellationToken::new();

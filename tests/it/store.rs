@@ -412,6 +412,19 @@ async fn the_demo_leaves_a_whole_main_file() {
     )
     .await;
     assert!(out.status.success(), "{}", text(&out).1);
+    // It shows what each transactions source spends on the backfill: the feed (the
+    // default `auto`), far less than the per-customer walk's estimate.
+    let stdout = text(&out).0;
+    let number_after = |marker: &str| -> u64 {
+        let rest = &stdout[stdout
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker}: {stdout}"))
+            + marker.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let feed = number_after("requests by source: the feed ");
+    let per_customer = number_after("per customer about ");
+    assert!(feed * 2 < per_customer, "{stdout}");
     assert_eq!(wal_len(&db), 0, "the WAL is folded back");
     let copy = dir.path().join("copy.db");
     std::fs::copy(&db, &copy).unwrap();

@@ -46,7 +46,7 @@ async fn stats(sim: &TestSim) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn estimate_reads_only_the_list_and_predicts_the_backfill_requests() {
     let sim = spawn_sim(small_sim_options(260, 181)).await;
-    let m = Mirror::new(&sim);
+    let m = Mirror::per_customer(&sim);
     let config = m.config_file("");
     let out = run_bin(
         Some(&config),
@@ -273,7 +273,7 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_run_says_whose_payments_it_did_not_reread() {
     let sim = spawn_sim(small_sim_options(80, 187)).await;
-    let mut m = Mirror::new(&sim);
+    let mut m = Mirror::per_customer(&sim);
     // No hot or pending re-reads: only the rolling share is re-read.
     m.settings.sync.hot_window = Duration::from_millis(1).into();
     m.settings.sync.pending_window = Duration::from_millis(1).into();
