@@ -12,6 +12,7 @@ use super::walk::{seen_bit, segments};
 use super::writer::Writer;
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
+use crate::metrics::RunOutcome;
 use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
@@ -36,6 +37,10 @@ pub(super) struct RunRecord {
 /// cannot be written, the error says so ([`SyncError::Unrecorded`]). A run stopped at
 /// the preflight, before the mirror is opened, writes nothing (a rejected key creates
 /// no file).
+///
+/// Every run, however it ends, is counted in the client's [`crate::metrics::Metrics`]
+/// (kind, outcome, duration) here, and the rows it committed where its writer is
+/// flushed: the one place each is recorded.
 pub async fn run(
     client: &ApiClient,
     db: &Path,
@@ -44,6 +49,7 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
+    let (wall_start, started) = (std::time::SystemTime::now(), Instant::now());
     let mut rec = RunRecord {
         kind: req.kind,
         started_at: now(),
@@ -52,10 +58,33 @@ pub async fn run(
         base_requests: client.counters().requests.load(Ordering::Relaxed),
         base_retries: client.counters().retries.load(Ordering::Relaxed),
     };
-    match run_recorded(client, db, opts, req, cancel, progress, &mut rec).await {
+    let result = run_recorded(client, db, opts, req, cancel, progress, &mut rec).await;
+    // The walk's kind once opened (a `sync` into an unloaded mirror is a backfill).
+    let kind = rec.kind;
+    let result = match result {
         Ok(summary) => Ok(summary),
         Err(e) if !rec.opened || !db.exists() => Err(e),
         Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+    };
+    let outcome = run_outcome(&result);
+    client
+        .metrics()
+        .run(kind, outcome, wall_start, started.elapsed());
+    result
+}
+
+/// How a run's result is counted: as [`record_failure`] records it in `sync_runs`.
+pub(super) fn run_outcome(result: &Result<RunSummary, SyncError>) -> RunOutcome {
+    match result {
+        Ok(_) => RunOutcome::Succeeded,
+        Err(SyncError::Unrecorded { error, .. }) => match error.as_ref() {
+            SyncError::Interrupted => RunOutcome::Interrupted,
+            SyncError::Deferred { .. } => RunOutcome::Deferred,
+            _ => RunOutcome::Failed,
+        },
+        Err(SyncError::Interrupted) => RunOutcome::Interrupted,
+        Err(SyncError::Deferred { .. }) => RunOutcome::Deferred,
+        Err(_) => RunOutcome::Failed,
     }
 }
 
@@ -161,6 +190,7 @@ pub(super) async fn run_recorded(
     // Commit what was fetched before deciding the outcome: pages already complete
     // are kept even when the run stops.
     let flushed = writer.flush().await;
+    client.metrics().rows_written(&writer.applied);
     engine.summary.applied = writer.applied;
     engine.summary.rows_written = writer.applied.rows_written();
     engine.summary.requests = requests;
