@@ -408,3 +408,42 @@ pub(super) async fn preflight(client: &ApiClient) -> Result<(), SyncError> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run is counted as `sync_runs` records it, also when its failure could not be
+    /// recorded ([`SyncError::Unrecorded`] wraps the run's own error).
+    #[test]
+    fn a_run_is_counted_with_the_outcome_it_is_recorded_with() {
+        let unrecorded = |e| SyncError::Unrecorded {
+            error: Box::new(e),
+            record: StoreError::RolledBack,
+        };
+        let deferred = || SyncError::Deferred {
+            route: crate::api::budget::Route::ListCustomers,
+            until: chrono::Utc::now(),
+        };
+        let incomplete = || SyncError::Incomplete {
+            missing: 3,
+            sweeps: 2,
+        };
+        for (result, outcome) in [
+            (Ok(RunSummary::default()), RunOutcome::Succeeded),
+            (Err(SyncError::Interrupted), RunOutcome::Interrupted),
+            (Err(deferred()), RunOutcome::Deferred),
+            (Err(incomplete()), RunOutcome::Failed),
+            (Err(SyncError::WriterGone), RunOutcome::Failed),
+            (
+                Err(unrecorded(SyncError::Interrupted)),
+                RunOutcome::Interrupted,
+            ),
+            (Err(unrecorded(deferred())), RunOutcome::Deferred),
+            (Err(unrecorded(incomplete())), RunOutcome::Failed),
+        ] {
+            let shown = format!("{result:?}");
+            assert_eq!(run_outcome(&result), outcome, "{shown}");
+        }
+    }
+}
