@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ApiError, ClientOptions};
 use crate::config::{ApiKey, ConfigError, Settings};
+use crate::metrics::Metrics;
 use crate::scheduler::{Daemon, Notifier};
 use crate::store::{RunKind, Store, StoreError, WriterLock};
 use crate::sync::estimate::Estimate;
@@ -31,7 +32,8 @@ pub enum AppError {
 
 /// A mirror ready to run: the client (with its rate limiter and request counters,
 /// shared by every run made through this value), the engine's options and the
-/// database path, all from one [`Settings`].
+/// database path, all from one [`Settings`]; and the process's [`Metrics`], which the
+/// client and every run through it record into.
 pub struct Mirror {
     settings: Settings,
     key: ApiKey,
@@ -65,15 +67,27 @@ impl Mirror {
         Mirror::build_with(settings, key, cancel, defer_after)
     }
 
-    /// As [`Mirror::build`], with the client's `defer_after` given.
+    /// As [`Mirror::build`], with the client's `defer_after` given; a new [`Metrics`].
     pub fn build_with(
         settings: &Settings,
         key: &ApiKey,
         cancel: CancellationToken,
         defer_after: Option<Duration>,
     ) -> Result<Mirror, AppError> {
+        Mirror::build_recording(settings, key, cancel, defer_after, Metrics::new())
+    }
+
+    /// As [`Mirror::build_with`], recording into `metrics` (the process's one handle).
+    pub fn build_recording(
+        settings: &Settings,
+        key: &ApiKey,
+        cancel: CancellationToken,
+        defer_after: Option<Duration>,
+        metrics: Metrics,
+    ) -> Result<Mirror, AppError> {
         let mut opts = ClientOptions::from_settings(&settings.api)?;
         opts.defer_after = defer_after;
+        opts.metrics = metrics;
         let client = ApiClient::new(opts, key, cancel.clone())?;
         Ok(Mirror {
             settings: settings.clone(),
@@ -95,6 +109,11 @@ impl Mirror {
         &self.client
     }
 
+    /// The metrics this mirror's client and runs record into (what `GET /metrics` renders).
+    pub fn metrics(&self) -> &Metrics {
+        self.client.metrics()
+    }
+
     /// The run options derived from the settings.
     pub fn options(&self) -> &SyncOptions {
         &self.options
@@ -110,13 +129,21 @@ impl Mirror {
         &self.cancel
     }
 
-    /// The same mirror with a client that never retries, on the same cancel token: for
-    /// the two requests of a backfill's opening estimate, which must not spend the
-    /// run's retries when the API is down (the run's preflight reports that).
+    /// The same mirror with a client that never retries, on the same cancel token and
+    /// the same metrics: for the two requests of a backfill's opening estimate, which
+    /// must not spend the run's retries when the API is down (the run's preflight
+    /// reports that).
     pub fn without_retries(&self) -> Result<Mirror, AppError> {
         let mut once = self.settings.clone();
         once.api.max_retries = 0;
-        Mirror::build_with(&once, &self.key, self.cancel.clone(), self.defer_after)
+        let metrics = self.metrics().clone();
+        Mirror::build_recording(
+            &once,
+            &self.key,
+            self.cancel.clone(),
+            self.defer_after,
+            metrics,
+        )
     }
 
     /// The writer lock on `<db>.lock`, naming `purpose` to whoever finds it held;

@@ -128,6 +128,7 @@ impl Daemon {
         let mut current: Option<RunHandle> = None;
         // A deferral recorded by an earlier process holds too.
         let mut deferred_until = recorded_deferral(&shared.db, &shared.settings);
+        seed_last_success(&shared.db, &shared.settings, shared.client.metrics());
         shared.notifier.ready();
         shared.notifier.status("waiting for the first run");
         if shared.settings.schedule.run_on_start {
@@ -262,6 +263,26 @@ async fn wall_clock_sleep_until(next: DateTime<Utc>) {
             return;
         }
         tokio::time::sleep(left.min(Duration::from_secs(30))).await;
+    }
+}
+
+/// Gives the metrics the mirror's last successful run, so `lomi_sync_mirror_lag_seconds`
+/// is known from the daemon's start, not from its first run's end. Nothing when the
+/// mirror cannot say (no file yet, not migrated, no success).
+fn seed_last_success(db: &std::path::Path, settings: &Settings, metrics: &crate::metrics::Metrics) {
+    let Ok(store) = Store::open_read_only(db, settings.store.busy_timeout.0) else {
+        return;
+    };
+    let Ok(Some((started, finished))) = store.last_success_times() else {
+        return;
+    };
+    let time = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| std::time::SystemTime::from(t.with_timezone(&Utc)))
+    };
+    if let (Some(s), Some(f)) = (time(&started), time(&finished)) {
+        metrics.seed_last_success(s, f);
     }
 }
 

@@ -14,6 +14,7 @@ use super::model::{
     BodyError, Customer, CustomerPage, RegisteredWebhook, ShapeError, Transaction, TransactionList,
 };
 use crate::config::{ApiKey, ApiSettings, ConfigError};
+use crate::metrics::{Metrics, RequestStatus};
 
 /// Everything a request can end in, other than success. Messages name the endpoint
 /// and the request id the service gave, so a support ticket can quote them.
@@ -306,6 +307,9 @@ pub struct ClientOptions {
     /// waiting. Set for the daemon's runs (`schedule.defer_after`); `None` waits, as a
     /// one-shot `backfill` should.
     pub defer_after: Option<Duration>,
+    /// Where each attempt (by route and status), retry and rate-limit header is counted:
+    /// the process's one handle (`app::Mirror::build*` sets it); a fresh one by default.
+    pub metrics: Metrics,
 }
 
 impl ClientOptions {
@@ -327,6 +331,7 @@ impl ClientOptions {
             },
             budget_share: api.budget_share,
             defer_after: None,
+            metrics: Metrics::new(),
         })
     }
 }
@@ -411,6 +416,11 @@ impl ApiClient {
     /// The client's request counters.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
+    }
+
+    /// The metrics this client records into (and the run code, through it).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.opts.metrics
     }
 
     /// What the server last said of each route's budget, and the 429s met on it.
@@ -680,6 +690,7 @@ impl ApiClient {
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             if attempt > 0 {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.inner.opts.metrics.retry(route);
             }
             let sent = self.attempt(ticket, route, &url, body, endpoint, parse);
             let (err, retry) = match sent.await {
@@ -781,18 +792,26 @@ impl ApiClient {
             .header("X-API-KEY", self.inner.auth.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         let send = request.send();
+        let metrics = &self.inner.opts.metrics;
         let resp = tokio::select! {
             r = send => match r {
                 Ok(r) => r,
-                Err(e) => return transport(endpoint, describe_reqwest(&e)),
+                Err(e) => {
+                    metrics.request(route, RequestStatus::TransportError);
+                    return transport(endpoint, describe_reqwest(&e));
+                }
             },
             _ = self.inner.cancel.cancelled() => {
+                metrics.request(route, RequestStatus::Cancelled);
                 return Attempt::Fail { err: ApiError::Cancelled { endpoint: endpoint.to_string() }, retry: Retry::No };
             }
         };
         let status = resp.status();
+        // Counted by the status the server sent, even if the body is then cut off.
+        metrics.request(route, RequestStatus::Code(status.as_u16()));
         let headers = resp.headers().clone();
         if let Some(obs) = rate_limit_headers(&headers) {
+            metrics.rate_limit(route, obs.limit, obs.remaining, obs.reset);
             self.inner.budgets.observe(ticket, obs);
         }
         let limit = self.inner.opts.max_body_bytes;

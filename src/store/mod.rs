@@ -137,7 +137,7 @@ pub enum StoreError {
 
 /// Which kind of walk a run makes. Stored as [`RunKind::as_str`] (`walk.kind` and
 /// `sync_runs.kind`); `Display` and JSON give the same word.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     /// Every customer and every active customer's transactions.
@@ -919,6 +919,21 @@ impl Store {
                         fallback: r.get(1)?,
                     })
                 },
+            )
+            .optional()?)
+    }
+
+    /// Start and end times of the last successful run of any kind (the mirror's
+    /// timestamp format): where a restarted daemon's metrics take the mirror's lag from.
+    pub fn last_success_times(&self) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT started_at, finished_at FROM sync_runs
+                 WHERE outcome = 'succeeded' AND finished_at IS NOT NULL
+                 ORDER BY started_at DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }

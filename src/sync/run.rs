@@ -12,6 +12,7 @@ use super::walk::{seen_bit, segments};
 use super::writer::Writer;
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
+use crate::metrics::RunOutcome;
 use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
@@ -36,6 +37,10 @@ pub(super) struct RunRecord {
 /// cannot be written, the error says so ([`SyncError::Unrecorded`]). A run stopped at
 /// the preflight, before the mirror is opened, writes nothing (a rejected key creates
 /// no file).
+///
+/// Every run, however it ends, is counted in the client's [`crate::metrics::Metrics`]
+/// (kind, outcome, duration) here, and the rows it committed where its writer is
+/// flushed: the one place each is recorded.
 pub async fn run(
     client: &ApiClient,
     db: &Path,
@@ -44,6 +49,7 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
+    let (wall_start, started) = (std::time::SystemTime::now(), Instant::now());
     let mut rec = RunRecord {
         kind: req.kind,
         started_at: now(),
@@ -52,10 +58,33 @@ pub async fn run(
         base_requests: client.counters().requests.load(Ordering::Relaxed),
         base_retries: client.counters().retries.load(Ordering::Relaxed),
     };
-    match run_recorded(client, db, opts, req, cancel, progress, &mut rec).await {
+    let result = run_recorded(client, db, opts, req, cancel, progress, &mut rec).await;
+    // The walk's kind once opened (a `sync` into an unloaded mirror is a backfill).
+    let kind = rec.kind;
+    let result = match result {
         Ok(summary) => Ok(summary),
         Err(e) if !rec.opened || !db.exists() => Err(e),
         Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+    };
+    let outcome = run_outcome(&result);
+    client
+        .metrics()
+        .run(kind, outcome, wall_start, started.elapsed());
+    result
+}
+
+/// How a run's result is counted: as [`record_failure`] records it in `sync_runs`.
+pub(super) fn run_outcome(result: &Result<RunSummary, SyncError>) -> RunOutcome {
+    match result {
+        Ok(_) => RunOutcome::Succeeded,
+        Err(SyncError::Unrecorded { error, .. }) => match error.as_ref() {
+            SyncError::Interrupted => RunOutcome::Interrupted,
+            SyncError::Deferred { .. } => RunOutcome::Deferred,
+            _ => RunOutcome::Failed,
+        },
+        Err(SyncError::Interrupted) => RunOutcome::Interrupted,
+        Err(SyncError::Deferred { .. }) => RunOutcome::Deferred,
+        Err(_) => RunOutcome::Failed,
     }
 }
 
@@ -164,6 +193,7 @@ pub(super) async fn run_recorded(
     // Commit what was fetched before deciding the outcome: pages already complete
     // are kept even when the run stops.
     let flushed = writer.flush().await;
+    client.metrics().rows_written(&writer.applied);
     engine.summary.applied = writer.applied;
     engine.summary.rows_written = writer.applied.rows_written();
     engine.summary.requests = requests;
@@ -399,5 +429,44 @@ pub(super) async fn preflight(client: &ApiClient) -> Result<(), SyncError> {
         Ok(_) => Ok(()),
         Err(e) if e.is_cancelled() => Err(SyncError::Interrupted),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run is counted as `sync_runs` records it, also when its failure could not be
+    /// recorded ([`SyncError::Unrecorded`] wraps the run's own error).
+    #[test]
+    fn a_run_is_counted_with_the_outcome_it_is_recorded_with() {
+        let unrecorded = |e| SyncError::Unrecorded {
+            error: Box::new(e),
+            record: StoreError::RolledBack,
+        };
+        let deferred = || SyncError::Deferred {
+            route: crate::api::budget::Route::ListCustomers,
+            until: chrono::Utc::now(),
+        };
+        let incomplete = || SyncError::Incomplete {
+            missing: 3,
+            sweeps: 2,
+        };
+        for (result, outcome) in [
+            (Ok(RunSummary::default()), RunOutcome::Succeeded),
+            (Err(SyncError::Interrupted), RunOutcome::Interrupted),
+            (Err(deferred()), RunOutcome::Deferred),
+            (Err(incomplete()), RunOutcome::Failed),
+            (Err(SyncError::WriterGone), RunOutcome::Failed),
+            (
+                Err(unrecorded(SyncError::Interrupted)),
+                RunOutcome::Interrupted,
+            ),
+            (Err(unrecorded(deferred())), RunOutcome::Deferred),
+            (Err(unrecorded(incomplete())), RunOutcome::Failed),
+        ] {
+            let shown = format!("{result:?}");
+            assert_eq!(run_outcome(&result), outcome, "{shown}");
+        }
     }
 }

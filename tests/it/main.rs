@@ -10,6 +10,7 @@ mod feed_client;
 mod feed_engine;
 mod harness;
 mod layering;
+mod metrics;
 mod mirror;
 mod misbehaviour_client;
 mod paging;
