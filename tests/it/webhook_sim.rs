@@ -662,6 +662,15 @@ async fn register_and_list_through_the_cli() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("https://"), "{stderr}");
+    let out = run_bin(Some(&config), Some("wrong_key"), &["webhooks", "list"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a rejected key: {}",
+        text(&out).1
+    );
+    let out = run_bin(Some(&config), None, &["webhooks", "list"]).await;
+    assert_eq!(out.status.code(), Some(2), "no key: {}", text(&out).1);
     let help = run_bin(Some(&config), key, &["webhooks", "register", "--help"]).await;
     assert!(!text(&help).0.contains(&secret));
 }
