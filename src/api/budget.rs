@@ -39,16 +39,22 @@ pub enum Route {
     Transactions,
     /// `GET /transactions/{id}`.
     Transaction,
+    /// `GET /webhooks`, the registered webhook endpoints.
+    ListWebhooks,
+    /// `POST /webhooks`, a webhook endpoint's registration.
+    RegisterWebhook,
 }
 
 impl Route {
     /// Every route, in a fixed order (reports and `status` list them in it).
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 7] = [
         Route::ListCustomers,
         Route::GetCustomer,
         Route::CustomerTransactions,
         Route::Transactions,
         Route::Transaction,
+        Route::ListWebhooks,
+        Route::RegisterWebhook,
     ];
 
     /// The route as the service names it in its rate-limit buckets (`"GET /customers/{id}"`).
@@ -59,6 +65,8 @@ impl Route {
             Route::CustomerTransactions => "GET /customers/{id}/transactions",
             Route::Transactions => "GET /transactions",
             Route::Transaction => "GET /transactions/{id}",
+            Route::ListWebhooks => "GET /webhooks",
+            Route::RegisterWebhook => "POST /webhooks",
         }
     }
 }

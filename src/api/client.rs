@@ -10,7 +10,9 @@ use url::Url;
 
 use super::budget::{Observation, Refusal, Route, RouteBudgets, RouteReport, Ticket};
 use super::limiter::{RateLimiter, RateLimits};
-use super::model::{BodyError, Customer, CustomerPage, ShapeError, Transaction, TransactionList};
+use super::model::{
+    BodyError, Customer, CustomerPage, RegisteredWebhook, ShapeError, Transaction, TransactionList,
+};
 use crate::config::{ApiKey, ApiSettings, ConfigError};
 
 /// Everything a request can end in, other than success. Messages name the endpoint
@@ -563,6 +565,58 @@ impl ApiClient {
         }
     }
 
+    /// `POST /webhooks` with `{url, authorized_events, description}` (NOTES.md,
+    /// Webhooks): the endpoint as registered, with its signing secret, which the service
+    /// shows only in this answer. An answer without a secret is
+    /// [`ApiError::BadResponse`] naming the webhook, since it cannot be verified without
+    /// one. Retried like the reads (the simulator's faults and a 5xx come before the
+    /// request is handled; after a timeout, `GET /webhooks` shows whether it was made).
+    pub async fn register_webhook(
+        &self,
+        url: &str,
+        events: &[&str],
+    ) -> Result<RegisteredWebhook, ApiError> {
+        let target = self.url(&["webhooks"]);
+        let endpoint = format!("POST {}", target.path());
+        let body = serde_json::json!({
+            "url": url,
+            "authorized_events": events,
+            "description": "lomi-sync mirror",
+        })
+        .to_string()
+        .into_bytes();
+        let parse = RegisteredWebhook::from_body;
+        let (hook, rid) = self
+            .send(
+                Route::RegisterWebhook,
+                target,
+                Some(&body),
+                &endpoint,
+                parse,
+            )
+            .await?
+            .ok_or_else(|| no_webhooks_route(&endpoint))?;
+        if hook.secret.is_none() {
+            let reason = format!(
+                "webhook {} was registered, but the answer carries no `secret`: delete it and register again",
+                hook.id
+            );
+            return Err(shape_error(&endpoint, rid, ShapeError(reason)));
+        }
+        Ok(hook)
+    }
+
+    /// `GET /webhooks`: the registered endpoints (never with their secrets).
+    pub async fn list_webhooks(&self) -> Result<Vec<RegisteredWebhook>, ApiError> {
+        let url = self.url(&["webhooks"]);
+        let endpoint = describe(&url);
+        let parse = RegisteredWebhook::list_from_body;
+        match self.get(Route::ListWebhooks, url, &endpoint, parse).await? {
+            Some((hooks, _)) => Ok(hooks),
+            None => Err(no_webhooks_route(&endpoint)),
+        }
+    }
+
     /// Logs and counts records skipped for an unreadable identity.
     fn skipped(&self, endpoint: &str, reasons: &[String]) {
         for reason in reasons {
@@ -596,6 +650,19 @@ impl ApiClient {
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError> + Copy,
     ) -> Result<Option<(T, Option<String>)>, ApiError> {
+        self.send(route, url, None, endpoint, parse).await
+    }
+
+    /// One request with retries: a GET, or a POST of the JSON `body`; its answer parsed
+    /// by `parse`. `Ok(None)` is a 404.
+    async fn send<T>(
+        &self,
+        route: Route,
+        url: Url,
+        body: Option<&[u8]>,
+        endpoint: &str,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError> + Copy,
+    ) -> Result<Option<(T, Option<String>)>, ApiError> {
         let opts = &self.inner.opts;
         let mut attempt: u32 = 0;
         loop {
@@ -614,7 +681,8 @@ impl ApiClient {
             if attempt > 0 {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let (err, retry) = match self.attempt(ticket, route, &url, endpoint, parse).await {
+            let sent = self.attempt(ticket, route, &url, body, endpoint, parse);
+            let (err, retry) = match sent.await {
                 Attempt::Done(v, rid) => return Ok(Some((v, rid))),
                 Attempt::NotFound => return Ok(None),
                 Attempt::Fail { err, retry } => (err, retry),
@@ -696,16 +764,23 @@ impl ApiClient {
         ticket: Ticket,
         route: Route,
         url: &Url,
+        body: Option<&[u8]>,
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Attempt<T> {
-        let send = self
-            .inner
-            .http
-            .get(url.clone())
+        let mut request = match body {
+            None => self.inner.http.get(url.clone()),
+            Some(b) => self
+                .inner
+                .http
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_vec()),
+        };
+        request = request
             .header("X-API-KEY", self.inner.auth.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send();
+            .header(reqwest::header::ACCEPT, "application/json");
+        let send = request.send();
         let resp = tokio::select! {
             r = send => match r {
                 Ok(r) => r,
@@ -803,6 +878,17 @@ struct Answer<'a> {
     body: &'a [u8],
 }
 
+impl Answer<'_> {
+    /// The body's start for an error message; never for `POST /webhooks`, whose answer
+    /// holds the webhook's signing secret (even a cut one may).
+    fn snippet(&self) -> String {
+        match self.route {
+            Route::RegisterWebhook => "body not shown: it may hold the webhook secret".into(),
+            _ => snippet(self.body),
+        }
+    }
+}
+
 /// A 2xx: its body parsed by `parse`, or why it is not data. An error envelope is never
 /// data, whatever the status: a failed request, retried like a 5xx (a statement timeout
 /// may pass); so is invalid JSON (usually a cut connection); a wrong shape is not
@@ -834,7 +920,7 @@ fn classify_success<T>(a: &Answer, parse: impl Fn(&[u8]) -> Result<T, BodyError>
                 reason: format!(
                     "the body is not valid JSON ({}): {}",
                     json_problem(&e),
-                    snippet(a.body)
+                    a.snippet()
                 ),
             },
             retry: Retry::Backoff,
@@ -856,7 +942,7 @@ fn classify_failure<T>(a: &Answer) -> Attempt<T> {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c,
         (None, Some(m)) => m,
-        (None, None) => snippet(a.body),
+        (None, None) => a.snippet(),
     };
     let endpoint = a.endpoint.to_string();
     let feed = matches!(a.route, Route::Transactions | Route::Transaction);
@@ -896,6 +982,16 @@ fn classify_failure<T>(a: &Answer) -> Attempt<T> {
         }
     };
     Attempt::Fail { err, retry }
+}
+
+/// A 404 on the webhook routes: the service (or `api.base_url`) has no `/webhooks`.
+fn no_webhooks_route(endpoint: &str) -> ApiError {
+    ApiError::Status {
+        endpoint: endpoint.to_string(),
+        status: 404,
+        request_id: None,
+        message: "the service has no webhook routes here; check api.base_url".into(),
+    }
 }
 
 /// A route that must wait `wait` before its next request, as a deferral.
@@ -1191,6 +1287,34 @@ mod tests {
                 .map_err(BodyError::Json)),
             "bad response, backoff"
         );
+    }
+
+    /// The answer to `POST /webhooks` holds the secret: a cut or failed one is never
+    /// quoted in an error (errors are logged while retrying).
+    #[test]
+    fn a_registration_answer_is_never_quoted_in_an_error() {
+        let headers = HeaderMap::new();
+        let body: &[u8] = br#"{"id":"wh_1","url":"https://h.example/x","secret":"whsec_abc"#;
+        let answer = |status: u16| Answer {
+            route: Route::RegisterWebhook,
+            endpoint: "POST /webhooks",
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: &headers,
+            body,
+        };
+        let message = |a: Attempt<super::RegisteredWebhook>| match a {
+            Attempt::Fail { err, .. } => err.to_string(),
+            _ => panic!("a cut body is no webhook"),
+        };
+        let cut = message(classify_success(
+            &answer(201),
+            super::RegisteredWebhook::from_body,
+        ));
+        let failed = message(classify_failure(&answer(502)));
+        for text in [cut, failed] {
+            assert!(!text.contains("whsec_abc"), "{text}");
+            assert!(text.contains("body not shown"), "{text}");
+        }
     }
 
     #[test]

@@ -10,4 +10,4 @@ pub mod timestamp;
 pub use client::{
     ApiClient, ApiError, ClientOptions, Counters, CustomerRead, FeedQuery, StatusFilter,
 };
-pub use model::{Customer, CustomerPage, Transaction, TransactionList};
+pub use model::{Customer, CustomerPage, RegisteredWebhook, Transaction, TransactionList};

@@ -1069,6 +1069,151 @@ impl Transaction {
     }
 }
 
+/// A webhook endpoint as `POST /webhooks` and `GET /webhooks` show it (NOTES.md,
+/// Webhooks). The docs give only the request and say the secret is returned once; the
+/// answer's shape is our assumption: `id`, `url`, `authorized_events` and `is_active` are
+/// read, every other field is kept in `raw`. The secret is taken out of `raw` into
+/// `secret`, whose `Debug` and `Display` print `[redacted]`, so this type can be logged.
+#[derive(Debug, Clone)]
+pub struct RegisteredWebhook {
+    /// The webhook's id (`id`, or `webhook_id`), an opaque string.
+    pub id: String,
+    /// Where the vendor delivers.
+    pub url: String,
+    /// The events delivered (`PAYMENT_CREATED`, ...), as sent.
+    pub authorized_events: Vec<String>,
+    /// `is_active`; `None` when absent or not a boolean.
+    pub is_active: Option<bool>,
+    /// The signing secret (`whsec_...`): only in the answer to `POST /webhooks`.
+    pub secret: Option<crate::config::WebhookSecret>,
+    /// The object as received, less `secret`.
+    pub raw: RawObject,
+}
+
+impl RegisteredWebhook {
+    /// Reads one webhook object. Errors name fields, never values (one is a secret).
+    pub fn from_value(v: Value) -> Result<RegisteredWebhook, ShapeError> {
+        let Value::Object(mut raw) = v else {
+            return Err(shape(format!(
+                "a webhook should be a JSON object, got {}",
+                kind(&v)
+            )));
+        };
+        let secret = match raw.remove("secret") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => {
+                Some(crate::config::WebhookSecret::new(s))
+            }
+            Some(_) => return Err(shape("the webhook's `secret` should be a non-empty string")),
+        };
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_string);
+        let id = text("id")
+            .or_else(|| text("webhook_id"))
+            .ok_or_else(|| shape("a webhook has no `id` string"))?;
+        let url = text("url").ok_or_else(|| shape(format!("webhook {id} has no `url` string")))?;
+        let authorized_events = match raw.get("authorized_events") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    shape(format!(
+                        "webhook {id}: `authorized_events` should hold strings"
+                    ))
+                })?,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                return Err(shape(format!(
+                    "webhook {id}: `authorized_events` should be an array"
+                )));
+            }
+        };
+        let is_active = raw.get("is_active").and_then(Value::as_bool);
+        Ok(RegisteredWebhook {
+            id,
+            url,
+            authorized_events,
+            is_active,
+            secret,
+            raw,
+        })
+    }
+
+    /// Parses the answer to `POST /webhooks` (the object, or wrapped in `data`).
+    pub fn from_body(body: &[u8]) -> Result<RegisteredWebhook, BodyError> {
+        let v = slow_value(body)?;
+        let v = match v {
+            Value::Object(mut o)
+                if !o.contains_key("id") && o.get("data").is_some_and(Value::is_object) =>
+            {
+                o.remove("data").unwrap_or_default()
+            }
+            v => v,
+        };
+        Ok(RegisteredWebhook::from_value(v)?)
+    }
+
+    /// Parses `GET /webhooks`: a bare array, or, tolerantly, one wrapped in `data` or
+    /// `webhooks`.
+    pub fn list_from_body(body: &[u8]) -> Result<Vec<RegisteredWebhook>, BodyError> {
+        let items = match slow_value(body)? {
+            Value::Array(items) => items,
+            Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("webhooks")) {
+                Some(Value::Array(items)) => items,
+                _ => return Err(shape("the webhooks response should be a JSON array").into()),
+            },
+            other => {
+                let msg = format!(
+                    "the webhooks response should be a JSON array, got {}",
+                    kind(&other)
+                );
+                return Err(shape(msg).into());
+            }
+        };
+        Ok(items
+            .into_iter()
+            .map(RegisteredWebhook::from_value)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_answer_keeps_unknown_fields_and_hides_the_secret() {
+        let body = br#"{"id":"wh_1","url":"https://h.example/x","authorized_events":["PAYMENT_CREATED"],"is_active":true,"secret":"whsec_abc","rotation":{"n":1}}"#;
+        let hook = RegisteredWebhook::from_body(body).unwrap();
+        assert_eq!(hook.id, "wh_1");
+        assert_eq!(hook.authorized_events, ["PAYMENT_CREATED"]);
+        assert_eq!(hook.is_active, Some(true));
+        assert_eq!(hook.secret.as_ref().map(|s| s.expose()), Some("whsec_abc"));
+        assert_eq!(hook.raw["rotation"], serde_json::json!({"n": 1}));
+        assert!(!hook.raw.contains_key("secret"));
+        assert!(!format!("{hook:?}").contains("whsec_abc"));
+        let wrapped = br#"{"data":{"webhook_id":"wh_2","url":"https://h.example/y"}}"#;
+        let hook = RegisteredWebhook::from_body(wrapped).unwrap();
+        assert_eq!((hook.id.as_str(), hook.secret.is_none()), ("wh_2", true));
+    }
+
+    #[test]
+    fn lists_are_read_bare_or_wrapped_and_errors_name_no_value() {
+        let one = r#"{"id":"wh_1","url":"https://h.example/x","authorized_events":[]}"#;
+        for body in [format!("[{one}]"), format!(r#"{{"data":[{one}]}}"#)] {
+            let hooks = RegisteredWebhook::list_from_body(body.as_bytes()).unwrap();
+            assert_eq!(hooks.len(), 1);
+        }
+        let bad = br#"{"id":"wh_1","url":"https://h.example/x","secret":42}"#;
+        let err = RegisteredWebhook::from_body(bad).unwrap_err();
+        assert!(matches!(err, BodyError::Shape(_)), "{err:?}");
+        assert!(matches!(
+            RegisteredWebhook::list_from_body(br#"{"error":{"message":"no"}}"#),
+            Err(BodyError::ErrorBody(_))
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

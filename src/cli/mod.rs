@@ -5,6 +5,7 @@
 #[cfg(feature = "sim")]
 mod demo;
 mod progress;
+mod webhooks;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,11 @@ enum Command {
     },
     /// Validate the configuration and show the effective settings and next fire times.
     CheckConfig,
+    /// Register the daemon's webhook endpoint with the vendor, or list what is registered.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
     /// Serve a simulated lomi. Customers API on loopback (for trials and tests).
     // Boxed: the simulator's many switches would size every command like it.
     #[cfg(feature = "sim")]
@@ -173,6 +179,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(StoreError::Locked { .. }) = cause.downcast_ref::<StoreError>() {
             return code::LOCKED;
+        }
+        if cause.downcast_ref::<webhooks::UsageError>().is_some() {
+            return code::CONFIG;
         }
         if let Some(lomi_sync::api::ApiError::Unauthorized { .. }) = cause.downcast_ref() {
             return code::KEY_REJECTED;
@@ -312,6 +321,7 @@ async fn with_settings(command: Command, config: Option<&Path>) -> Result<ExitCo
         Command::Query { sql, format } => run_query(&settings, &sql, format),
         Command::Backup { path, force } => backup(&settings, &path, force),
         Command::CheckConfig => check_config(&settings, config),
+        Command::Webhooks { command } => webhooks::run(&settings, command).await,
         #[cfg(feature = "sim")]
         Command::Sim(_) | Command::Demo { .. } => unreachable!("handled above"),
     }
