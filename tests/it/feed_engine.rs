@@ -456,3 +456,72 @@ async fn old_refunds_and_deletions_reach_the_mirror_within_full_every_a_slice_pe
         1
     );
 }
+
+/// The slice's end from another connection (`None` before a slice committed a page).
+fn rolling_end(m: &Mirror) -> Option<String> {
+    let conn = rusqlite::Connection::open(&m.db).ok()?;
+    conn.query_row("SELECT rolling_end FROM feed_state", [], |r| r.get(0))
+        .ok()
+        .flatten()
+}
+
+/// The mirror's rows at or above the slice's end, from another connection: how far the
+/// cycle's slices have read down the feed (0 before a slice committed a page).
+fn rows_above_rolling_end(m: &Mirror) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open(&m.db) else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM transactions WHERE created_at >= (SELECT rolling_end FROM feed_state)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+/// A run killed in the middle of its rolling slice: each page committed the slice's new
+/// end with its rows, so the next run reads on from there, not from the top again, and
+/// the cycle still ends with the mirror exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint() {
+    let sim = spawn_sim(small_sim_options(400, 1410)).await;
+    sim.sim.set_feed(Feed {
+        row_cap: 50,
+        ..Feed::default()
+    });
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let full_pages = (m.count("SELECT count(*) FROM transactions") as u64).div_ceil(50);
+    let pending = m.count("SELECT count(*) FROM transactions WHERE status = 'pending'") as u32;
+    sim.sim.mutate(&Mutation {
+        settle: pending + 15,
+        ..Mutation::default()
+    });
+    // The cycle is due whole: this run's slice reads to the feed's end, slowly.
+    age_rolling_cycle(&m, 24);
+    sim.sim.set_faults(Faults {
+        p_slow: 1.0,
+        slow_ms: 15,
+        ..Faults::default()
+    });
+    let cancel = CancellationToken::new();
+    let watch = async {
+        // A few hundred rows (pages of 50) into the slice.
+        assert!(wait_for(60, || rows_above_rolling_end(&m) >= 400).await);
+        cancel.cancel();
+    };
+    let (first, ()) = tokio::join!(m.run_with(RunKind::Sync, false, &cancel), watch);
+    assert!(matches!(first, Err(SyncError::Interrupted)), "{first:?}");
+    let checkpoint = rolling_end(&m).expect("the slice's end was committed");
+    sim.sim.set_faults(Faults::default());
+    let resumed = m.run(RunKind::Sync).await.unwrap();
+    assert!(resumed.resumed_walk_of.is_some());
+    // Read on from the checkpoint: fewer pages than the whole feed below the window.
+    assert!(
+        resumed.feed_rolling_pages > 0 && resumed.feed_rolling_pages + 5 < full_pages,
+        "{} rolling pages resumed of {full_pages} (checkpoint {checkpoint})",
+        resumed.feed_rolling_pages
+    );
+    m.assert_equals_truth(&sim);
+    assert_eq!(rolling_end(&m), None, "the cycle ended");
+}
