@@ -13,19 +13,13 @@
 //! every customer change must be caught by the activity sync, and the mirror must be
 //! exact once the staleness bound has passed; otherwise it panics.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "bench_key";
+mod common;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{KEY, differences, env_or, post, spawn_sim};
 
 struct Step {
     name: &'static str,
@@ -120,25 +114,6 @@ impl Mirror<'_> {
     }
 }
 
-fn post(url: &str, body: &str) {
-    let status = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-            url,
-            "-o",
-            "/dev/null",
-        ])
-        .status()
-        .expect("curl");
-    assert!(status.success(), "POST {url}");
-}
-
 /// Copies a mirror no process has open (its WAL too, if one was left).
 fn snapshot(db: &Path, to: &Path) {
     for suffix in ["", "-wal"] {
@@ -149,21 +124,6 @@ fn snapshot(db: &Path, to: &Path) {
     }
 }
 
-/// The mirror against the simulator's ground truth: (customer differences,
-/// transaction differences), from the one definition the tests use.
-fn differences(base_url: &str, db: &Path) -> (usize, usize) {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("{base_url}/_sim/truth")])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "GET /_sim/truth");
-    let truth: serde_json::Value = serde_json::from_slice(&out.stdout).expect("truth JSON");
-    let conn = rusqlite::Connection::open(db).expect("open mirror");
-    let diffs = lomi_sync::verify::differences(&conn, &truth, usize::MAX).expect("compare");
-    let customers = diffs.iter().filter(|d| d.starts_with("customer")).count();
-    (customers, diffs.len() - customers)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; this harness has no filters.
     let customers = env_or("BENCH_CUSTOMERS", 100_000);
@@ -172,29 +132,7 @@ fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_lomi-sync"));
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let sim_started = Instant::now();
-    let mut sim = Command::new(&bin)
-        .args(["sim", "--port", "0", "--seed", "1", "--api-key", KEY])
-        .args([
-            "--customers",
-            &customers.to_string(),
-            "--tx-per-customer",
-            &tx_per_customer.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the simulator");
-    let mut line = String::new();
-    BufReader::new(sim.stdout.take().expect("sim stdout"))
-        .read_line(&mut line)
-        .expect("sim banner");
-    let base_url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("base URL")
-        .to_string();
-    let sim_startup = sim_started.elapsed();
+    let (mut sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
 
     let db = dir.path().join("bench.db");
     let config = dir.path().join("bench.toml");
