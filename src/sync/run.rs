@@ -9,12 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::feed::Source;
 use super::walk::{seen_bit, segments};
-use super::writer::Writer;
+use super::writer::{Writer, WriterHandle};
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
 use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
+#[derive(Clone)]
 pub(super) struct RunRecord {
     kind: RunKind,
     started_at: String,
@@ -44,6 +45,33 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
+    run_with(client, db, None, opts, (req, cancel), progress).await
+}
+
+/// [`run`] through the daemon's writer thread (`writer`, over the mirror at `db`),
+/// which webhook deliveries share: one writer per mirror (issue 16). A failure is
+/// recorded through it too.
+pub async fn run_on(
+    client: &ApiClient,
+    db: &Path,
+    writer: &WriterHandle,
+    opts: &SyncOptions,
+    req: RunRequest,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
+    run_with(client, db, Some(writer), opts, (req, cancel), progress).await
+}
+
+/// [`run`] on a writer of its own (`shared` `None`) or the daemon's.
+async fn run_with(
+    client: &ApiClient,
+    db: &Path,
+    shared: Option<&WriterHandle>,
+    opts: &SyncOptions,
+    (req, cancel): (RunRequest, &CancellationToken),
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
     let mut rec = RunRecord {
         kind: req.kind,
         started_at: now(),
@@ -52,40 +80,60 @@ pub async fn run(
         base_requests: client.counters().requests.load(Ordering::Relaxed),
         base_retries: client.counters().retries.load(Ordering::Relaxed),
     };
-    match run_recorded(client, db, opts, req, cancel, progress, &mut rec).await {
+    let ctx = (req, cancel, shared);
+    match run_recorded(client, db, opts, ctx, progress, &mut rec).await {
         Ok(summary) => Ok(summary),
         Err(e) if !rec.opened || !db.exists() => Err(e),
-        Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+        Err(e) => {
+            let failure = rec.failure(client, &e);
+            if let Some(w) = shared {
+                // The daemon's writer records it, unless it cannot.
+                let f = failure.clone();
+                let written = Writer::attach(w)
+                    .call(move |s| s.record_unsuccessful(&f))
+                    .await;
+                if written.is_ok() {
+                    return Err(e);
+                }
+            }
+            Err(record_failure(db, opts.busy_timeout, failure, e).await)
+        }
     }
 }
 
-/// Writes a failed run's row (see [`run`]) and returns the error to report: the run's
-/// own, or [`SyncError::Unrecorded`] if the row could not be written.
+impl RunRecord {
+    /// The run's failure, as `sync_runs` records it.
+    fn failure(&self, client: &ApiClient, error: &SyncError) -> crate::store::RunFailure {
+        let (outcome, resume_at) = match error {
+            SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
+            SyncError::Deferred { until, .. } => (
+                crate::store::Outcome::Deferred,
+                Some(crate::api::model::format_timestamp(*until)),
+            ),
+            _ => (crate::store::Outcome::Failed, None),
+        };
+        crate::store::RunFailure {
+            run_id: self.run_id,
+            kind: self.kind,
+            started_at: self.started_at.clone(),
+            outcome,
+            error: error.to_string(),
+            resume_at,
+            requests: client.counters().requests.load(Ordering::Relaxed) - self.base_requests,
+            retries: client.counters().retries.load(Ordering::Relaxed) - self.base_retries,
+        }
+    }
+}
+
+/// Writes a failed run's row (see [`run`]) from a connection of its own and returns
+/// the error to report: the run's own, or [`SyncError::Unrecorded`] if the row could
+/// not be written.
 pub(super) async fn record_failure(
-    client: &ApiClient,
     db: &Path,
     busy_timeout: Duration,
-    rec: RunRecord,
+    failure: crate::store::RunFailure,
     error: SyncError,
 ) -> SyncError {
-    let (outcome, resume_at) = match &error {
-        SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
-        SyncError::Deferred { until, .. } => (
-            crate::store::Outcome::Deferred,
-            Some(crate::api::model::format_timestamp(*until)),
-        ),
-        _ => (crate::store::Outcome::Failed, None),
-    };
-    let failure = crate::store::RunFailure {
-        run_id: rec.run_id,
-        kind: rec.kind,
-        started_at: rec.started_at,
-        outcome,
-        error: error.to_string(),
-        resume_at,
-        requests: client.counters().requests.load(Ordering::Relaxed) - rec.base_requests,
-        retries: client.counters().retries.load(Ordering::Relaxed) - rec.base_retries,
-    };
     let path = db.to_owned();
     let written = tokio::task::spawn_blocking(move || {
         crate::store::record_unsuccessful_run(&path, busy_timeout, &failure)
@@ -114,8 +162,7 @@ pub(super) async fn run_recorded(
     client: &ApiClient,
     db: &Path,
     opts: &SyncOptions,
-    req: RunRequest,
-    cancel: &CancellationToken,
+    (req, cancel, shared): (RunRequest, &CancellationToken, Option<&WriterHandle>),
     progress: &dyn Progress,
     rec: &mut RunRecord,
 ) -> Result<RunSummary, SyncError> {
@@ -128,9 +175,11 @@ pub(super) async fn run_recorded(
     preflight(client).await?;
     let source = super::feed::choose_source(client, opts.settings.transactions_source).await?;
     rec.opened = true;
-    let mut store = Store::open(db, opts.busy_timeout)?;
-    store.recover_stale_runs()?;
-    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec, source)?;
+    let mut writer = match shared {
+        Some(h) => Writer::attach(h),
+        None => Writer::spawn(Store::open(db, opts.busy_timeout)?),
+    };
+    let (walk, resumed_walk_of) = begin_on(&mut writer, req, opts, rec, source).await?;
     let run_id = walk.run_id;
     let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
@@ -139,7 +188,7 @@ pub(super) async fn run_recorded(
         opts,
         cancel,
         progress,
-        Some(Writer::spawn(store)),
+        Some(writer),
         Some(reader),
         walk,
     );
@@ -187,6 +236,27 @@ pub(super) async fn run_recorded(
     // The run's time includes building deferred indexes at the end of a backfill.
     engine.summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(std::mem::take(&mut engine.summary))
+}
+
+/// Recovers runs a dead process left `running` and opens the walk ([`open_walk`]) on
+/// the writer's thread, which holds the mirror's one writing connection.
+async fn begin_on(
+    writer: &mut Writer,
+    req: RunRequest,
+    opts: &SyncOptions,
+    rec: &mut RunRecord,
+    source: Source,
+) -> Result<(Walk, Option<i64>), SyncError> {
+    let (opts, mut r) = (opts.clone(), rec.clone());
+    let (opened, r) = writer
+        .call(move |s| {
+            s.recover_stale_runs()?;
+            let opened = open_walk(s, req, &opts, &mut r, source);
+            Ok((opened, r))
+        })
+        .await?;
+    *rec = r;
+    opened
 }
 
 /// What the engine knows before it walks: the mirror's planning snapshot (not on a

@@ -19,3 +19,4 @@ mod sim_contract;
 mod store;
 mod support;
 mod ux;
+mod webhooks;

@@ -437,6 +437,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
              DROP TABLE walk;
              ALTER TABLE walk_old RENAME TO walk;
              DROP TABLE feed_state;
+             DROP TABLE webhook_events;
              CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,
                                          PRIMARY KEY (customer_id, segment)) WITHOUT ROWID;
              INSERT INTO walk_seen_old SELECT * FROM walk_seen;
