@@ -179,7 +179,7 @@ async fn receive(
     let m = &s.inner.metrics;
     match s.inner.webhooks.deliver(env).await {
         Ok(Delivered::Ignored) => {
-            tracing::debug!(id, event, "webhook event ignored (not a payment or refund)");
+            tracing::debug!(id, event, "webhook delivery ignored, nothing written");
             m.webhook(WebhookOutcome::Rejected);
             (StatusCode::OK, "ignored\n")
         }

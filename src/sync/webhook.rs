@@ -99,8 +99,8 @@ pub enum Delivered {
     Stale,
     /// Its envelope id was applied before: nothing written.
     Duplicate,
-    /// Not a payment or refund event, or a transaction with no customer even in the
-    /// API: nothing written.
+    /// Not a payment or refund event, or a transaction the API could not confirm (no
+    /// customer, or its customer gone): nothing written.
     Ignored,
 }
 
@@ -151,14 +151,9 @@ impl Webhooks {
         };
         for _ in 0..MAX_ROUNDS {
             if w.row.customer_id.is_none() && !w.gone {
-                if w.revalidated {
-                    tracing::warn!(
-                        transaction = %w.row.transaction_id,
-                        "a webhook's transaction has no customer_id, even read from the API: ignored"
-                    );
-                    return Ok(Delivered::Ignored);
+                if w.revalidated || !self.revalidate(&mut w).await? {
+                    return Ok(ignored(&w));
                 }
-                self.revalidate(&mut w).await?;
                 continue;
             }
             let result = self.writer.webhook(w.clone()).await;
@@ -171,49 +166,66 @@ impl Webhooks {
                 WebhookResult::Written(_) => return Ok(Delivered::Unchanged),
                 WebhookResult::Stale => return Ok(Delivered::Stale),
                 WebhookResult::Duplicate => return Ok(Delivered::Duplicate),
-                WebhookResult::Revalidate => self.revalidate(&mut w).await?,
+                WebhookResult::Revalidate => {
+                    if !self.revalidate(&mut w).await? {
+                        return Ok(ignored(&w));
+                    }
+                }
                 WebhookResult::NeedCustomer => self.read_customer(&mut w).await?,
             }
         }
         Err(WebhookError::Unsettled)
     }
 
-    /// Replaces the event's row with the API's (`GET /transactions/{id}`; 404: gone).
-    /// A key without the feed's routes reads the customer's list instead, where a
-    /// transaction it lacks is gone, as a run would conclude.
-    async fn revalidate(&self, w: &mut WebhookBatch) -> Result<(), WebhookError> {
+    /// Replaces the event's row with the API's (`GET /transactions/{id}`). A 404 there
+    /// proves nothing alone (a key without the feed's routes gets 404 for every id,
+    /// NOTES.md), so then, as on "no access", the customer's list decides: the row it
+    /// shows, or, a complete list without it, gone (as a run concludes). False when the
+    /// API cannot say (the customer is gone too, or its list skipped records): nothing
+    /// is written and the next run reconciles.
+    async fn revalidate(&self, w: &mut WebhookBatch) -> Result<bool, WebhookError> {
         let id = w.row.transaction_id.clone();
         w.revalidated = true;
         match self.client.get_transaction(&id).await {
-            Ok(Some(t)) => w.row = t,
-            Ok(None) => w.gone = true,
-            Err(e) if e.is_no_access() => {
-                let Some(customer) = w.row.customer_id.clone() else {
-                    return Err(WebhookError::Api(e));
-                };
-                let list = self
-                    .client
-                    .customer_transactions(&customer)
-                    .await
-                    .map_err(WebhookError::Api)?;
-                let found = list
-                    .into_iter()
-                    .flat_map(|l| l.transactions)
-                    .find(|t| t.transaction_id == id);
-                match found {
-                    // The per-customer row does not name its customer.
-                    Some(t) => {
-                        w.row = Transaction {
-                            customer_id: Some(customer),
-                            ..t
-                        }
-                    }
-                    None => w.gone = true,
-                }
+            Ok(Some(t)) => {
+                w.row = t;
+                return Ok(true);
             }
+            Ok(None) => {}
+            Err(e) if e.is_no_access() => {}
             Err(e) => return Err(WebhookError::Api(e)),
         }
-        Ok(())
+        let Some(customer) = w.row.customer_id.clone() else {
+            return Ok(false);
+        };
+        let list = self
+            .client
+            .customer_transactions(&customer)
+            .await
+            .map_err(WebhookError::Api)?;
+        let Some(list) = list else {
+            return Ok(false);
+        };
+        let complete = list.skipped.is_empty();
+        match list
+            .transactions
+            .into_iter()
+            .find(|t| t.transaction_id == id)
+        {
+            // The per-customer row does not name its customer.
+            Some(t) => {
+                w.row = Transaction {
+                    customer_id: Some(customer),
+                    ..t
+                };
+                Ok(true)
+            }
+            None if complete => {
+                w.gone = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Reads the row's customer, which the mirror lacks (`GET /customers/{id}`): the
@@ -230,6 +242,17 @@ impl Webhooks {
         w.gone_customers = owners.gone;
         Ok(())
     }
+}
+
+/// A delivery the API could not confirm: logged, nothing written (polling repairs it).
+fn ignored(w: &WebhookBatch) -> Delivered {
+    tracing::warn!(
+        id = %w.delivery.id,
+        transaction = %w.row.transaction_id,
+        "the API could not confirm a webhook's transaction (no customer, or the customer is gone): \
+         nothing written; the next run reconciles it"
+    );
+    Delivered::Ignored
 }
 
 #[cfg(test)]

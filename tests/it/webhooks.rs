@@ -453,6 +453,76 @@ async fn a_pending_event_is_revalidated_and_the_row_ends_in_the_apis_state() {
     d.stop().await;
 }
 
+/// A key without the feed's routes gets 404 for every `GET /transactions/{id}`: that
+/// 404 must not delete the row; the customer's list decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_feed_a_tie_is_revalidated_from_the_customers_list_and_nothing_is_deleted() {
+    let (sim, m, d) = loaded(30, 176).await;
+    let truth = some_transaction(&sim, "completed").await;
+    let id = truth["transaction_id"].as_str().unwrap();
+    sim.sim.set_feed(lomi_sim::Feed {
+        disabled: true,
+        ..Default::default()
+    });
+    let mut tie = truth.clone();
+    tie["status"] = json!("failed");
+    sim.sim.reset_stats();
+    let (status, _) = d
+        .deliver(&envelope("evt_no_feed", "PAYMENT_FAILED", &tie))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stats = sim.sim.stats();
+    assert_eq!((stats.feed_get, stats.transactions), (1, 1), "{stats:?}");
+    assert_eq!(status_of(&m, id), "completed");
+    assert_eq!(
+        m.count(&format!(
+            "SELECT count(*) FROM transactions WHERE transaction_id = '{id}' AND deleted_at IS NULL AND updated_at IS NOT NULL"
+        )),
+        1,
+        "kept, with the feed's fields"
+    );
+    d.stop().await;
+}
+
+/// A transaction removed at the source: the revalidation finds it gone (404, and absent
+/// from its customer's complete list) and marks it deleted, as a run would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_gone_at_the_source_is_marked_deleted_on_revalidation() {
+    let (sim, m, d) = loaded(30, 177).await;
+    let report = sim.sim.mutate(&Mutation {
+        delete_tx: 1,
+        ..Default::default()
+    });
+    let id = report.tx_deleted[0].clone();
+    let raw: String = m
+        .conn()
+        .query_row(
+            "SELECT raw FROM transactions WHERE transaction_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut row: Value = serde_json::from_str(&raw).unwrap();
+    row["status"] = json!("pending");
+    let (status, _) = d
+        .deliver(&envelope("evt_gone", "PAYMENT_CREATED", &row))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (deleted, source): (Option<String>, String) = m
+        .conn()
+        .query_row(
+            "SELECT t.deleted_at, c.source FROM transactions t JOIN changes c ON c.entity_id = t.transaction_id
+             WHERE t.transaction_id = ?1 AND c.kind = 'deleted'",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(deleted.is_some());
+    assert_eq!(source, "webhook");
+    d.stop().await;
+    m.assert_equals_truth(&sim);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_of_a_customer_the_mirror_lacks_reads_the_customer_and_keeps_the_row() {
     let sim = spawn_sim(small_sim_options(20, 170)).await;
