@@ -383,6 +383,74 @@ mod tests {
         assert_eq!(c2, 0);
     }
 
+    /// A webhook delivery that fails in the transaction it shares with a run's batch
+    /// rolls back only itself (its savepoint): the run's batch is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_webhook_delivery_never_rolls_back_a_runs_batch() {
+        use crate::store::{Delivery, WebhookBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let run_id = store.start_run(RunKind::Sync).unwrap();
+        let mut run = Writer::spawn(store);
+        let handle = run.handle();
+        run.submit(customer_batch(run_id, "c1")).await.unwrap();
+        run.flush().await.unwrap();
+        // Every delivery record fails; the writer is held busy so that the batch and
+        // the delivery queue up behind it and share one transaction.
+        let mut other = Writer::attach(&handle);
+        let busy = tokio::spawn(async move {
+            other
+                .call(|s| {
+                    s.conn().execute_batch(
+                        "CREATE TRIGGER boom BEFORE INSERT ON webhook_events
+                         BEGIN SELECT RAISE(ABORT, 'boom'); END",
+                    )?;
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        run.submit(customer_batch(run_id, "c2")).await.unwrap();
+        let delivery = WebhookBatch {
+            delivery: Delivery {
+                id: "evt_1".into(),
+                event: "PAYMENT_SUCCEEDED".into(),
+                received_at: crate::store::now(),
+            },
+            row: Transaction::from_value(json!({
+                "transaction_id": "t1", "customer_id": "c1", "status": "completed",
+                "updated_at": "2025-06-01T10:00:00Z"
+            }))
+            .unwrap(),
+            revalidated: false,
+            gone: false,
+            customers: Vec::new(),
+            gone_customers: Vec::new(),
+        };
+        let webhook = tokio::spawn(async move { handle.webhook(delivery).await });
+        busy.await.unwrap().unwrap();
+        let err = webhook.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        run.flush().await.unwrap();
+        let other =
+            Store::open_read_only(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let counts: (i64, i64, i64) = other
+            .conn()
+            .query_row(
+                "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM transactions),
+                        (SELECT count(*) FROM webhook_events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            counts,
+            (2, 0, 0),
+            "c1 and c2 committed, nothing of the delivery"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_submitted_batch_is_committed_by_flush() {
         let dir = tempfile::tempdir().unwrap();
