@@ -23,6 +23,13 @@ use crate::api::model::Transaction;
 /// its own). An unknown status is not final: the API is asked.
 pub const FINAL_STATUSES: [&str; 5] = ["completed", "failed", "refunded", "expired", "cancelled"];
 
+/// How long a delivery's record is kept for deduplication: the vendor retries a
+/// delivery about 5 times from 5 s with exponential backoff (minutes, NOTES.md
+/// "Webhooks"), so two days is ample; a replay older than that meets the ordering rule
+/// ([`decide`]), which never regresses a row. Without a bound the table would grow by
+/// every payment event forever.
+pub const DEDUPE_KEEP: chrono::Duration = chrono::Duration::hours(48);
+
 /// One verified delivery of a payment or refund event.
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -221,6 +228,9 @@ fn webhook_in(tx: &rusqlite::Connection, w: &WebhookBatch) -> Result<WebhookResu
         "INSERT INTO webhook_events (id, event, received_at, applied_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![d.id, d.event, d.received_at, now(), outcome])?;
+    let horizon = crate::api::model::format_timestamp(chrono::Utc::now() - DEDUPE_KEEP);
+    tx.prepare_cached("DELETE FROM webhook_events WHERE received_at < ?1")?
+        .execute(params![horizon])?;
     Ok(match outcome {
         "stale" => WebhookResult::Stale,
         _ => WebhookResult::Written(written),
@@ -294,6 +304,60 @@ mod tests {
             insert(Some(7), "webhook", None).is_err(),
             "a webhook's names its delivery"
         );
+    }
+
+    #[test]
+    fn delivery_records_are_kept_two_days_then_pruned_by_the_next_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let at =
+            |ago: chrono::Duration| crate::api::model::format_timestamp(chrono::Utc::now() - ago);
+        for (id, ago) in [
+            ("old", chrono::Duration::hours(49)),
+            ("recent", chrono::Duration::hours(47)),
+        ] {
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO webhook_events VALUES (?1, 'PAYMENT_SUCCEEDED', ?2, ?2, 'applied')",
+                    params![id, at(ago)],
+                )
+                .unwrap();
+        }
+        let w = WebhookBatch {
+            delivery: Delivery {
+                id: "new".into(),
+                event: "PAYMENT_SUCCEEDED".into(),
+                received_at: now(),
+            },
+            row: Transaction::from_value(
+                serde_json::json!({"transaction_id": "t", "customer_id": "c"}),
+            )
+            .unwrap(),
+            revalidated: true,
+            gone: true,
+            customers: Vec::new(),
+            gone_customers: Vec::new(),
+        };
+        store.begin().unwrap();
+        assert!(matches!(
+            store.apply_webhook_open(&w),
+            Ok(WebhookResult::Written(_))
+        ));
+        assert!(matches!(
+            store.apply_webhook_open(&w),
+            Ok(WebhookResult::Duplicate)
+        ));
+        store.commit().unwrap();
+        let ids: Vec<String> = store
+            .conn()
+            .prepare("SELECT id FROM webhook_events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["new", "recent"]);
     }
 
     const T1: &str = "2025-06-01T10:00:00.000000Z";
