@@ -1,4 +1,6 @@
-//! The daemon: runs on a cron schedule until told to stop.
+//! The daemon: runs on a cron schedule until told to stop, through the mirror's one
+//! writer thread, which it owns for its life and shares with the webhook listener
+//! (`server.listen`, [`crate::server`]).
 //!
 //! One run at a time: a tick that fires while a run is under way is skipped (and
 //! logged), and the next fire time is always computed from *now*, so ticks missed
@@ -90,11 +92,13 @@ pub struct Daemon {
     pub options: SyncOptions,
     /// Where the daemon reports its state (systemd, or nothing).
     pub notifier: Arc<dyn Notifier>,
+    /// A handle to the writer thread below, for each run and for the listener.
+    /// Declared first, so it is dropped first: the thread ends once no handle is left,
+    /// and a daemon dropped without running joins it.
+    handle: WriterHandle,
     /// The mirror's one writer thread, for the daemon's whole life: every run and
     /// every webhook delivery writes through it (`run` takes it, and closes it last).
     writer: Option<Writer>,
-    /// A handle to that thread, for each run and for the listener.
-    handle: WriterHandle,
     /// The HTTP listener, when `server.listen` is set ([`Daemon::serve`]).
     listening: Option<Listening>,
 }
@@ -202,7 +206,14 @@ impl Daemon {
             self.settings.server.healthy_within.0,
         );
         let state = ServerState::new(webhooks, l.secret, l.metrics, self.db.clone(), timeouts);
-        tokio::spawn(server::run(l.listener, state, stop))
+        tokio::spawn(async move {
+            let served = server::run(l.listener, state, stop).await;
+            if let Err(e) = &served {
+                // Said when it happens: the runs go on without the listener.
+                tracing::error!(error = %e, "the HTTP listener stopped; the scheduled runs go on");
+            }
+            served
+        })
     }
 
     /// Waits up to `schedule.shutdown_timeout` for the listener's requests in flight.
@@ -210,7 +221,7 @@ impl Daemon {
         let timeout = self.settings.schedule.shutdown_timeout.0;
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP listener stopped with an error"),
+            Ok(Ok(Err(_))) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "the HTTP listener panicked"),
             Err(_) => tracing::warn!(
                 ?timeout,
@@ -382,6 +393,34 @@ fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Quiet;
+    impl Notifier for Quiet {
+        fn ready(&self) {}
+        fn status(&self, _: &str) {}
+        fn watchdog(&self) {}
+        fn stopping(&self) {}
+    }
+
+    /// The daemon's handle to its writer thread goes before the thread is joined: a
+    /// daemon dropped without running (an error between its start and its loop) does
+    /// not wait forever for its own handle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_dropped_without_running_closes_its_writer_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.api.base_url = "http://127.0.0.1:9".parse().unwrap();
+        settings.store.path = dir.path().join("m.db");
+        let key = crate::config::ApiKey::new("k");
+        let mirror = crate::app::Mirror::build(&settings, &key, CancellationToken::new()).unwrap();
+        let store = mirror.open_store().unwrap();
+        let daemon = mirror.into_daemon(Arc::new(Quiet), store);
+        let dropped = tokio::task::spawn_blocking(move || drop(daemon));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("the writer thread ended")
+            .unwrap();
+    }
 
     #[test]
     fn a_mirror_that_cannot_say_whether_it_was_loaded_gets_a_sync_not_a_backfill() {
