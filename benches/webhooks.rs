@@ -59,8 +59,9 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open mirror");
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open mirror");
     conn.busy_timeout(Duration::from_secs(5)).expect("busy");
     conn.query_row(sql, [], |r| r.get(0)).expect("query")
 }
@@ -128,7 +129,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 /// The daemon's peak RSS so far, in KiB (`VmHWM`).
 fn peak_rss_kb(daemon: &Child) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -186,7 +188,11 @@ fn main() {
         .spawn()
         .expect("start the daemon");
     wait_until(60, "a walking run", || {
-        db.exists() && count(&db, "SELECT count(*) FROM sync_runs WHERE outcome = 'running' AND kind = 'full'") == 1
+        db.exists()
+            && count(
+                &db,
+                "SELECT count(*) FROM sync_runs WHERE outcome = 'running' AND kind = 'full'",
+            ) == 1
     });
 
     // 2. The burst while the full walk runs.
@@ -197,7 +203,10 @@ fn main() {
     let started = Instant::now();
     let report = wait_for_deliveries(&base_url);
     let burst_wall = started.elapsed();
-    let walking = count(&db, "SELECT count(*) FROM sync_runs WHERE outcome = 'running'") == 1;
+    let walking = count(
+        &db,
+        "SELECT count(*) FROM sync_runs WHERE outcome = 'running'",
+    ) == 1;
     let (lat, lost) = latencies(&report, &db);
     let rss = peak_rss_kb(&daemon);
 
@@ -256,5 +265,8 @@ fn main() {
     );
     assert_eq!(lost, 0, "deliveries acknowledged but not in the mirror");
     assert_eq!(diffs, (0, 0), "the mirror is not exact after the next run");
-    assert_eq!(doubled, 0, "an event wrote two change rows for one transaction");
+    assert_eq!(
+        doubled, 0,
+        "an event wrote two change rows for one transaction"
+    );
 }

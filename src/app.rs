@@ -206,15 +206,10 @@ impl Mirror {
         sync::estimate::quick(&self.client, &self.options).await
     }
 
-    /// The daemon over this mirror (the caller holds the lock for the daemon's life).
-    pub fn into_daemon(self, notifier: Arc<dyn Notifier>) -> Daemon {
-        Daemon {
-            db: self.settings.store.path.clone(),
-            options: self.options,
-            settings: self.settings,
-            client: self.client,
-            notifier,
-        }
+    /// The daemon over this mirror, writing through one thread over `store` (opened
+    /// with [`Mirror::open_store`]; the caller holds the lock for the daemon's life).
+    pub fn into_daemon(self, notifier: Arc<dyn Notifier>, store: Store) -> Daemon {
+        Daemon::new(self.settings, self.client, self.options, notifier, store)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod money;
 pub mod query;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

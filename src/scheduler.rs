@@ -1,4 +1,6 @@
-//! The daemon: runs on a cron schedule until told to stop.
+//! The daemon: runs on a cron schedule until told to stop, through the mirror's one
+//! writer thread, which it owns for its life and shares with the webhook listener
+//! (`server.listen`, [`crate::server`]).
 //!
 //! One run at a time: a tick that fires while a run is under way is skipped (and
 //! logged), and the next fire time is always computed from *now*, so ticks missed
@@ -17,9 +19,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiClient;
-use crate::config::Settings;
+use crate::config::{Settings, WebhookSecret};
+use crate::server::{self, ServerError, ServerState};
 use crate::store::{RunKind, Store};
-use crate::sync::{self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptions};
+use crate::sync::webhook::Webhooks;
+use crate::sync::{
+    self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptions, Writer, WriterHandle,
+};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +91,23 @@ pub struct Daemon {
     pub options: SyncOptions,
     /// Where the daemon reports its state (systemd, or nothing).
     pub notifier: Arc<dyn Notifier>,
+    /// A handle to the writer thread below, for each run and for the listener.
+    /// Declared first, so it is dropped first: the thread ends once no handle is left,
+    /// and a daemon dropped without running joins it.
+    handle: WriterHandle,
+    /// The mirror's one writer thread, for the daemon's whole life: every run and
+    /// every webhook delivery writes through it (`run` takes it, and closes it last).
+    writer: Option<Writer>,
+    /// The HTTP listener, when `server.listen` is set ([`Daemon::serve`]).
+    listening: Option<Listening>,
+}
+
+/// The daemon's HTTP listener, bound at start ([`server::bind`]).
+pub struct Listening {
+    /// The bound socket (`server.listen`).
+    pub listener: std::net::TcpListener,
+    /// The webhook signing secret (`webhooks.secret_file` or `LOMI_WEBHOOK_SECRET`).
+    pub secret: WebhookSecret,
 }
 
 /// Which kind of run the next tick asks for: a `full` when `schedule.full_every` is
@@ -119,10 +142,100 @@ fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
 type RunHandle = JoinHandle<Result<RunSummary, SyncError>>;
 
 impl Daemon {
-    /// Runs until `shutdown` fires (returns `Ok`) or a run fails fatally.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    /// The daemon over the mirror `store` (opened and migrated; the caller holds the
+    /// writer lock for the daemon's life), whose writer thread it spawns now.
+    pub fn new(
+        settings: Settings,
+        client: ApiClient,
+        options: SyncOptions,
+        notifier: Arc<dyn Notifier>,
+        store: Store,
+    ) -> Daemon {
+        let writer = Writer::spawn(store);
+        Daemon {
+            db: settings.store.path.clone(),
+            handle: writer.handle(),
+            writer: Some(writer),
+            settings,
+            client,
+            options,
+            notifier,
+            listening: None,
+        }
+    }
+
+    /// Serves `POST /webhooks/lomi`, `GET /healthz` and `GET /metrics` on `listening`
+    /// while the daemon runs.
+    pub fn serve(mut self, listening: Listening) -> Daemon {
+        self.listening = Some(listening);
+        self
+    }
+
+    /// Runs until `shutdown` fires (returns `Ok`) or a run fails fatally; then stops
+    /// the listener (its requests in flight finish) and closes the writer thread.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         let schedule = self.settings.schedule.parsed_cron()?;
+        let writer = self.writer.take();
+        let listening = self.listening.take();
         let shared = Arc::new(self);
+        let server_stop = shutdown.child_token();
+        let server = listening.map(|l| shared.start_server(l, server_stop.clone()));
+        let result = shared.clone().schedule(schedule, shutdown).await;
+        server_stop.cancel();
+        if let Some(task) = server {
+            shared.stop_server(task).await;
+        }
+        if let Some(w) = writer {
+            w.close().await;
+        }
+        result
+    }
+
+    /// Starts the listener on the daemon's client and writer.
+    fn start_server(
+        &self,
+        l: Listening,
+        stop: CancellationToken,
+    ) -> JoinHandle<Result<(), ServerError>> {
+        let webhooks = Webhooks::new(self.client.clone(), self.handle.clone());
+        let timeouts = (
+            self.settings.store.busy_timeout.0,
+            self.settings.server.healthy_within.0,
+        );
+        // The client's metrics: the one registry the runs and the client record into.
+        let metrics = self.client.metrics().clone();
+        let state = ServerState::new(webhooks, l.secret, metrics, self.db.clone(), timeouts);
+        tokio::spawn(async move {
+            let served = server::run(l.listener, state, stop).await;
+            if let Err(e) = &served {
+                // Said when it happens: the runs go on without the listener.
+                tracing::error!(error = %e, "the HTTP listener stopped; the scheduled runs go on");
+            }
+            served
+        })
+    }
+
+    /// Waits up to `schedule.shutdown_timeout` for the listener's requests in flight.
+    async fn stop_server(&self, task: JoinHandle<Result<(), ServerError>>) {
+        let timeout = self.settings.schedule.shutdown_timeout.0;
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(_))) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP listener panicked"),
+            Err(_) => tracing::warn!(
+                ?timeout,
+                "the HTTP listener's requests did not finish within schedule.shutdown_timeout"
+            ),
+        }
+    }
+
+    /// The schedule's loop (see the module's doc).
+    async fn schedule(
+        self: Arc<Self>,
+        schedule: cron::Schedule,
+        shutdown: CancellationToken,
+    ) -> Result<(), DaemonError> {
+        let shared = self;
         // Runs get their own token: shutdown cancels it, but so could a fatal error.
         let runs_cancel = shutdown.child_token();
         let mut current: Option<RunHandle> = None;
@@ -197,7 +310,8 @@ impl Daemon {
                 kind,
                 restart: false,
             };
-            sync::run(&d.client, &d.db, &d.options, req, &cancel, &NoProgress).await
+            let (client, db, writer) = (&d.client, &d.db, &d.handle);
+            sync::run_on(client, db, writer, &d.options, req, &cancel, &NoProgress).await
         }))
     }
 
@@ -299,6 +413,34 @@ fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Quiet;
+    impl Notifier for Quiet {
+        fn ready(&self) {}
+        fn status(&self, _: &str) {}
+        fn watchdog(&self) {}
+        fn stopping(&self) {}
+    }
+
+    /// The daemon's handle to its writer thread goes before the thread is joined: a
+    /// daemon dropped without running (an error between its start and its loop) does
+    /// not wait forever for its own handle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_dropped_without_running_closes_its_writer_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.api.base_url = "http://127.0.0.1:9".parse().unwrap();
+        settings.store.path = dir.path().join("m.db");
+        let key = crate::config::ApiKey::new("k");
+        let mirror = crate::app::Mirror::build(&settings, &key, CancellationToken::new()).unwrap();
+        let store = mirror.open_store().unwrap();
+        let daemon = mirror.into_daemon(Arc::new(Quiet), store);
+        let dropped = tokio::task::spawn_blocking(move || drop(daemon));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("the writer thread ended")
+            .unwrap();
+    }
 
     #[test]
     fn a_mirror_that_cannot_say_whether_it_was_loaded_gets_a_sync_not_a_backfill() {

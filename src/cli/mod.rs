@@ -183,6 +183,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<webhooks::UsageError>().is_some() {
             return code::CONFIG;
         }
+        // `server.listen` names an address this machine will not let us bind.
+        if let Some(lomi_sync::server::ServerError::Bind { .. }) = cause.downcast_ref() {
+            return code::CONFIG;
+        }
         if let Some(lomi_sync::api::ApiError::Unauthorized { .. }) = cause.downcast_ref() {
             return code::KEY_REJECTED;
         }
@@ -551,9 +555,23 @@ async fn daemon(settings: Settings) -> Result<ExitCode> {
     let key = api_key(&settings)?;
     let mirror = Mirror::build_for_daemon(&settings, &key, cancel.clone())?;
     let _lock = mirror.lock("daemon", false)?;
-    // Create and migrate the store now, so READY=1 means "the store is open".
-    drop(mirror.open_store().context("cannot open the mirror")?);
-    let daemon = mirror.into_daemon(Arc::new(SystemdNotifier));
+    // The listener's secret and address are checked before the mirror is touched.
+    let listening = match settings.server.listen {
+        Some(addr) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let secret = settings.webhook_secret_from(&env)?;
+            let listener = lomi_sync::server::bind(addr)?;
+            Some(lomi_sync::scheduler::Listening { listener, secret })
+        }
+        None => None,
+    };
+    // Create and migrate the store now, so READY=1 means "the store is open"; the
+    // daemon's one writer thread keeps it open for its whole life.
+    let store = mirror.open_store().context("cannot open the mirror")?;
+    let mut daemon = mirror.into_daemon(Arc::new(SystemdNotifier), store);
+    if let Some(l) = listening {
+        daemon = daemon.serve(l);
+    }
     tracing::info!("daemon started");
     daemon.run(cancel).await?;
     tracing::info!("daemon stopped");

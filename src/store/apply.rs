@@ -136,22 +136,35 @@ impl Store {
     /// Applies one batch inside the transaction [`Store::begin`] opened: the writer
     /// applies several before one commit when they arrive faster than it commits.
     pub fn apply_open(&mut self, b: &Batch) -> Result<Applied, StoreError> {
-        apply_in(&self.conn, b)
+        apply_in(&self.conn, b, None)
     }
 }
 
 /// What every write of one batch shares: the connection (inside the transaction the
-/// caller opened), the batch (its run, whether it is the initial load) and the time
-/// its rows are written at.
+/// caller opened), the batch (its run, whether it is the initial load), the time
+/// its rows are written at, and the webhook delivery it applies, if it does.
 struct Ctx<'a> {
     tx: &'a Connection,
     b: &'a Batch,
     at: &'a str,
+    /// The envelope `id` of the webhook delivery this batch applies (`None`: a run's
+    /// batch): its change rows are marked `source = 'webhook'` and belong to no run.
+    webhook: Option<&'a str>,
 }
 
-fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
+/// Writes batch `b` inside the open transaction; `webhook`: see [`Ctx::webhook`].
+pub(super) fn apply_in(
+    tx: &Connection,
+    b: &Batch,
+    webhook: Option<&str>,
+) -> Result<Applied, StoreError> {
     let at = now();
-    let cx = Ctx { tx, b, at: &at };
+    let cx = Ctx {
+        tx,
+        b,
+        at: &at,
+        webhook,
+    };
     let mut n = Applied {
         pages: b.pages as u64,
         ..Applied::default()
@@ -205,7 +218,9 @@ fn apply_in(tx: &Connection, b: &Batch) -> Result<Applied, StoreError> {
         }
     }
     note_walk(tx, b)?;
-    add_to_run(tx, b.run_id, &n)?;
+    if webhook.is_none() {
+        add_to_run(tx, b.run_id, &n)?;
+    }
     Ok(n)
 }
 
@@ -631,18 +646,26 @@ fn record(
         Change::Restored(f) => ("restored", f),
         Change::Deleted => ("deleted", None),
     };
+    // A webhook's change belongs to no run; a run's, to its run (migration 11).
+    let (run_id, source) = match cx.webhook {
+        Some(_) => (None, "webhook"),
+        None => (Some(cx.b.run_id), "poll"),
+    };
     cx.tx.prepare_cached(
-        "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields,
+                              source, webhook_event)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        cx.b.run_id,
+        run_id,
         cx.at,
         entity,
         entity_id,
         customer_id,
         kind,
-        fields
+        fields,
+        source,
+        cx.webhook
     ])?;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod status;
 mod v4;
 #[cfg(test)]
 mod walk_tests;
+mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,10 @@ pub use apply::{Applied, Batch, Observed};
 pub use backup::{BackupReport, backup};
 pub use budgets::RouteBudgetRow;
 pub use lock::WriterLock;
-pub use status::{NotReread, RunRow, SourceReport, StatusReport, Totals};
+pub use status::{HealthFacts, NotReread, RunRow, SourceReport, StatusReport, Totals};
+pub use webhook::{
+    Decision, Delivery, FINAL_STATUSES, RowFacts, WebhookBatch, WebhookResult, decide,
+};
 
 use crate::api::StatusFilter;
 use crate::api::model::format_timestamp;
@@ -581,6 +585,10 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/010_feed_walk.sql")),
         M::up(include_str!("migrations/011_feed_stage.sql")),
         M::up(include_str!("migrations/012_feed_rolling.sql")),
+        M::up_with_hook(
+            include_str!("migrations/013_webhooks.sql"),
+            check_foreign_keys,
+        ),
     ])
 }
 
@@ -661,6 +669,19 @@ pub fn record_unsuccessful_run(
     .map_err(open_err)?;
     conn.busy_timeout(busy_timeout.saturating_mul(RECORD_PATIENCE))
         .map_err(open_err)?;
+    record_on(&conn, f)
+}
+
+impl Store {
+    /// [`record_unsuccessful_run`] on this connection: the daemon's, whose one writer
+    /// thread outlives its runs.
+    pub fn record_unsuccessful(&self, f: &RunFailure) -> Result<i64, StoreError> {
+        record_on(&self.conn, f)
+    }
+}
+
+/// Writes `f` (see [`record_unsuccessful_run`]) through `conn`.
+fn record_on(conn: &Connection, f: &RunFailure) -> Result<i64, StoreError> {
     let (requests, retries) = (f.requests as i64, f.retries as i64);
     if let Some(id) = f.run_id {
         // Only a deferral names `resume_at`, which needs migration 7; a deferred run

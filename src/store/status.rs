@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -300,4 +300,36 @@ fn run_is_running(conn: &rusqlite::Connection, id: i64) -> bool {
         |r| r.get(0),
     )
     .unwrap_or(false)
+}
+
+/// What `GET /healthz` judges by (the daemon's listener, `server.healthy_within`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthFacts {
+    /// When the last successful run finished (the mirror's timestamp form).
+    pub last_success_at: Option<String>,
+    /// The last run that ended: its outcome and error, if any.
+    pub last_run: Option<(String, Option<String>)>,
+}
+
+impl Store {
+    /// The facts `GET /healthz` reports on, from `sync_runs`.
+    pub fn health_facts(&self) -> Result<HealthFacts, StoreError> {
+        let last_success_at = self.conn.query_row(
+            "SELECT max(finished_at) FROM sync_runs WHERE outcome = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )?;
+        let last_run = self
+            .conn
+            .query_row(
+                "SELECT outcome, error FROM sync_runs WHERE outcome <> 'running' ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(HealthFacts {
+            last_success_at,
+            last_run,
+        })
+    }
 }

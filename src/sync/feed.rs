@@ -216,9 +216,28 @@ pub(super) struct Marks {
 /// The customers a feed page needs that the mirror does not hold: what to write
 /// before its rows, and those the API says are gone (written as tombstones).
 #[derive(Default)]
-struct Owners {
-    customers: Vec<Observed>,
-    gone: Vec<String>,
+pub(super) struct Owners {
+    pub(super) customers: Vec<Observed>,
+    pub(super) gone: Vec<String>,
+}
+
+/// Reads customer `id` (`GET /customers/{id}`) into `owners`, as a feed row's unknown
+/// customer is read: the customer, or a row holding only its id if it is gone (also a
+/// webhook's, `sync/webhook.rs`).
+pub(super) async fn read_owner(
+    client: &ApiClient,
+    id: String,
+    owners: &mut Owners,
+) -> Result<(), crate::api::ApiError> {
+    let job = Job {
+        id: id.clone(),
+        customer: None,
+        details: true,
+        transactions: false,
+    };
+    let fetched = fetch(client, job).await?;
+    owner(owners, id, fetched);
+    Ok(())
 }
 
 impl Engine<'_> {

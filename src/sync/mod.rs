@@ -28,6 +28,7 @@ mod plan;
 mod run;
 mod summary;
 mod walk;
+pub mod webhook;
 mod writer;
 
 use std::collections::{HashMap, VecDeque};
@@ -42,9 +43,9 @@ use crate::api::{ApiClient, ApiError, StatusFilter};
 use crate::config::SyncSettings;
 use crate::store::{Applied, NotReread, Phase, PlanInfo, RunKind, Store, StoreError, Walk};
 use pipeline::{PageInFlight, Stopped};
-pub use run::{dry_run, run};
+pub use run::{dry_run, run, run_on};
 use walk::segments;
-use writer::Writer;
+pub use writer::{Writer, WriterHandle};
 
 /// Why a run did not succeed.
 #[derive(Debug, thiserror::Error)]

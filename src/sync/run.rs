@@ -9,13 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::feed::Source;
 use super::walk::{seen_bit, segments};
-use super::writer::Writer;
+use super::writer::{Writer, WriterHandle};
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
 use crate::metrics::RunOutcome;
 use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
+#[derive(Clone)]
 pub(super) struct RunRecord {
     kind: RunKind,
     started_at: String,
@@ -49,6 +50,33 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<RunSummary, SyncError> {
+    run_with(client, db, None, opts, (req, cancel), progress).await
+}
+
+/// [`run`] through the daemon's writer thread (`writer`, over the mirror at `db`),
+/// which webhook deliveries share: one writer per mirror (issue 16). A failure is
+/// recorded through it too.
+pub async fn run_on(
+    client: &ApiClient,
+    db: &Path,
+    writer: &WriterHandle,
+    opts: &SyncOptions,
+    req: RunRequest,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
+    run_with(client, db, Some(writer), opts, (req, cancel), progress).await
+}
+
+/// [`run`] on a writer of its own (`shared` `None`) or the daemon's.
+async fn run_with(
+    client: &ApiClient,
+    db: &Path,
+    shared: Option<&WriterHandle>,
+    opts: &SyncOptions,
+    (req, cancel): (RunRequest, &CancellationToken),
+    progress: &dyn Progress,
+) -> Result<RunSummary, SyncError> {
     let (wall_start, started) = (std::time::SystemTime::now(), Instant::now());
     let mut rec = RunRecord {
         kind: req.kind,
@@ -58,19 +86,43 @@ pub async fn run(
         base_requests: client.counters().requests.load(Ordering::Relaxed),
         base_retries: client.counters().retries.load(Ordering::Relaxed),
     };
-    let result = run_recorded(client, db, opts, req, cancel, progress, &mut rec).await;
+    let ctx = (req, cancel, shared);
+    let result = run_recorded(client, db, opts, ctx, progress, &mut rec).await;
     // The walk's kind once opened (a `sync` into an unloaded mirror is a backfill).
     let kind = rec.kind;
     let result = match result {
         Ok(summary) => Ok(summary),
         Err(e) if !rec.opened || !db.exists() => Err(e),
-        Err(e) => Err(record_failure(client, db, opts.busy_timeout, rec, e).await),
+        Err(e) => Err(record_on(client, db, shared, opts, &rec, e).await),
     };
     let outcome = run_outcome(&result);
     client
         .metrics()
         .run(kind, outcome, wall_start, started.elapsed());
     result
+}
+
+/// Records a failed run (see [`run`]): through the daemon's writer when there is one,
+/// else (or when that cannot) from a connection of its own.
+async fn record_on(
+    client: &ApiClient,
+    db: &Path,
+    shared: Option<&WriterHandle>,
+    opts: &SyncOptions,
+    rec: &RunRecord,
+    e: SyncError,
+) -> SyncError {
+    let failure = rec.failure(client, &e);
+    if let Some(w) = shared {
+        let f = failure.clone();
+        let written = Writer::attach(w)
+            .call(move |s| s.record_unsuccessful(&f))
+            .await;
+        if written.is_ok() {
+            return e;
+        }
+    }
+    record_failure(db, opts.busy_timeout, failure, e).await
 }
 
 /// How a run's result is counted: as [`record_failure`] records it in `sync_runs`.
@@ -88,33 +140,39 @@ pub(super) fn run_outcome(result: &Result<RunSummary, SyncError>) -> RunOutcome 
     }
 }
 
-/// Writes a failed run's row (see [`run`]) and returns the error to report: the run's
-/// own, or [`SyncError::Unrecorded`] if the row could not be written.
+impl RunRecord {
+    /// The run's failure, as `sync_runs` records it.
+    fn failure(&self, client: &ApiClient, error: &SyncError) -> crate::store::RunFailure {
+        let (outcome, resume_at) = match error {
+            SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
+            SyncError::Deferred { until, .. } => (
+                crate::store::Outcome::Deferred,
+                Some(crate::api::model::format_timestamp(*until)),
+            ),
+            _ => (crate::store::Outcome::Failed, None),
+        };
+        crate::store::RunFailure {
+            run_id: self.run_id,
+            kind: self.kind,
+            started_at: self.started_at.clone(),
+            outcome,
+            error: error.to_string(),
+            resume_at,
+            requests: client.counters().requests.load(Ordering::Relaxed) - self.base_requests,
+            retries: client.counters().retries.load(Ordering::Relaxed) - self.base_retries,
+        }
+    }
+}
+
+/// Writes a failed run's row (see [`run`]) from a connection of its own and returns
+/// the error to report: the run's own, or [`SyncError::Unrecorded`] if the row could
+/// not be written.
 pub(super) async fn record_failure(
-    client: &ApiClient,
     db: &Path,
     busy_timeout: Duration,
-    rec: RunRecord,
+    failure: crate::store::RunFailure,
     error: SyncError,
 ) -> SyncError {
-    let (outcome, resume_at) = match &error {
-        SyncError::Interrupted => (crate::store::Outcome::Interrupted, None),
-        SyncError::Deferred { until, .. } => (
-            crate::store::Outcome::Deferred,
-            Some(crate::api::model::format_timestamp(*until)),
-        ),
-        _ => (crate::store::Outcome::Failed, None),
-    };
-    let failure = crate::store::RunFailure {
-        run_id: rec.run_id,
-        kind: rec.kind,
-        started_at: rec.started_at,
-        outcome,
-        error: error.to_string(),
-        resume_at,
-        requests: client.counters().requests.load(Ordering::Relaxed) - rec.base_requests,
-        retries: client.counters().retries.load(Ordering::Relaxed) - rec.base_retries,
-    };
     let path = db.to_owned();
     let written = tokio::task::spawn_blocking(move || {
         crate::store::record_unsuccessful_run(&path, busy_timeout, &failure)
@@ -143,8 +201,7 @@ pub(super) async fn run_recorded(
     client: &ApiClient,
     db: &Path,
     opts: &SyncOptions,
-    req: RunRequest,
-    cancel: &CancellationToken,
+    (req, cancel, shared): (RunRequest, &CancellationToken, Option<&WriterHandle>),
     progress: &dyn Progress,
     rec: &mut RunRecord,
 ) -> Result<RunSummary, SyncError> {
@@ -158,11 +215,11 @@ pub(super) async fn run_recorded(
     let (source, fallback) =
         super::feed::choose_source(client, opts.settings.transactions_source).await?;
     rec.opened = true;
-    let mut store = Store::open(db, opts.busy_timeout)?;
-    store.recover_stale_runs()?;
-    let previous = store.last_transactions_source()?;
-    let (walk, resumed_walk_of) = open_walk(&mut store, req, opts, rec, source)?;
-    note_source(&store, &walk, fallback, previous.as_ref())?;
+    let mut writer = match shared {
+        Some(h) => Writer::attach(h),
+        None => Writer::spawn(Store::open(db, opts.busy_timeout)?),
+    };
+    let (walk, resumed_walk_of) = begin_on(&mut writer, req, opts, rec, (source, fallback)).await?;
     let run_id = walk.run_id;
     let initial_load = walk.initial;
     let reader = Store::open_read_only(db, opts.busy_timeout)?;
@@ -171,7 +228,7 @@ pub(super) async fn run_recorded(
         opts,
         cancel,
         progress,
-        Some(Writer::spawn(store)),
+        Some(writer),
         Some(reader),
         walk,
     );
@@ -240,6 +297,32 @@ fn note_source(
     }
     store.note_transactions_source(walk.run_id, used.as_str(), fallback.as_deref())?;
     Ok(())
+}
+
+/// Recovers runs a dead process left `running`, opens the walk ([`open_walk`]) and
+/// records its transactions source ([`note_source`]) on the writer's thread, which
+/// holds the mirror's one writing connection.
+async fn begin_on(
+    writer: &mut Writer,
+    req: RunRequest,
+    opts: &SyncOptions,
+    rec: &mut RunRecord,
+    (source, fallback): (Source, Option<String>),
+) -> Result<(Walk, Option<i64>), SyncError> {
+    let (opts, mut r) = (opts.clone(), rec.clone());
+    let (opened, r) = writer
+        .call(move |s| {
+            s.recover_stale_runs()?;
+            let previous = s.last_transactions_source()?;
+            let opened = open_walk(s, req, &opts, &mut r, source).and_then(|(walk, of)| {
+                note_source(s, &walk, fallback, previous.as_ref())?;
+                Ok((walk, of))
+            });
+            Ok((opened, r))
+        })
+        .await?;
+    *rec = r;
+    opened
 }
 
 /// What the engine knows before it walks: the mirror's planning snapshot (not on a

@@ -8,6 +8,13 @@
 //! 760 MB mirror at 100k customers). A batch is acknowledged only once committed, with
 //! its walk checkpoint, so a crash loses at most the uncommitted batches, and the next
 //! run resumes from the last checkpoint that was committed.
+//!
+//! One thread per mirror: a one-shot command spawns its own ([`Writer::spawn`]); the
+//! daemon spawns one for its whole life and each run attaches to it
+//! ([`Writer::attach`]), as do webhook deliveries ([`WriterHandle::webhook`]), which are
+//! jobs on the same queue and share its group commits (issue 16: the writer stays
+//! single). A delivery is applied under a savepoint, so one that fails never rolls back
+//! a run's batches.
 
 use std::collections::VecDeque;
 
@@ -15,7 +22,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SyncError;
-use crate::store::{Applied, Batch, Store, StoreError};
+use crate::store::{Applied, Batch, Store, StoreError, WebhookBatch, WebhookResult};
 
 /// Batches handed over but not yet applied: what the writer's queue holds in memory.
 const QUEUED: usize = 2;
@@ -25,53 +32,95 @@ const QUEUED: usize = 2;
 const MAX_UNCOMMITTED: usize = 16;
 
 type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+type WebhookReply = oneshot::Sender<Result<WebhookResult, StoreError>>;
 
 /// What the writer thread is asked to do (the planner's `Job` is what to fetch).
 enum Command {
     /// A batch to apply; its reply is sent when it is committed.
     Apply(Box<Batch>, Reply),
+    /// A webhook delivery to apply; its reply is sent when it is committed.
+    Webhook(Box<WebhookBatch>, WebhookReply),
     /// Anything else, in queue order, after a commit of what came before.
     Call(Box<dyn FnOnce(&mut Store) + Send>),
+    /// Commit what is open and end the thread (the daemon's shutdown).
+    Stop,
 }
 
-/// Handle to the writer thread.
+/// A cheap, cloneable way to the writer thread's queue: what a run attaches to and
+/// what the webhook listener submits deliveries through.
+#[derive(Clone)]
+pub struct WriterHandle {
+    jobs: mpsc::Sender<Command>,
+}
+
+/// Handle to the writer thread for one run: its batches in flight and their counts.
 pub struct Writer {
     jobs: mpsc::Sender<Command>,
     pending: VecDeque<oneshot::Receiver<Result<Applied, StoreError>>>,
     /// Counts of every batch committed so far.
     pub applied: Applied,
+    /// The thread, when this writer spawned it (a one-shot run, or the daemon's).
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The batches of the open transaction, waiting for its commit.
+/// A job applied in the open transaction, waiting for its commit.
+enum Done {
+    Batch(Reply, Applied),
+    Webhook(WebhookReply, WebhookResult),
+}
+
+/// The jobs of the open transaction, waiting for its commit.
 #[derive(Default)]
 struct Uncommitted {
-    replies: Vec<(Reply, Applied)>,
+    replies: Vec<Done>,
 }
 
 impl Uncommitted {
-    /// Commits the open transaction, if any, and answers its batches.
+    /// Commits the open transaction, if any, and answers its jobs.
     fn commit(&mut self, store: &mut Store) {
         if self.replies.is_empty() {
             return;
         }
         match store.commit() {
             Ok(()) => {
-                for (reply, applied) in self.replies.drain(..) {
-                    let _ = reply.send(Ok(applied));
+                for done in self.replies.drain(..) {
+                    match done {
+                        Done::Batch(reply, applied) => {
+                            let _ = reply.send(Ok(applied));
+                        }
+                        Done::Webhook(reply, result) => {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
                 }
             }
             Err(e) => self.fail(store, e),
         }
     }
 
-    /// Rolls the open transaction back. The oldest batch carries the error, which is
+    /// Rolls the open transaction back. The oldest job carries the error, which is
     /// the one the engine waits for first; the others are told they went with it.
     fn fail(&mut self, store: &mut Store, e: StoreError) {
         store.rollback();
         let mut error = Some(e);
-        for (reply, _) in self.replies.drain(..) {
-            let _ = reply.send(Err(error.take().unwrap_or(StoreError::RolledBack)));
+        for done in self.replies.drain(..) {
+            let e = error.take().unwrap_or(StoreError::RolledBack);
+            match done {
+                Done::Batch(reply, _) => {
+                    let _ = reply.send(Err(e));
+                }
+                Done::Webhook(reply, _) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Commits once [`MAX_UNCOMMITTED`] jobs wait.
+    fn push(&mut self, store: &mut Store, done: Done) {
+        self.replies.push(done);
+        if self.replies.len() >= MAX_UNCOMMITTED {
+            self.commit(store);
         }
     }
 }
@@ -89,7 +138,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Command>) {
             Err(TryRecvError::Disconnected) => None,
         };
         match job {
-            None => {
+            None | Some(Command::Stop) => {
                 open.commit(&mut store);
                 return;
             }
@@ -98,22 +147,29 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Command>) {
                 f(&mut store);
             }
             Some(Command::Apply(batch, reply)) => {
-                if open.replies.is_empty()
-                    && let Err(e) = store.begin()
-                {
-                    let _ = reply.send(Err(e));
+                let Some(reply) = opened(&open, &mut store, reply) else {
                     continue;
-                }
+                };
                 match store.apply_open(&batch) {
-                    Ok(applied) => {
-                        open.replies.push((reply, applied));
-                        if open.replies.len() >= MAX_UNCOMMITTED {
-                            open.commit(&mut store);
-                        }
-                    }
+                    Ok(applied) => open.push(&mut store, Done::Batch(reply, applied)),
                     Err(e) => {
-                        open.replies.push((reply, Applied::default()));
+                        open.replies.push(Done::Batch(reply, Applied::default()));
                         open.fail(&mut store, e);
+                    }
+                }
+            }
+            Some(Command::Webhook(w, reply)) => {
+                let Some(reply) = opened(&open, &mut store, reply) else {
+                    continue;
+                };
+                match store.apply_webhook_open(&w) {
+                    Ok(result) => open.push(&mut store, Done::Webhook(reply, result)),
+                    // Its savepoint is rolled back: the run's batches stay.
+                    Err(e) => {
+                        if open.replies.is_empty() {
+                            store.rollback();
+                        }
+                        let _ = reply.send(Err(e));
                     }
                 }
             }
@@ -121,7 +177,38 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Command>) {
     }
 }
 
+/// Opens the transaction for a job unless one is open; `None` when SQLite refused
+/// (the job is answered with the error).
+fn opened<T>(
+    open: &Uncommitted,
+    store: &mut Store,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+) -> Option<oneshot::Sender<Result<T, StoreError>>> {
+    if open.replies.is_empty()
+        && let Err(e) = store.begin()
+    {
+        let _ = reply.send(Err(e));
+        return None;
+    }
+    Some(reply)
+}
+
+impl WriterHandle {
+    /// Applies one webhook delivery on the writer thread and waits until it is
+    /// committed (it may share a commit with a run's batches).
+    pub async fn webhook(&self, w: WebhookBatch) -> Result<WebhookResult, SyncError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Command::Webhook(Box::new(w), tx))
+            .await
+            .map_err(|_| SyncError::WriterGone)?;
+        Ok(rx.await.map_err(|_| SyncError::WriterGone)??)
+    }
+}
+
 impl Writer {
+    /// Spawns a writer thread over `store`, owned by this writer (a one-shot run's, or
+    /// the daemon's: then runs [`Writer::attach`] to it).
     pub fn spawn(store: Store) -> Writer {
         let (jobs, rx) = mpsc::channel::<Command>(QUEUED);
         let thread = std::thread::Builder::new()
@@ -136,6 +223,32 @@ impl Writer {
         }
     }
 
+    /// A run's writer on a thread someone else owns (the daemon's).
+    pub fn attach(handle: &WriterHandle) -> Writer {
+        Writer {
+            jobs: handle.jobs.clone(),
+            pending: VecDeque::new(),
+            applied: Applied::default(),
+            thread: None,
+        }
+    }
+
+    /// A handle to this writer's thread, for runs and webhook deliveries.
+    pub fn handle(&self) -> WriterHandle {
+        WriterHandle {
+            jobs: self.jobs.clone(),
+        }
+    }
+
+    /// Ends the thread this writer owns after the jobs queued before (handles left
+    /// elsewhere then get [`SyncError::WriterGone`]), and waits for it: the connection
+    /// is closed, and the WAL folded back, when this returns.
+    pub async fn close(mut self) {
+        let _ = self.jobs.send(Command::Stop).await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
     /// Queues a batch; waits when the queue is full or [`MAX_UNCOMMITTED`] batches
     /// await their commit.
     pub async fn submit(&mut self, batch: Batch) -> Result<(), SyncError> {
@@ -194,6 +307,8 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel ends the thread after the queued jobs; joining makes
         // sure the connection is closed (and the WAL checkpointed) before we return.
+        // Only the owner of the thread waits for it: a writer attached to the daemon's
+        // leaves it running.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.jobs, closed));
         if let Some(t) = self.thread.take() {
@@ -266,6 +381,74 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c2, 0);
+    }
+
+    /// A webhook delivery that fails in the transaction it shares with a run's batch
+    /// rolls back only itself (its savepoint): the run's batch is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_webhook_delivery_never_rolls_back_a_runs_batch() {
+        use crate::store::{Delivery, WebhookBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let run_id = store.start_run(RunKind::Sync).unwrap();
+        let mut run = Writer::spawn(store);
+        let handle = run.handle();
+        run.submit(customer_batch(run_id, "c1")).await.unwrap();
+        run.flush().await.unwrap();
+        // Every delivery record fails; the writer is held busy so that the batch and
+        // the delivery queue up behind it and share one transaction.
+        let mut other = Writer::attach(&handle);
+        let busy = tokio::spawn(async move {
+            other
+                .call(|s| {
+                    s.conn().execute_batch(
+                        "CREATE TRIGGER boom BEFORE INSERT ON webhook_events
+                         BEGIN SELECT RAISE(ABORT, 'boom'); END",
+                    )?;
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        run.submit(customer_batch(run_id, "c2")).await.unwrap();
+        let delivery = WebhookBatch {
+            delivery: Delivery {
+                id: "evt_1".into(),
+                event: "PAYMENT_SUCCEEDED".into(),
+                received_at: crate::store::now(),
+            },
+            row: Transaction::from_value(json!({
+                "transaction_id": "t1", "customer_id": "c1", "status": "completed",
+                "updated_at": "2025-06-01T10:00:00Z"
+            }))
+            .unwrap(),
+            revalidated: false,
+            gone: false,
+            customers: Vec::new(),
+            gone_customers: Vec::new(),
+        };
+        let webhook = tokio::spawn(async move { handle.webhook(delivery).await });
+        busy.await.unwrap().unwrap();
+        let err = webhook.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        run.flush().await.unwrap();
+        let other =
+            Store::open_read_only(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let counts: (i64, i64, i64) = other
+            .conn()
+            .query_row(
+                "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM transactions),
+                        (SELECT count(*) FROM webhook_events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            counts,
+            (2, 0, 0),
+            "c1 and c2 committed, nothing of the delivery"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

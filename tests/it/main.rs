@@ -21,3 +21,4 @@ mod store;
 mod support;
 mod ux;
 mod webhook_sim;
+mod webhooks;

@@ -259,7 +259,8 @@ async fn a_daemon_exposes_the_mirror_lag_from_its_start() {
     let m = app::Mirror::build_for_daemon(&h.settings, &key, cancel.clone()).expect("a mirror");
     let metrics = m.metrics().clone();
     assert!(!metrics.render().contains("lomi_sync_mirror_lag_seconds"));
-    let daemon = tokio::spawn(m.into_daemon(Arc::new(Quiet)).run(cancel.clone()));
+    let store = m.open_store().expect("the store");
+    let daemon = tokio::spawn(m.into_daemon(Arc::new(Quiet), store).run(cancel.clone()));
     let seeded = wait_for(10, || {
         metrics.render().contains("lomi_sync_mirror_lag_seconds ")
     })

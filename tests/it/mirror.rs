@@ -454,6 +454,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
              DROP TABLE feed_stage;
              ALTER TABLE sync_runs DROP COLUMN transactions_source;
              ALTER TABLE sync_runs DROP COLUMN source_note;
+             DROP TABLE webhook_events;
              CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,
                                          PRIMARY KEY (customer_id, segment)) WITHOUT ROWID;
              INSERT INTO walk_seen_old SELECT * FROM walk_seen;
