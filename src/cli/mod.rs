@@ -499,7 +499,7 @@ async fn estimate(settings: &Settings) -> Result<ExitCode> {
         e.customers, e.transaction_reads
     );
     println!(
-        "a backfill sends about {} requests: {} list pages, {} transaction reads, {} customer reads (sync.fetch_details)",
+        "a backfill sends about {} requests: {} list pages, {} transaction reads; {} customer detail reads are left to later runs (sync.details_per_run)",
         e.requests(),
         e.list_reads,
         e.transaction_reads,
@@ -647,6 +647,12 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         t.deleted_transactions,
         t.changes
     );
+    if t.customers_lacking_details > 0 {
+        println!(
+            "{} customers lack details; filled by later runs (sync.details_per_run)",
+            t.customers_lacking_details
+        );
+    }
     println!();
     println!(
         "{:>5}  {:<8}  {:<27}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:>7}  {:<23}  {:<23}  error",

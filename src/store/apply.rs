@@ -265,10 +265,13 @@ fn add_to_run(tx: &Connection, run_id: i64, n: &Applied) -> Result<(), StoreErro
 /// Returns the rowid of a customer it inserted (not of one it updated).
 fn apply_customer(cx: &Ctx, o: &Observed, n: &mut Applied) -> Result<Option<i64>, StoreError> {
     let Some((change, merged)) = customer_change(cx.tx, o)? else {
+        if !o.partial {
+            details_read(cx.tx, &o.customer.id)?;
+        }
         return Ok(None);
     };
     let c = merged.as_ref().unwrap_or(&o.customer);
-    upsert_customer(cx, &o.customer.id, c)?;
+    upsert_customer(cx, &o.customer.id, c, shows_details(o))?;
     let inserted = matches!(change, Change::Created).then(|| cx.tx.last_insert_rowid());
     match &change {
         Change::Created => n.customers_inserted += 1,
@@ -323,19 +326,42 @@ fn customer_change(
     Ok(Some((change, merged)))
 }
 
-/// Writes customer `id`'s row (inserted, or updated and undeleted), synced at `cx.at`.
-fn upsert_customer(cx: &Ctx, id: &str, c: &Customer) -> Result<(), StoreError> {
+/// The object shows the customer's metadata: a `GET /customers/{id}` read, or a list
+/// item that carries `metadata` (the simulator without live quirks, or a service that
+/// stops hiding it). A list item's `metadata: null` proves nothing (NOTES.md).
+fn shows_details(o: &Observed) -> bool {
+    !o.partial || !o.customer.metadata_null
+}
+
+/// Records that customer `id`'s details were read at its current `updated_at` (a
+/// `GET /customers/{id}` read that changed nothing in the row).
+fn details_read(tx: &Connection, id: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE customers SET details_updated_at = COALESCE(updated_at, '')
+         WHERE id = ?1 AND details_updated_at IS NOT COALESCE(updated_at, '')",
+    )?
+    .execute(params![id])?;
+    Ok(())
+}
+
+/// Writes customer `id`'s row (inserted, or updated and undeleted), synced at `cx.at`;
+/// with `details`, the object showed its metadata (`customers.details_updated_at`,
+/// migration 13), else what was known of the details stays as it was.
+fn upsert_customer(cx: &Ctx, id: &str, c: &Customer, details: bool) -> Result<(), StoreError> {
     cx.tx.prepare_cached(
         "INSERT INTO customers (id, organization_id, name, email, phone_number, whatsapp_number, country, city,
              address, postal_code, is_business, metadata, environment, created_at, updated_at,
-             first_seen_at, synced_at, deleted_at, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, NULL, ?17)
+             first_seen_at, synced_at, deleted_at, raw, details_updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, NULL, ?17,
+             CASE WHEN ?18 THEN COALESCE(?15, '') END)
          ON CONFLICT (id) DO UPDATE SET organization_id = excluded.organization_id, name = excluded.name,
              email = excluded.email, phone_number = excluded.phone_number, whatsapp_number = excluded.whatsapp_number,
              country = excluded.country, city = excluded.city, address = excluded.address,
              postal_code = excluded.postal_code, is_business = excluded.is_business, metadata = excluded.metadata,
              environment = excluded.environment, created_at = excluded.created_at, updated_at = excluded.updated_at,
-             synced_at = excluded.synced_at, deleted_at = NULL, raw = excluded.raw",
+             synced_at = excluded.synced_at, deleted_at = NULL, raw = excluded.raw,
+             details_updated_at = CASE WHEN ?18 THEN excluded.details_updated_at
+                 ELSE customers.details_updated_at END",
     )?
     .execute(params![
         id,
@@ -354,7 +380,8 @@ fn upsert_customer(cx: &Ctx, id: &str, c: &Customer) -> Result<(), StoreError> {
         c.created_at,
         c.updated_at,
         cx.at,
-        c.raw
+        c.raw,
+        details
     ])?;
     Ok(())
 }
