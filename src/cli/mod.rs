@@ -584,7 +584,8 @@ fn status(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_status(&report);
+        let fill = settings.sync.fetch_details && settings.sync.details_per_run > 0;
+        print_status(&report, fill);
     }
     if let Some(max) = max_age {
         let fresh = report
@@ -613,7 +614,9 @@ fn stale_message(seconds_since_success: Option<i64>, max: Duration) -> String {
     }
 }
 
-fn print_status(r: &lomi_sync::store::StatusReport) {
+/// `fill`: runs read missing details (`sync.fetch_details` on, `sync.details_per_run`
+/// above 0), so the customers lacking them are filled by later runs.
+fn print_status(r: &lomi_sync::store::StatusReport, fill: bool) {
     println!("mirror: {}", r.database);
     match (&r.last_success_at, r.seconds_since_success) {
         (Some(at), Some(s)) => println!(
@@ -647,11 +650,15 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         t.deleted_transactions,
         t.changes
     );
-    if t.customers_lacking_details > 0 {
-        println!(
-            "{} customers lack details; filled by later runs (sync.details_per_run)",
-            t.customers_lacking_details
-        );
+    match (t.customers_lacking_details, fill) {
+        (0, _) => {}
+        (n, true) => {
+            println!("{n} customers lack details; filled by later runs (sync.details_per_run)")
+        }
+        (n, false) => println!(
+            "{n} customers lack details; no run reads them (sync.fetch_details is off or \
+             sync.details_per_run is 0)"
+        ),
     }
     println!();
     println!(

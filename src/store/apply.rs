@@ -772,6 +772,77 @@ mod tests {
         assert_eq!(d, json!({"name": {"old": "A", "new": "B"}}));
     }
 
+    /// A customer as observed: `partial` for a list item; `meta` its metadata (null:
+    /// hidden by the live list, or none).
+    fn seen(id: &str, created: &str, updated: &str, meta: Value, partial: bool) -> Observed {
+        let customer = Customer::from_value(json!({"id": id, "created_at": created,
+            "updated_at": updated, "metadata": meta}))
+        .unwrap();
+        Observed { customer, partial }
+    }
+
+    /// Which customers lack details (`details_updated_at` behind `updated_at`,
+    /// migration 13) after each kind of observation, and the fill's order.
+    #[test]
+    fn details_are_known_only_from_objects_that_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            Store::open(&dir.path().join("m.db"), std::time::Duration::from_secs(5)).unwrap();
+        let (d1, d2, d3) = (
+            "2025-01-01T00:00:00Z",
+            "2025-02-01T00:00:00Z",
+            "2025-03-01T00:00:00Z",
+        );
+        let mut apply = |customers: Vec<Observed>| {
+            let run_id = store.start_run(super::super::RunKind::Sync).unwrap();
+            store
+                .apply(&Batch {
+                    run_id,
+                    customers,
+                    ..Batch::default()
+                })
+                .unwrap();
+            let ids = store.details_candidates(10).unwrap();
+            let meta: Vec<Option<String>> = ids
+                .iter()
+                .map(|id| {
+                    store
+                        .conn()
+                        .query_row("SELECT metadata FROM customers WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(store.lacking_details().unwrap(), ids.len() as u64);
+            (ids, meta)
+        };
+        let tier = json!({"tier": "gold"});
+        // List items hiding metadata: unknown (NULL, never "{}"), newest first.
+        let (ids, meta) = apply(vec![
+            seen("a", d1, d1, Value::Null, true),
+            seen("b", d2, d2, Value::Null, true),
+        ]);
+        assert_eq!(
+            (ids, meta),
+            (vec!["b".into(), "a".into()], vec![None, None])
+        );
+        // A detail read fills one; the same read again changes nothing.
+        let read = seen("a", d1, d1, tier.clone(), false);
+        assert_eq!(apply(vec![read.clone()]).0, ["b"]);
+        assert_eq!(apply(vec![read]).0, ["b"]);
+        // `a` changes (a list item hiding metadata): it lacks details again, ahead of
+        // the never-read `b` and a newer `c`, and keeps the metadata last read.
+        let (ids, meta) = apply(vec![
+            seen("a", d1, d2, Value::Null, true),
+            seen("c", d3, d3, Value::Null, true),
+        ]);
+        assert_eq!(ids, ["a", "c", "b"]);
+        assert_eq!(meta[0].as_deref(), Some(r#"{"tier":"gold"}"#));
+        // A list item that shows metadata is the details: nothing to read for `c`.
+        assert_eq!(apply(vec![seen("c", d3, d3, tier, true)]).0, ["a", "b"]);
+    }
+
     #[test]
     fn diff_ignores_key_order_and_sees_removed_keys() {
         let a = obj(json!({"x": 1, "y": 2}));

@@ -94,6 +94,13 @@ async fn a_backfill_spends_no_detail_reads_and_leaves_metadata_unknown() {
         stdout.contains("120 customers lack details; filled by later runs"),
         "{stdout}"
     );
+    // With the fill off, `status` does not promise it.
+    let off = m.config_file("[sync]\ndetails_per_run = 0\n");
+    let (stdout, _) = text(&run_bin(Some(&off), None, &["status"]).await);
+    assert!(
+        stdout.contains("120 customers lack details; no run reads them"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
