@@ -345,9 +345,17 @@ pub struct SyncSettings {
     /// Walk the list twice, `status=active` then `status=inactive`, so that customers
     /// with no transaction at all cost no transactions request.
     pub use_status_filter: bool,
-    /// Fetch `GET /customers/{id}` for new or changed customers whose list item has
-    /// `metadata: null` (the live list hides metadata).
+    /// Read `GET /customers/{id}` for customers whose list item has `metadata: null`
+    /// (the live list hides metadata, NOTES.md), as a background fill: a backfill
+    /// writes list items (metadata unknown) and later runs read the details.
     pub fetch_details: bool,
+    /// Customers lacking details one incremental or full run reads (one
+    /// `GET /customers/{id}` each), changed ones first, then newest first; 0 = none.
+    /// The default, 1,000, is a fifth of the live service's 5,000 requests per 15
+    /// minutes on that route, so a run every 15 minutes leaves the rest to the
+    /// merchant's own systems (NOTES.md, "Errors"); the requests are paced like every
+    /// other (`api.budget_share`).
+    pub details_per_run: u32,
     /// Requests one incremental run may spend on transaction refreshes; 0 = no cap.
     pub max_requests_per_run: u32,
     /// Where transactions are read from: the org-wide feed, one request per customer, or
@@ -386,6 +394,7 @@ impl Default for SyncSettings {
             pending_window: Duration::from_secs(7 * 24 * 3600).into(),
             use_status_filter: true,
             fetch_details: true,
+            details_per_run: 1000,
             max_requests_per_run: 0,
             transactions_source: TransactionsSource::Auto,
             status_lookback: Duration::from_secs(7 * 24 * 3600).into(),

@@ -503,7 +503,7 @@ async fn estimate(settings: &Settings) -> Result<ExitCode> {
         e.customers, e.transaction_reads
     );
     println!(
-        "a backfill sends about {} requests: {} list pages, {} transaction reads, {} customer reads (sync.fetch_details)",
+        "a backfill sends about {} requests: {} list pages, {} transaction reads; {} customer detail reads are left to later runs (sync.details_per_run)",
         e.requests(),
         e.list_reads,
         e.transaction_reads,
@@ -602,7 +602,8 @@ fn status(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_status(&report);
+        let fill = settings.sync.fetch_details && settings.sync.details_per_run > 0;
+        print_status(&report, fill);
     }
     if let Some(max) = max_age {
         let fresh = report
@@ -631,7 +632,9 @@ fn stale_message(seconds_since_success: Option<i64>, max: Duration) -> String {
     }
 }
 
-fn print_status(r: &lomi_sync::store::StatusReport) {
+/// `fill`: runs read missing details (`sync.fetch_details` on, `sync.details_per_run`
+/// above 0), so the customers lacking them are filled by later runs.
+fn print_status(r: &lomi_sync::store::StatusReport, fill: bool) {
     println!("mirror: {}", r.database);
     match (&r.last_success_at, r.seconds_since_success) {
         (Some(at), Some(s)) => println!(
@@ -665,6 +668,16 @@ fn print_status(r: &lomi_sync::store::StatusReport) {
         t.deleted_transactions,
         t.changes
     );
+    match (t.customers_lacking_details, fill) {
+        (0, _) => {}
+        (n, true) => {
+            println!("{n} customers lack details; filled by later runs (sync.details_per_run)")
+        }
+        (n, false) => println!(
+            "{n} customers lack details; no run reads them (sync.fetch_details is off or \
+             sync.details_per_run is 0)"
+        ),
+    }
     println!();
     println!(
         "{:>5}  {:<8}  {:<27}  {:>9}  {:<11}  {:>6}  {:>8}  {:>7}  {:>7}  {:<23}  {:<23}  error",

@@ -280,10 +280,13 @@ fn add_to_run(tx: &Connection, run_id: i64, n: &Applied) -> Result<(), StoreErro
 /// Returns the rowid of a customer it inserted (not of one it updated).
 fn apply_customer(cx: &Ctx, o: &Observed, n: &mut Applied) -> Result<Option<i64>, StoreError> {
     let Some((change, merged)) = customer_change(cx.tx, o)? else {
+        if !o.partial {
+            details_read(cx.tx, &o.customer.id)?;
+        }
         return Ok(None);
     };
     let c = merged.as_ref().unwrap_or(&o.customer);
-    upsert_customer(cx, &o.customer.id, c)?;
+    upsert_customer(cx, &o.customer.id, c, shows_details(o))?;
     let inserted = matches!(change, Change::Created).then(|| cx.tx.last_insert_rowid());
     match &change {
         Change::Created => n.customers_inserted += 1,
@@ -338,19 +341,42 @@ fn customer_change(
     Ok(Some((change, merged)))
 }
 
-/// Writes customer `id`'s row (inserted, or updated and undeleted), synced at `cx.at`.
-fn upsert_customer(cx: &Ctx, id: &str, c: &Customer) -> Result<(), StoreError> {
+/// The object shows the customer's metadata: a `GET /customers/{id}` read, or a list
+/// item that carries `metadata` (the simulator without live quirks, or a service that
+/// stops hiding it). A list item's `metadata: null` proves nothing (NOTES.md).
+fn shows_details(o: &Observed) -> bool {
+    !o.partial || !o.customer.metadata_null
+}
+
+/// Records that customer `id`'s details were read at its current `updated_at` (a
+/// `GET /customers/{id}` read that changed nothing in the row).
+fn details_read(tx: &Connection, id: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE customers SET details_updated_at = COALESCE(updated_at, '')
+         WHERE id = ?1 AND details_updated_at IS NOT COALESCE(updated_at, '')",
+    )?
+    .execute(params![id])?;
+    Ok(())
+}
+
+/// Writes customer `id`'s row (inserted, or updated and undeleted), synced at `cx.at`;
+/// with `details`, the object showed its metadata (`customers.details_updated_at`,
+/// migration 13), else what was known of the details stays as it was.
+fn upsert_customer(cx: &Ctx, id: &str, c: &Customer, details: bool) -> Result<(), StoreError> {
     cx.tx.prepare_cached(
         "INSERT INTO customers (id, organization_id, name, email, phone_number, whatsapp_number, country, city,
              address, postal_code, is_business, metadata, environment, created_at, updated_at,
-             first_seen_at, synced_at, deleted_at, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, NULL, ?17)
+             first_seen_at, synced_at, deleted_at, raw, details_updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, NULL, ?17,
+             CASE WHEN ?18 THEN COALESCE(?15, '') END)
          ON CONFLICT (id) DO UPDATE SET organization_id = excluded.organization_id, name = excluded.name,
              email = excluded.email, phone_number = excluded.phone_number, whatsapp_number = excluded.whatsapp_number,
              country = excluded.country, city = excluded.city, address = excluded.address,
              postal_code = excluded.postal_code, is_business = excluded.is_business, metadata = excluded.metadata,
              environment = excluded.environment, created_at = excluded.created_at, updated_at = excluded.updated_at,
-             synced_at = excluded.synced_at, deleted_at = NULL, raw = excluded.raw",
+             synced_at = excluded.synced_at, deleted_at = NULL, raw = excluded.raw,
+             details_updated_at = CASE WHEN ?18 THEN excluded.details_updated_at
+                 ELSE customers.details_updated_at END",
     )?
     .execute(params![
         id,
@@ -369,7 +395,8 @@ fn upsert_customer(cx: &Ctx, id: &str, c: &Customer) -> Result<(), StoreError> {
         c.created_at,
         c.updated_at,
         cx.at,
-        c.raw
+        c.raw,
+        details
     ])?;
     Ok(())
 }
@@ -766,6 +793,77 @@ mod tests {
         assert_eq!(merged["metadata"], json!({"vip": true}));
         let d: Value = serde_json::from_str(&diff(&stored, &merged).unwrap()).unwrap();
         assert_eq!(d, json!({"name": {"old": "A", "new": "B"}}));
+    }
+
+    /// A customer as observed: `partial` for a list item; `meta` its metadata (null:
+    /// hidden by the live list, or none).
+    fn seen(id: &str, created: &str, updated: &str, meta: Value, partial: bool) -> Observed {
+        let customer = Customer::from_value(json!({"id": id, "created_at": created,
+            "updated_at": updated, "metadata": meta}))
+        .unwrap();
+        Observed { customer, partial }
+    }
+
+    /// Which customers lack details (`details_updated_at` behind `updated_at`,
+    /// migration 13) after each kind of observation, and the fill's order.
+    #[test]
+    fn details_are_known_only_from_objects_that_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            Store::open(&dir.path().join("m.db"), std::time::Duration::from_secs(5)).unwrap();
+        let (d1, d2, d3) = (
+            "2025-01-01T00:00:00Z",
+            "2025-02-01T00:00:00Z",
+            "2025-03-01T00:00:00Z",
+        );
+        let mut apply = |customers: Vec<Observed>| {
+            let run_id = store.start_run(super::super::RunKind::Sync).unwrap();
+            store
+                .apply(&Batch {
+                    run_id,
+                    customers,
+                    ..Batch::default()
+                })
+                .unwrap();
+            let ids = store.details_candidates(10).unwrap();
+            let meta: Vec<Option<String>> = ids
+                .iter()
+                .map(|id| {
+                    store
+                        .conn()
+                        .query_row("SELECT metadata FROM customers WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(store.lacking_details().unwrap(), ids.len() as u64);
+            (ids, meta)
+        };
+        let tier = json!({"tier": "gold"});
+        // List items hiding metadata: unknown (NULL, never "{}"), newest first.
+        let (ids, meta) = apply(vec![
+            seen("a", d1, d1, Value::Null, true),
+            seen("b", d2, d2, Value::Null, true),
+        ]);
+        assert_eq!(
+            (ids, meta),
+            (vec!["b".into(), "a".into()], vec![None, None])
+        );
+        // A detail read fills one; the same read again changes nothing.
+        let read = seen("a", d1, d1, tier.clone(), false);
+        assert_eq!(apply(vec![read.clone()]).0, ["b"]);
+        assert_eq!(apply(vec![read]).0, ["b"]);
+        // `a` changes (a list item hiding metadata): it lacks details again, ahead of
+        // the never-read `b` and a newer `c`, and keeps the metadata last read.
+        let (ids, meta) = apply(vec![
+            seen("a", d1, d2, Value::Null, true),
+            seen("c", d3, d3, Value::Null, true),
+        ]);
+        assert_eq!(ids, ["a", "c", "b"]);
+        assert_eq!(meta[0].as_deref(), Some(r#"{"tier":"gold"}"#));
+        // A list item that shows metadata is the details: nothing to read for `c`.
+        assert_eq!(apply(vec![seen("c", d3, d3, tier, true)]).0, ["a", "b"]);
     }
 
     #[test]

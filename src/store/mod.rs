@@ -589,6 +589,7 @@ fn migrations() -> Migrations<'static> {
             include_str!("migrations/013_webhooks.sql"),
             check_foreign_keys,
         ),
+        M::up(include_str!("migrations/014_customer_details.sql")),
     ])
 }
 
@@ -1332,6 +1333,40 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((eligible as u64, overdue as u64))
+    }
+}
+
+/// Live customers whose details are not known at their current `updated_at`
+/// (`customers.details_updated_at`, migration 13): the index `customers_lacking_details`
+/// covers exactly this condition.
+const LACKING_DETAILS: &str = "FROM customers INDEXED BY customers_lacking_details
+     WHERE deleted_at IS NULL
+       AND (details_updated_at IS NULL OR details_updated_at <> COALESCE(updated_at, ''))";
+
+impl Store {
+    /// How many live customers lack details (metadata unknown, or read before their
+    /// last change): what the background fill has left (`status`).
+    pub fn lacking_details(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            self.conn
+                .query_row(&format!("SELECT count(*) {LACKING_DETAILS}"), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(n as u64)
+    }
+
+    /// The next `limit` customers the background fill reads (`GET /customers/{id}`):
+    /// changed ones first (details read before, `updated_at` moved since: the mirror
+    /// holds stale metadata for them), then never read; newest first within each.
+    pub fn details_candidates(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id {LACKING_DETAILS}
+             ORDER BY details_updated_at IS NULL, created_at DESC, id DESC LIMIT ?1"
+        ))?;
+        let ids = stmt
+            .query_map(params![limit as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 }
 

@@ -65,6 +65,11 @@ pub struct Totals {
     pub deleted_transactions: i64,
     /// Rows of the `changes` log.
     pub changes: i64,
+    /// Live customers whose details (`GET /customers/{id}`: the metadata the live list
+    /// hides) are not known at their current `updated_at`: their `metadata` is NULL
+    /// (never read) or the last one read. Later runs fill them, `sync.details_per_run`
+    /// each (issue 14).
+    pub customers_lacking_details: i64,
 }
 
 /// Customers whose payments a run did not re-read: an incremental run re-reads only
@@ -166,9 +171,14 @@ impl Store {
                     live_transactions: r.get(2)?,
                     deleted_transactions: r.get(3)?,
                     changes: r.get(4)?,
+                    customers_lacking_details: 0,
                 })
             },
         )?;
+        let totals = Totals {
+            customers_lacking_details: self.lacking_details()? as i64,
+            ..totals
+        };
         let (last_success_at, seconds_since_success): (Option<String>, Option<i64>) =
             self.conn.query_row(
                 "SELECT last_success_at, seconds_since_success FROM freshness",

@@ -1,9 +1,17 @@
-//! The planner: per customer listed, what to fetch (its details, its transactions), by
-//! the request economy of ARCHITECTURE.md ("Data flow of a run").
+//! The planner: per customer listed, what to fetch (its transactions), by the request
+//! economy of ARCHITECTURE.md ("Data flow of a run"); and how many of the customers
+//! lacking details a run reads (`details_quota`, the background fill).
+//!
+//! A list walk never reads details (`GET /customers/{id}`): a list item that hides
+//! `metadata` is written as listed (metadata unknown, NULL) and the store marks the
+//! customer as lacking details; the walk's last phase fills them, changed ones first,
+//! within `sync.details_per_run` (issue 14: at the live service's quirks, detail reads
+//! were two thirds of a backfill's requests, and with the feed nearly all of them).
 
 use super::{Engine, SyncError};
 use crate::api::{Customer, StatusFilter};
-use crate::store::{PlanInfo, text_hash};
+use crate::config::SyncSettings;
+use crate::store::{PlanInfo, RunKind, text_hash};
 
 /// One customer of a page and what to fetch for it.
 pub(super) struct Job {
@@ -14,8 +22,8 @@ pub(super) struct Job {
 }
 
 impl Engine<'_> {
-    /// Decides, per customer, whether to read its details and its transactions
-    /// ([`decide`], with this run's rules and budget).
+    /// Decides, per customer, whether to read its transactions ([`decide`], with this
+    /// run's rules and budget).
     pub(super) fn plan(
         &mut self,
         customers: Vec<Customer>,
@@ -24,8 +32,6 @@ impl Engine<'_> {
         let rules = Rules {
             segment: seg,
             full: self.walk.kind.is_full(),
-            // A dry run writes nothing, so it reads no details either.
-            fetch_details: self.opts.settings.fetch_details && self.writer.is_some(),
         };
         let mut jobs = Vec::with_capacity(customers.len());
         // In feed mode the feed phase reads every transaction: none per customer.
@@ -52,8 +58,6 @@ pub(super) struct Rules {
     pub(super) segment: StatusFilter,
     /// A full walk (`backfill`, `full`): every active customer's transactions are read.
     pub(super) full: bool,
-    /// `sync.fetch_details`, in a run that writes.
-    pub(super) fetch_details: bool,
 }
 
 /// The request economy for one customer listed (ARCHITECTURE.md, "Data flow of a run"):
@@ -61,33 +65,26 @@ pub(super) struct Rules {
 /// the run's optional requests left (`sync.max_requests_per_run`), drawn on only by the
 /// re-reads that are worth it but not needed.
 ///
-/// - details, when the customer is new, changed or restored, the list item shows
-///   `metadata: null`, and details are fetched;
+/// - details: never here (the fill phase reads them; see the module's doc);
 /// - transactions: in the `inactive` segment only to mark deleted the live ones the
 ///   mirror still holds; elsewhere for a new, changed or restored customer, and every
 ///   customer of a full walk; for an unchanged one, when listed active with no
 ///   transaction known (needed), or, drawing on the budget, with a recent pending or
 ///   recent payment, or never read while listed active;
-/// - the list item rides along to be written unless it is identical to what is stored
-///   (and no details replace it).
+/// - the list item rides along to be written unless it is identical to what is stored.
 pub(super) fn decide(
     c: Customer,
     known: Option<PlanInfo>,
     rules: Rules,
     budget: &mut Option<u64>,
 ) -> Job {
-    let Rules {
-        segment: seg,
-        full,
-        fetch_details,
-    } = rules;
+    let Rules { segment: seg, full } = rules;
     let i = known;
     let changed = i.is_none_or(|i| {
         i.deleted || i.updated_at_hash != text_hash(c.updated_at.as_deref().unwrap_or(""))
     });
     // An identical object needs no write: only its sighting is recorded.
     let identical = i.is_some_and(|i| !i.deleted && i.raw_hash == text_hash(&c.raw));
-    let details = fetch_details && changed && c.metadata_null;
     let transactions = match (seg, i) {
         (StatusFilter::Inactive, _) => i.is_some_and(|i| i.live_transactions > 0),
         (_, None) => true,
@@ -100,8 +97,8 @@ pub(super) fn decide(
     };
     Job {
         id: c.id.clone(),
-        customer: if identical && !details { None } else { Some(c) },
-        details,
+        customer: if identical { None } else { Some(c) },
+        details: false,
         transactions,
     }
 }
@@ -117,6 +114,30 @@ pub(super) fn spend(budget: &mut Option<u64>, n: u64) -> bool {
         }
         Some(_) => false,
     }
+}
+
+/// How many customers lacking details a run reads (`GET /customers/{id}` each, the
+/// background fill): none in a backfill (it completes without waiting for them), in a
+/// run that writes nothing (a dry run), or with `sync.fetch_details` off; otherwise
+/// `sync.details_per_run`, at most the `lacking` ones. Which ones, in which order, is the
+/// store's `details_candidates` (changed first, then newest first).
+pub(super) fn details_quota(kind: RunKind, writes: bool, s: &SyncSettings, lacking: u64) -> u64 {
+    if kind == RunKind::Backfill || !writes || !s.fetch_details {
+        return 0;
+    }
+    u64::from(s.details_per_run).min(lacking)
+}
+
+/// Jobs that read the details (`GET /customers/{id}`) of known ids, nothing else.
+pub(super) fn detail_jobs(ids: Vec<String>) -> Vec<Job> {
+    ids.into_iter()
+        .map(|id| Job {
+            id,
+            customer: None,
+            details: true,
+            transactions: false,
+        })
+        .collect()
 }
 
 /// Jobs that re-read the transactions (and with `details`, the record) of known ids.
@@ -219,67 +240,66 @@ mod tests {
     const FULL: bool = true;
 
     /// One rule of the request economy a row: the customer listed (`metadata: null`?),
-    /// what the mirror knows, the segment, the walk, `fetch_details`, the budget
-    /// before; then the job decided (details, transactions, the item written) and the
-    /// budget after.
+    /// what the mirror knows, the segment, the walk, the budget before; then the job
+    /// decided (details, never read by the walk; transactions; the item written) and
+    /// the budget after.
     type Row = (
         &'static str,
-        (bool, Known, StatusFilter, bool, bool, Option<u64>),
+        (bool, Known, StatusFilter, bool, Option<u64>),
         (bool, bool, bool, Option<u64>),
     );
 
     #[rustfmt::skip]
     const ROWS: &[Row] = &[
         ("a new customer: its transactions, and the item written",
-            (false, Known::New, ACTIVE, SYNC, true, Some(5)), (false, true, true, Some(5))),
-        ("a new customer whose item hides its metadata: its details too",
-            (true, Known::New, ACTIVE, SYNC, true, Some(5)), (true, true, true, Some(5))),
-        ("no details when sync.fetch_details is off (or in a dry run)",
-            (true, Known::New, ACTIVE, SYNC, false, None), (false, true, true, None)),
-        ("a changed customer: its transactions again, and details if hidden",
-            (true, Known::Changed, ACTIVE, SYNC, true, Some(0)), (true, true, true, Some(0))),
+            (false, Known::New, ACTIVE, SYNC, Some(5)), (false, true, true, Some(5))),
+        ("a new customer whose item hides its metadata: no detail read in the walk (the fill phase's)",
+            (true, Known::New, ACTIVE, SYNC, Some(5)), (false, true, true, Some(5))),
+        ("no details either in a run without a budget",
+            (true, Known::New, ACTIVE, SYNC, None), (false, true, true, None)),
+        ("a changed customer: its transactions again; hidden details left to the fill",
+            (true, Known::Changed, ACTIVE, SYNC, Some(0)), (false, true, true, Some(0))),
         ("a restored customer counts as changed",
-            (false, Known::Deleted, ALL, SYNC, true, Some(0)), (false, true, true, Some(0))),
+            (false, Known::Deleted, ALL, SYNC, Some(0)), (false, true, true, Some(0))),
         ("an unchanged customer: no details even if hidden, nothing to read, nothing to write",
-            (true, Known::Same { live: 2 }, ACTIVE, SYNC, true, Some(5)), (false, false, false, Some(5))),
+            (true, Known::Same { live: 2 }, ACTIVE, SYNC, Some(5)), (false, false, false, Some(5))),
         ("same updated_at but another object: written, not re-read",
-            (false, Known::SameDate, ACTIVE, SYNC, true, Some(5)), (false, false, true, Some(5))),
+            (false, Known::SameDate, ACTIVE, SYNC, Some(5)), (false, false, true, Some(5))),
         ("a full walk re-reads every unchanged customer's transactions, free of the budget",
-            (false, Known::Same { live: 2 }, ACTIVE, FULL, true, Some(0)), (false, true, false, Some(0))),
+            (false, Known::Same { live: 2 }, ACTIVE, FULL, Some(0)), (false, true, false, Some(0))),
         ("listed active with no transaction known: must be read, free of the budget",
-            (false, Known::Same { live: 0 }, ACTIVE, SYNC, true, Some(0)), (false, true, false, Some(0))),
+            (false, Known::Same { live: 0 }, ACTIVE, SYNC, Some(0)), (false, true, false, Some(0))),
         ("...but only when listed active: in `all` it is not a must",
-            (false, Known::Same { live: 0 }, ALL, SYNC, true, Some(5)), (false, false, false, Some(5))),
+            (false, Known::Same { live: 0 }, ALL, SYNC, Some(5)), (false, false, false, Some(5))),
         ("a recent pending payment: worth a re-read, from the budget",
-            (false, Known::Pending, ALL, SYNC, true, Some(5)), (false, true, false, Some(4))),
+            (false, Known::Pending, ALL, SYNC, Some(5)), (false, true, false, Some(4))),
         ("a recent payment (hot): worth a re-read, from the budget",
-            (false, Known::Hot, ALL, SYNC, true, None), (false, true, false, None)),
+            (false, Known::Hot, ALL, SYNC, None), (false, true, false, None)),
         ("never read and listed active: no transaction known, so a must, free of the budget",
-            (false, Known::NeverRead, ACTIVE, SYNC, true, Some(1)), (false, true, false, Some(1))),
+            (false, Known::NeverRead, ACTIVE, SYNC, Some(1)), (false, true, false, Some(1))),
         ("never read, listed in `all`: not worth it",
-            (false, Known::NeverRead, ALL, SYNC, true, Some(5)), (false, false, false, Some(5))),
+            (false, Known::NeverRead, ALL, SYNC, Some(5)), (false, false, false, Some(5))),
         ("worth it, but the budget is spent: not read",
-            (false, Known::Hot, ACTIVE, SYNC, true, Some(0)), (false, false, false, Some(0))),
+            (false, Known::Hot, ACTIVE, SYNC, Some(0)), (false, false, false, Some(0))),
         ("inactive segment, live transactions in the mirror: read, to mark them deleted",
-            (false, Known::Same { live: 2 }, INACTIVE, FULL, true, Some(0)), (false, true, false, Some(0))),
+            (false, Known::Same { live: 2 }, INACTIVE, FULL, Some(0)), (false, true, false, Some(0))),
         ("inactive segment, none in the mirror: nothing to read, even in a full walk",
-            (false, Known::Same { live: 0 }, INACTIVE, FULL, true, Some(5)), (false, false, false, Some(5))),
+            (false, Known::Same { live: 0 }, INACTIVE, FULL, Some(5)), (false, false, false, Some(5))),
         ("inactive segment, a new customer: no transactions to read",
-            (false, Known::New, INACTIVE, FULL, true, Some(5)), (false, false, true, Some(5))),
-        ("inactive segment, a changed customer: details; transactions only for the live ones",
-            (true, Known::Changed, INACTIVE, SYNC, true, Some(5)), (true, true, true, Some(5))),
+            (false, Known::New, INACTIVE, FULL, Some(5)), (false, false, true, Some(5))),
+        ("inactive segment, a changed customer: transactions only for the live ones",
+            (true, Known::Changed, INACTIVE, SYNC, Some(5)), (false, true, true, Some(5))),
     ];
 
     #[test]
     fn each_rule_of_the_request_economy_decides_its_jobs() {
-        for (rule, (null, k, segment, full, fetch_details, budget), want) in ROWS {
+        for (rule, (null, k, segment, full, budget), want) in ROWS {
             let c = item(*null);
             let known = known(*k, &c);
             let mut left = *budget;
             let rules = Rules {
                 segment: *segment,
                 full: *full,
-                fetch_details: *fetch_details,
             };
             let job = decide(c.clone(), known, rules, &mut left);
             assert_eq!(job.id, "c1", "{rule}");
@@ -288,6 +308,37 @@ mod tests {
             assert_eq!(got, *want, "{rule}");
             assert_ne!(written, Some(false), "{rule}: the item as listed");
         }
+    }
+
+    /// One rule of the background fill's quota a row: the run's kind, whether it
+    /// writes, `sync.fetch_details`, `sync.details_per_run`, the customers lacking
+    /// details; then the customers it reads.
+    type Quota = (&'static str, (RunKind, bool, bool, u32, u64), u64);
+
+    #[rustfmt::skip]
+    const QUOTAS: &[Quota] = &[
+        ("an incremental run reads its share", (RunKind::Sync, true, true, 100, 500), 100),
+        ("a full run too", (RunKind::Full, true, true, 100, 500), 100),
+        ("no more than are lacking", (RunKind::Sync, true, true, 100, 7), 7),
+        ("nothing lacking, nothing read", (RunKind::Sync, true, true, 100, 0), 0),
+        ("a backfill completes without them", (RunKind::Backfill, true, true, 100, 500), 0),
+        ("a dry run writes nothing, so reads none", (RunKind::Sync, false, true, 100, 500), 0),
+        ("sync.fetch_details off", (RunKind::Sync, true, false, 100, 500), 0),
+        ("sync.details_per_run = 0", (RunKind::Full, true, true, 0, 500), 0),
+    ];
+
+    #[test]
+    fn each_rule_of_the_details_fill_decides_its_quota() {
+        for (rule, (kind, writes, fetch_details, per_run, lacking), want) in QUOTAS {
+            let s = SyncSettings {
+                fetch_details: *fetch_details,
+                details_per_run: *per_run,
+                ..SyncSettings::default()
+            };
+            assert_eq!(details_quota(*kind, *writes, &s, *lacking), *want, "{rule}");
+        }
+        let jobs = detail_jobs(vec!["a".into()]);
+        assert!(jobs[0].details && !jobs[0].transactions && jobs[0].customer.is_none());
     }
 
     #[test]

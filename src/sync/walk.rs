@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio::task::JoinHandle;
 
-use super::plan::transaction_jobs;
+use super::plan::{detail_jobs, details_quota, transaction_jobs};
 use super::run::ago;
 use super::{Engine, SyncError, listing};
 use crate::api::{ApiError, Customer, CustomerPage, StatusFilter};
@@ -88,6 +88,7 @@ impl Engine<'_> {
                             Some(_) => self.feed_slice().await?,
                         }
                     }
+                    self.fill_details().await?;
                     return Ok(());
                 }
             }
@@ -446,6 +447,52 @@ impl Engine<'_> {
             let checkpoint = self.walk.clone();
             self.start_chunked(
                 transaction_jobs(page, false),
+                SeenIn::Rolling,
+                0,
+                checkpoint,
+                Vec::new(),
+            )
+            .await?;
+        }
+        self.drain().await?;
+        self.report(Phase::Rolling);
+        Ok(())
+    }
+}
+
+impl Engine<'_> {
+    /// The background fill of customer details (issue 14): reads `GET /customers/{id}`
+    /// of up to [`details_quota`] customers lacking details, changed ones first, then
+    /// newest first, in pages in flight like the rolling re-read. Each read replaces the
+    /// stored object whole and marks its details known; a 404 marks the customer
+    /// deleted. A resumed run reads none twice: a filled customer lacks nothing.
+    pub(super) async fn fill_details(&mut self) -> Result<(), SyncError> {
+        self.flush().await?;
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        let lacking = reader.lacking_details()?;
+        let s = &self.opts.settings;
+        let want = details_quota(self.walk.kind, self.writer.is_some(), s, lacking);
+        if want == 0 {
+            return Ok(());
+        }
+        let ids = reader.details_candidates(want as usize)?;
+        tracing::info!(
+            lacking,
+            reading = ids.len(),
+            "filling customer details (sync.details_per_run)"
+        );
+        let mut ids = ids.into_iter();
+        loop {
+            self.check_cancel()?;
+            let page: Vec<String> = ids.by_ref().take(self.walk.page_size as usize).collect();
+            if page.is_empty() {
+                break;
+            }
+            let checkpoint = self.walk.clone();
+            self.start_chunked(
+                detail_jobs(page),
                 SeenIn::Rolling,
                 0,
                 checkpoint,

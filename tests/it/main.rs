@@ -5,6 +5,7 @@ mod analytics;
 mod bad_responses;
 mod cli;
 mod daemon;
+mod details_fill;
 mod docs;
 mod feed_client;
 mod feed_engine;

@@ -274,8 +274,10 @@ async fn live_variant_with_uuid_ids_and_list_quirks_is_mirrored_whole() {
     let mut m = Mirror::new(&sim);
     m.run(RunKind::Backfill).await.unwrap();
     m.assert_equals_truth(&sim);
-    // Metadata and environment come from GET /customers/{id}; later list items that
-    // hide them must not erase them.
+    // Metadata and environment come from GET /customers/{id}, read by the run after
+    // the backfill (the background fill); later list items that hide them must not
+    // erase them.
+    m.run(RunKind::Sync).await.unwrap();
     assert_eq!(
         m.count("SELECT count(*) FROM customers WHERE environment IS NULL OR metadata IS NULL"),
         0
@@ -455,6 +457,8 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
              ALTER TABLE sync_runs DROP COLUMN transactions_source;
              ALTER TABLE sync_runs DROP COLUMN source_note;
              DROP TABLE webhook_events;
+             DROP INDEX customers_lacking_details;
+             ALTER TABLE customers DROP COLUMN details_updated_at;
              CREATE TABLE walk_seen_old (customer_id TEXT NOT NULL, segment TEXT NOT NULL,
                                          PRIMARY KEY (customer_id, segment)) WITHOUT ROWID;
              INSERT INTO walk_seen_old SELECT * FROM walk_seen;
@@ -481,6 +485,8 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
         .unwrap();
     assert!(schema.contains("CHECK (phase IN"), "{schema}");
     m.assert_equals_truth(&sim);
+    // Customers written with their metadata before migration 13 count as read.
+    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 0);
 }
 
 /// A walk whose phase this version does not know stops the run with an error that says
