@@ -95,6 +95,18 @@ pub enum ApiError {
         /// The request id the service gave, if any.
         request_id: Option<String>,
     },
+    /// A request that is not idempotent (`POST /webhooks`) failed
+    /// after the service may have handled it (no answer after sending, a cut or
+    /// unusable answer, a 5xx): it was not sent again, since a second registration
+    /// would make a second webhook for the URL, with only the second's secret saved.
+    #[error(
+        "{cause}; the service may have handled the request all the same, so it was not sent again: \
+         run `lomi-sync webhooks list` and delete any duplicate webhook before registering again"
+    )]
+    Unconfirmed {
+        /// The failure, as a read would have reported it.
+        cause: Box<ApiError>,
+    },
     /// The cancel token fired (shutdown) before the request completed.
     #[error("stopped before {endpoint} completed (shutdown requested)")]
     Cancelled {
@@ -149,7 +161,10 @@ impl ApiError {
     }
     /// True when the request stopped because of shutdown, not a failure.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, ApiError::Cancelled { .. })
+        match self {
+            ApiError::Unconfirmed { cause } => cause.is_cancelled(),
+            e => matches!(e, ApiError::Cancelled { .. }),
+        }
     }
     /// The feed is closed to this key ([`ApiError::NoAccess`]): fall back, do not fail.
     pub fn is_no_access(&self) -> bool {
@@ -356,7 +371,59 @@ struct Inner {
 enum Attempt<T> {
     Done(T, Option<String>),
     NotFound,
-    Fail { err: ApiError, retry: Retry },
+    Fail {
+        err: ApiError,
+        retry: Retry,
+        handled: Handled,
+    },
+}
+
+/// Whether a request may be sent twice: a property of the request, which [`resend`]
+/// weighs against how far a failed attempt got ([`Handled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replay {
+    /// Idempotent (every GET): sent again after any failure the retry rules allow.
+    Any,
+    /// Not idempotent (`POST /webhooks` makes one more webhook each time the service
+    /// handles it): sent again only after a failure the service certainly did not
+    /// handle.
+    Once,
+}
+
+/// Whether the service may have acted on a request whose attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handled {
+    /// Certainly not: the connection failed before the request went out, or the
+    /// service turned it away unread: a 429 (its rate limiter answers before any
+    /// handler, NOTES.md, "Errors"), 401/403, another 4xx (a request refused).
+    No,
+    /// Perhaps: no answer after sending (a timeout, a connection closed), an answer
+    /// cut off or unusable, a 5xx (a 500 can come after the handler wrote; NOTES.md
+    /// does not say a 503 with `Retry-After` is unhandled, so it is not taken as such),
+    /// a shutdown while the request was out.
+    Maybe,
+}
+
+/// The one rule for sending a request again (issue: a retried `POST /webhooks` made
+/// two webhooks): an idempotent request keeps whatever retry its failure calls for; a
+/// [`Replay::Once`] request keeps it only when the service certainly did not handle
+/// the attempt (a connection refused, a 429), and otherwise fails at once with
+/// [`ApiError::Unconfirmed`], which tells how to find a duplicate.
+fn resend<T>(replay: Replay, attempt: Attempt<T>) -> Attempt<T> {
+    match attempt {
+        Attempt::Fail {
+            err,
+            handled: Handled::Maybe,
+            ..
+        } if replay == Replay::Once => Attempt::Fail {
+            err: ApiError::Unconfirmed {
+                cause: Box::new(err),
+            },
+            retry: Retry::No,
+            handled: Handled::Maybe,
+        },
+        other => other,
+    }
 }
 
 enum Retry {
@@ -579,8 +646,9 @@ impl ApiClient {
     /// Webhooks): the endpoint as registered, with its signing secret, which the service
     /// shows only in this answer. An answer without a secret is
     /// [`ApiError::BadResponse`] naming the webhook, since it cannot be verified without
-    /// one. Retried like the reads (the simulator's faults and a 5xx come before the
-    /// request is handled; after a timeout, `GET /webhooks` shows whether it was made).
+    /// one. Not idempotent ([`Replay::Once`]): sent again only after a failure the
+    /// service certainly did not handle (a connection refused, a 429); after any other
+    /// ([`ApiError::Unconfirmed`]), `lomi-sync webhooks list` shows whether it was made.
     pub async fn register_webhook(
         &self,
         url: &str,
@@ -600,7 +668,7 @@ impl ApiClient {
             .send(
                 Route::RegisterWebhook,
                 target,
-                Some(&body),
+                Some((&body, Replay::Once)),
                 &endpoint,
                 parse,
             )
@@ -663,13 +731,13 @@ impl ApiClient {
         self.send(route, url, None, endpoint, parse).await
     }
 
-    /// One request with retries: a GET, or a POST of the JSON `body`; its answer parsed
-    /// by `parse`. `Ok(None)` is a 404.
+    /// One request with retries: a GET, or a POST of the JSON `body` (sent again as its
+    /// [`Replay`] allows, [`resend`]); its answer parsed by `parse`. `Ok(None)` is a 404.
     async fn send<T>(
         &self,
         route: Route,
         url: Url,
-        body: Option<&[u8]>,
+        post: Option<(&[u8], Replay)>,
         endpoint: &str,
         parse: impl Fn(&[u8]) -> Result<T, BodyError> + Copy,
     ) -> Result<Option<(T, Option<String>)>, ApiError> {
@@ -692,11 +760,12 @@ impl ApiClient {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
                 self.inner.opts.metrics.retry(route);
             }
+            let (body, replay) = post.map_or((None, Replay::Any), |(b, r)| (Some(b), r));
             let sent = self.attempt(ticket, route, &url, body, endpoint, parse);
-            let (err, retry) = match sent.await {
+            let (err, retry) = match resend(replay, sent.await) {
                 Attempt::Done(v, rid) => return Ok(Some((v, rid))),
                 Attempt::NotFound => return Ok(None),
-                Attempt::Fail { err, retry } => (err, retry),
+                Attempt::Fail { err, retry, .. } => (err, retry),
             };
             let wait = match retry {
                 Retry::No => return Err(err),
@@ -798,12 +867,14 @@ impl ApiClient {
                 Ok(r) => r,
                 Err(e) => {
                     metrics.request(route, RequestStatus::TransportError);
-                    return transport(endpoint, describe_reqwest(&e));
+                    // Only a failed connection proves the request never went out.
+                    let handled = if e.is_connect() { Handled::No } else { Handled::Maybe };
+                    return transport(endpoint, describe_reqwest(&e), handled);
                 }
             },
             _ = self.inner.cancel.cancelled() => {
                 metrics.request(route, RequestStatus::Cancelled);
-                return Attempt::Fail { err: ApiError::Cancelled { endpoint: endpoint.to_string() }, retry: Retry::No };
+                return Attempt::Fail { err: ApiError::Cancelled { endpoint: endpoint.to_string() }, retry: Retry::No, handled: Handled::Maybe };
             }
         };
         let status = resp.status();
@@ -828,10 +899,12 @@ impl ApiClient {
                         ),
                     },
                     retry: Retry::No,
+                    handled: Handled::Maybe,
                 };
             }
             Err(BodyRead::Cut(reason)) => {
-                return transport(endpoint, format!("the response was cut off: {reason}"));
+                let reason = format!("the response was cut off: {reason}");
+                return transport(endpoint, reason, Handled::Maybe);
             }
         };
         let answer = Answer {
@@ -849,14 +922,16 @@ impl ApiClient {
     }
 }
 
-/// A transport failure (no answer, or a cut one): retried with backoff.
-fn transport<T>(endpoint: &str, reason: String) -> Attempt<T> {
+/// A transport failure (no answer, or a cut one): retried with backoff (a request
+/// that is not idempotent only if it was never `handled`, [`resend`]).
+fn transport<T>(endpoint: &str, reason: String, handled: Handled) -> Attempt<T> {
     Attempt::Fail {
         err: ApiError::Transport {
             endpoint: endpoint.to_string(),
             reason,
         },
         retry: Retry::Backoff,
+        handled,
     }
 }
 
@@ -921,6 +996,7 @@ fn classify_success<T>(a: &Answer, parse: impl Fn(&[u8]) -> Result<T, BodyError>
         Err(BodyError::Shape(e)) => Attempt::Fail {
             err: shape_error(a.endpoint, header_rid, e),
             retry: Retry::No,
+            handled: Handled::Maybe,
         },
         Err(BodyError::ErrorBody(e)) => Attempt::Fail {
             err: ApiError::ErrorBody {
@@ -930,6 +1006,7 @@ fn classify_success<T>(a: &Answer, parse: impl Fn(&[u8]) -> Result<T, BodyError>
                 request_id: header_rid.or(e.request_id),
             },
             retry: Retry::Backoff,
+            handled: Handled::Maybe,
         },
         Err(BodyError::Json(e)) => Attempt::Fail {
             err: ApiError::BadResponse {
@@ -943,6 +1020,7 @@ fn classify_success<T>(a: &Answer, parse: impl Fn(&[u8]) -> Result<T, BodyError>
                 ),
             },
             retry: Retry::Backoff,
+            handled: Handled::Maybe,
         },
     }
 }
@@ -965,6 +1043,12 @@ fn classify_failure<T>(a: &Answer) -> Attempt<T> {
     };
     let endpoint = a.endpoint.to_string();
     let feed = matches!(a.route, Route::Transactions | Route::Transaction);
+    // Turned away unread (a 429, any other 4xx), or perhaps handled (a 5xx).
+    let handled = if a.status.is_client_error() {
+        Handled::No
+    } else {
+        Handled::Maybe
+    };
     let (err, retry) = match a.status {
         StatusCode::NOT_FOUND => return Attempt::NotFound,
         StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED if feed => {
@@ -1000,7 +1084,11 @@ fn classify_failure<T>(a: &Answer) -> Attempt<T> {
             (err, retry)
         }
     };
-    Attempt::Fail { err, retry }
+    Attempt::Fail {
+        err,
+        retry,
+        handled,
+    }
 }
 
 /// A 404 on the webhook routes: the service (or `api.base_url`) has no `/webhooks`.
@@ -1227,8 +1315,9 @@ mod tests {
             match a {
                 Attempt::Done(..) => "done".into(),
                 Attempt::NotFound => "not found".into(),
-                Attempt::Fail { err, retry } => {
+                Attempt::Fail { err, retry, .. } => {
                     let err = match err {
+                        ApiError::Unconfirmed { .. } => "unconfirmed",
                         ApiError::Unauthorized { .. } => "unauthorized",
                         ApiError::NoAccess { .. } => "no access",
                         ApiError::Status { .. } => "status",
@@ -1272,7 +1361,28 @@ mod tests {
                 "status, after 7s, hold route false",
             ),
             (Route::ListCustomers, 500, None, "status, backoff"),
+            // POST /webhooks (Replay::Once): sent again only when certainly unhandled.
+            (Route::RegisterWebhook, 500, None, "unconfirmed, no retry"),
+            (Route::RegisterWebhook, 502, None, "unconfirmed, no retry"),
+            (
+                Route::RegisterWebhook,
+                503,
+                Some("7"),
+                "unconfirmed, no retry",
+            ),
+            (
+                Route::RegisterWebhook,
+                429,
+                Some("900"),
+                "status, after 900s, hold route true",
+            ),
+            (Route::RegisterWebhook, 429, None, "status, hold route"),
+            (Route::RegisterWebhook, 400, None, "status, no retry"),
         ] {
+            let replay = match route {
+                Route::RegisterWebhook => Replay::Once,
+                _ => Replay::Any,
+            };
             let mut headers = HeaderMap::new();
             if let Some(v) = retry_after {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(v));
@@ -1284,7 +1394,7 @@ mod tests {
                 headers: &headers,
                 body: envelope,
             };
-            let got: Attempt<()> = classify_failure(&a);
+            let got: Attempt<()> = resend(replay, classify_failure(&a));
             assert_eq!(kind(&got), expected, "{route:?} {status} {retry_after:?}");
         }
         // A 2xx: data, an error envelope (retried), bad JSON (retried), a wrong shape.
@@ -1305,6 +1415,42 @@ mod tests {
                 .map(|_| ())
                 .map_err(BodyError::Json)),
             "bad response, backoff"
+        );
+        // Transport failures: only a connection that failed proves a write unsent.
+        let failed = |replay, handled| {
+            kind(&resend::<()>(
+                replay,
+                transport("POST /x", "t".into(), handled),
+            ))
+        };
+        assert_eq!(failed(Replay::Once, Handled::No), "other, backoff");
+        assert_eq!(
+            failed(Replay::Once, Handled::Maybe),
+            "unconfirmed, no retry"
+        );
+        assert_eq!(failed(Replay::Any, Handled::Maybe), "other, backoff");
+        // A cut 2xx answer to a write: it was handled, perhaps; never sent again.
+        let headers = HeaderMap::new();
+        let cut = Answer {
+            route: Route::RegisterWebhook,
+            endpoint: "POST /webhooks",
+            status: StatusCode::CREATED,
+            headers: &headers,
+            body: b"{",
+        };
+        let parse = |b: &[u8]| {
+            serde_json::from_slice::<Value>(b)
+                .map(|_| ())
+                .map_err(BodyError::Json)
+        };
+        let got = resend(Replay::Once, classify_success(&cut, parse));
+        assert_eq!(kind(&got), "unconfirmed, no retry");
+        let Attempt::Fail { err, .. } = got else {
+            unreachable!()
+        };
+        assert!(
+            err.to_string().contains("run `lomi-sync webhooks list`"),
+            "{err}"
         );
     }
 

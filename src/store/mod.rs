@@ -1228,22 +1228,32 @@ impl Store {
         Ok((n(all), n(left)))
     }
 
-    /// The live transactions created in `[floor, end]` (`floor` `None`: from the
-    /// first), as timestamps in the mirror's form compare as text: what a complete feed
-    /// pass over that window should have shown.
+    /// The live transactions created in the window from `lower` up to `upper`
+    /// (inclusive), as timestamps in the mirror's form compare as text: what a complete
+    /// feed read of that window should have shown. The feed checks one window per page
+    /// (`sync::feed::Vanished`), so each query is a range of the `created_at` index,
+    /// about a page of ids, never the whole pass; one SQL text per kind of bound, since
+    /// `?1 IS NULL OR ...` would keep SQLite from bounding the index range.
     pub fn live_transactions_between(
         &self,
-        floor: Option<&str>,
-        end: &str,
+        lower: std::ops::Bound<&str>,
+        upper: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT transaction_id FROM transactions
-             WHERE deleted_at IS NULL AND created_at <= ?2 AND (?1 IS NULL OR created_at >= ?1)",
-        )?;
-        let ids = stmt
-            .query_map(params![floor, end], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        use std::ops::Bound;
+        const LIVE: &str =
+            "SELECT transaction_id FROM transactions WHERE deleted_at IS NULL AND created_at <= ?1";
+        let (sql, low) = match lower {
+            Bound::Unbounded => (LIVE.to_string(), None),
+            Bound::Included(l) => (format!("{LIVE} AND created_at >= ?2"), Some(l)),
+            Bound::Excluded(l) => (format!("{LIVE} AND created_at > ?2"), Some(l)),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let id = |r: &rusqlite::Row| r.get::<_, String>(0);
+        let ids: rusqlite::Result<Vec<String>> = match low {
+            None => stmt.query_map(params![upper], id)?.collect(),
+            Some(l) => stmt.query_map(params![upper, l], id)?.collect(),
+        };
+        Ok(ids?)
     }
 
     /// Which of `ids` the mirror holds a customer row for (live or deleted).

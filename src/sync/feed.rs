@@ -240,6 +240,117 @@ pub(super) async fn read_owner(
     Ok(())
 }
 
+/// The 128-bit hash of a transaction id: what [`Vanished`] keeps of each id it saw.
+/// Two SipHash-1-3 digests (std's `DefaultHasher`, fixed keys) over distinct prefixes.
+/// Collision odds: a live id wrongly taken as seen needs its hash to equal one of the
+/// `k` hashes kept, `m * k / 2^128` for `m` live ids; even one window of a whole pass of
+/// 10^6 rows gives `10^12 / 3.4 * 10^38`, about `3 * 10^-27`. A collision would only
+/// leave one deleted row unconfirmed until the next cycle re-reads it. The hashes live
+/// in memory only, so the hasher may change between Rust releases.
+fn id_hash(id: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// A window of the feed a newest-first read has finished: the mirror's live rows
+/// created in `(above, to]` (`above` `None`: everything up to `to`; `included`: `above`
+/// itself too) that are not in `seen` are the ones to confirm by id.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Window {
+    pub(super) lower: std::ops::Bound<String>,
+    pub(super) upper: String,
+    seen: std::collections::HashSet<u128>,
+}
+
+/// The rows a newest-first read of the feed (a pass, or a rolling slice) did not show,
+/// found window by window so that memory holds about one page of ids, never the whole
+/// read (a `HashSet<String>` of a pass of 1,000,000 rows took ~100 MB).
+///
+/// The feed is ordered by `created_at`, newest first, under a fixed `endDate`: once a
+/// page reaches an instant `low`, no later page shows a row newer than `low`. So after
+/// each page the window `(low, hi]` is complete: it is compared with the mirror
+/// ([`Vanished::missing_in`]) and forgotten, and `low` becomes the next window's `hi`.
+/// Rows *at* `low` may go on over the next page (ties): their hashes ([`id_hash`]) are
+/// kept until a page reaches below `low`. A row shown after its window was compared
+/// (paging drift) costs one needless confirmation, never a wrong deletion: deletion is
+/// decided by `GET /transactions/{id}` alone.
+#[derive(Debug)]
+pub(super) struct Vanished {
+    /// The top of the next window (inclusive).
+    hi: String,
+    /// The oldest `created_at` read so far.
+    low: Option<String>,
+    /// Hashes of the ids read at `low` (or, before any, at `hi`).
+    at_low: std::collections::HashSet<u128>,
+    /// Live ids the compared windows lacked: to confirm once the read is complete.
+    pub(super) missing: Vec<String>,
+}
+
+impl Vanished {
+    /// For a read going down from `top` (inclusive).
+    pub(super) fn new(top: String) -> Vanished {
+        Vanished {
+            hi: top,
+            low: None,
+            at_low: Default::default(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Takes in a page's rows; the window they finished, if the page reached below the
+    /// oldest instant read before.
+    pub(super) fn observe(&mut self, rows: &[Transaction]) -> Option<Window> {
+        let page_low = rows.iter().filter_map(|t| t.created_at.as_deref()).min()?;
+        let reached_below = self.low.as_deref().is_none_or(|l| page_low < l);
+        if !reached_below {
+            let low = self.low.as_deref();
+            let at = rows.iter().filter(|t| t.created_at.as_deref() == low);
+            self.at_low.extend(at.map(|t| id_hash(&t.transaction_id)));
+            return None;
+        }
+        let new_low = page_low.to_string();
+        let mut seen = std::mem::take(&mut self.at_low);
+        for t in rows {
+            match t.created_at.as_deref() {
+                Some(c) if c == new_low => self.at_low.insert(id_hash(&t.transaction_id)),
+                Some(c) if c <= self.hi.as_str() => seen.insert(id_hash(&t.transaction_id)),
+                _ => false,
+            };
+        }
+        self.low = Some(new_low.clone());
+        let upper = std::mem::replace(&mut self.hi, new_low.clone());
+        let lower = std::ops::Bound::Excluded(new_low);
+        Some(Window { lower, upper, seen })
+    }
+
+    /// The last window once the read is complete: down to `floor` (inclusive), or to
+    /// the feed's end.
+    pub(super) fn finish(&mut self, floor: Option<&str>) -> Window {
+        let lower = match floor {
+            Some(f) => std::ops::Bound::Included(f.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let seen = std::mem::take(&mut self.at_low);
+        Window {
+            lower,
+            upper: self.hi.clone(),
+            seen,
+        }
+    }
+
+    /// Records the ids of `live` (the mirror's live rows in `w`) that `w` did not see.
+    pub(super) fn missing_in(&mut self, w: &Window, live: Vec<String>) {
+        let unseen = live.into_iter().filter(|id| !w.seen.contains(&id_hash(id)));
+        self.missing.extend(unseen);
+    }
+}
+
 impl Engine<'_> {
     /// The feed phase: one pass, page by page, each page committed with the cursor
     /// after it, so a killed run resumes at the next page. The batch that completes
@@ -251,7 +362,8 @@ impl Engine<'_> {
         // Only a pass read whole by this run knows every row it showed; the first load
         // into an empty mirror has nothing older to confirm.
         let whole = cursor.read_to == 0 && cursor.end.is_none();
-        self.feed_seen = (whole && !self.initial_load).then(Default::default);
+        let track = whole && !self.initial_load;
+        self.feed_seen = None;
         self.walk.phase = Phase::Feed;
         loop {
             self.check_cancel()?;
@@ -259,6 +371,7 @@ impl Engine<'_> {
             self.summary.feed_pages += 1;
             if cursor.end.is_none() {
                 cursor.end = newest(&page.transactions);
+                self.feed_seen = cursor.end.clone().filter(|_| track).map(Vanished::new);
             }
             let rows = page.transactions.len() + page.skipped.len();
             let step = feed_step(&cursor, rows);
@@ -295,31 +408,36 @@ impl Engine<'_> {
             );
         }
         self.flush().await?;
-        if let (Some(seen), Some(end)) = (self.feed_seen.take(), &cursor.end) {
-            self.confirm_vanished(&seen, cursor.floor.as_deref(), end)
-                .await?;
+        if let Some(mut seen) = self.feed_seen.take() {
+            let last = seen.finish(cursor.floor.as_deref());
+            self.compare_window(&mut seen, &last)?;
+            self.confirm_vanished(seen.missing).await?;
         }
         self.flush().await
     }
 
-    /// After a complete pass over `[floor, end]`: the mirror's live transactions in that
-    /// window that the pass did not show are asked for one by one (issue 14: never
-    /// inferred from absence alone): 404 marks one deleted, a row found (hidden from
-    /// the pass by paging drift) is written.
-    pub(super) async fn confirm_vanished(
-        &mut self,
-        seen: &std::collections::HashSet<String>,
-        floor: Option<&str>,
-        end: &str,
-    ) -> Result<(), SyncError> {
+    /// Compares the window `w` a read finished with the mirror's live rows in it.
+    pub(super) fn compare_window(&self, seen: &mut Vanished, w: &Window) -> Result<(), SyncError> {
         let Some(reader) = &self.reader else {
             return Ok(());
         };
-        let ids: Vec<String> = reader
-            .live_transactions_between(floor, end)?
-            .into_iter()
-            .filter(|id| !seen.contains(id))
-            .collect();
+        let lower = match &w.lower {
+            std::ops::Bound::Included(l) => std::ops::Bound::Included(l.as_str()),
+            std::ops::Bound::Excluded(l) => std::ops::Bound::Excluded(l.as_str()),
+            std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
+        };
+        seen.missing_in(w, reader.live_transactions_between(lower, &w.upper)?);
+        Ok(())
+    }
+
+    /// After a complete read (a pass, or a slice): the mirror's live transactions in its
+    /// windows that it did not show ([`Vanished`]) are asked for one by one (issue 14:
+    /// never inferred from absence alone): 404 marks one deleted, a row found (hidden
+    /// from the read by paging drift) is written.
+    pub(super) async fn confirm_vanished(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        if self.reader.is_none() {
+            return Ok(());
+        }
         if !ids.is_empty() {
             tracing::info!(
                 transactions = ids.len(),
@@ -412,9 +530,7 @@ impl Engine<'_> {
         }
         let owners = self.feed_owners(&placed).await?;
         self.summary.transactions_seen += placed.len() as u64;
-        if let Some(seen) = &mut self.feed_seen {
-            seen.extend(placed.iter().map(|t| t.transaction_id.clone()));
-        }
+        let window = self.feed_seen.as_mut().and_then(|s| s.observe(&placed));
         let batch = Batch {
             run_id: self.run_id,
             initial_load: self.initial_load,
@@ -427,10 +543,18 @@ impl Engine<'_> {
             ..Batch::default()
         };
         self.walk = next;
-        match &mut self.writer {
-            Some(w) => w.submit(batch).await,
-            None => Ok(()),
+        if let Some(w) = &mut self.writer {
+            w.submit(batch).await?;
         }
+        // The rows just submitted may not be committed yet: they are in `seen` anyway.
+        if let Some(w) = window
+            && let Some(mut seen) = self.feed_seen.take()
+        {
+            let compared = self.compare_window(&mut seen, &w);
+            self.feed_seen = Some(seen);
+            compared?;
+        }
+        Ok(())
     }
 
     /// Reads the customers of `rows` that neither this walk nor the mirror holds
@@ -525,6 +649,79 @@ mod tests {
             FeedStep::Next(n) => n,
             FeedStep::Done => panic!("the pass ended at {c:?} with {rows} rows"),
         }
+    }
+
+    fn row(id: &str, at: &str) -> Transaction {
+        let created_at = format!("2025-03-01T09:00:{at}.000000Z");
+        Transaction::from_value(serde_json::json!({"transaction_id": id, "created_at": created_at}))
+            .unwrap()
+    }
+
+    fn t(at: &str) -> String {
+        format!("2025-03-01T09:00:{at}.000000Z")
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn vanished_rows_are_found_window_by_window_and_ties_wait_for_the_next_page() {
+        use std::ops::Bound;
+        let mut v = Vanished::new(t("50"));
+        // Page 1 goes down to :40, with one of two rows at :40 (the other on page 2).
+        let w = v
+            .observe(&[row("a", "50"), row("b", "45"), row("c", "40")])
+            .unwrap();
+        assert_eq!(
+            (&w.lower, w.upper.as_str()),
+            (&Bound::Excluded(t("40")), t("50").as_str())
+        );
+        // The mirror's live rows in (:40, :50]: `x` was not shown.
+        v.missing_in(&w, ids(&["a", "b", "x"]));
+        assert_eq!(v.missing, ids(&["x"]));
+        // Page 2 stays at :40 (the tied row): no window is finished yet.
+        assert_eq!(v.observe(&[row("d", "40")]), None);
+        // Page 3 reaches :30: (:30, :40] holds both rows at :40, seen over two pages.
+        let w = v.observe(&[row("e", "35"), row("f", "30")]).unwrap();
+        assert_eq!(
+            (&w.lower, w.upper.as_str()),
+            (&Bound::Excluded(t("30")), t("40").as_str())
+        );
+        v.missing_in(&w, ids(&["c", "d", "e", "y"]));
+        assert_eq!(v.missing, ids(&["x", "y"]));
+        // A page without rows finishes nothing; the read's end takes the rest, down to
+        // the floor (inclusive), with the rows at the oldest instant read as seen.
+        assert_eq!(v.observe(&[]), None);
+        let w = v.finish(Some(&t("10")));
+        assert_eq!(
+            (&w.lower, w.upper.as_str()),
+            (&Bound::Included(t("10")), t("30").as_str())
+        );
+        v.missing_in(&w, ids(&["f", "z"]));
+        assert_eq!(v.missing, ids(&["x", "y", "z"]));
+    }
+
+    #[test]
+    fn vanished_keeps_about_a_page_of_hashes_not_the_whole_read() {
+        let mut v = Vanished::new(t("59"));
+        let (mut kept, mut above) = (0, Vec::new());
+        for s in (0..59).rev() {
+            let page: Vec<_> = (0..100)
+                .map(|i| row(&format!("tx_{s}_{i}"), &format!("{s:02}")))
+                .collect();
+            // This page reaches below the last: the window of the previous page's instant.
+            let w = v.observe(&page).unwrap();
+            kept = kept.max(w.seen.len() + v.at_low.len());
+            v.missing_in(&w, std::mem::take(&mut above));
+            above = page.iter().map(|r| r.transaction_id.clone()).collect();
+        }
+        // Each page's rows share one instant: held until the next page passes it.
+        assert!(kept <= 200, "{kept} hashes held");
+        assert!(v.missing.is_empty(), "{:?}", v.missing);
+        // A row shown before its window on a later page (drift) is only re-confirmed.
+        assert_ne!(id_hash("tx_1"), id_hash("tx_2"));
+        assert_eq!(id_hash("tx_1"), id_hash("tx_1"));
     }
 
     #[test]

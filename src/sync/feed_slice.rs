@@ -23,13 +23,12 @@
 //!   run's next run starts the next slice there (its pages are not confirmed this
 //!   cycle: the next cycle's slice is).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use super::feed::{FEED_PAGE, FeedStep, Marks, feed_query, feed_step};
+use super::feed::{FEED_PAGE, FeedStep, Marks, Vanished, feed_query, feed_step};
 use super::{Engine, SyncError};
 use crate::api::model::Transaction;
-use crate::api::timestamp::{format_timestamp, parse_timestamp};
+use crate::api::timestamp::parse_timestamp;
 use crate::store::{FeedCursor, FeedRolling, Phase};
 
 /// How much of the feed below the floor this run re-reads.
@@ -137,7 +136,7 @@ impl Engine<'_> {
     /// then confirms the rows of the window it read whole that it did not show.
     async fn read_slice(&mut self, mut cursor: FeedCursor, want: u64) -> Result<(), SyncError> {
         let top = cursor.end.clone().unwrap_or_default();
-        self.feed_seen = Some(HashSet::new());
+        self.feed_seen = Some(Vanished::new(top.clone()));
         let (mut read, mut low) = (0u64, None::<String>);
         let done = loop {
             self.check_cancel()?;
@@ -178,16 +177,17 @@ impl Engine<'_> {
             }
         };
         self.flush().await?;
-        let seen = self.feed_seen.take().unwrap_or_default();
-        // Rows at the oldest instant read may go on past the last page: not confirmed.
-        let floor = match (done, &low) {
-            (true, _) => None,
-            (false, Some(l)) => {
-                parse_timestamp(l).map(|t| format_timestamp(t + chrono::Duration::microseconds(1)))
-            }
-            (false, None) => return Ok(()),
+        let Some(mut seen) = self.feed_seen.take() else {
+            return Ok(());
         };
-        self.confirm_vanished(&seen, floor.as_deref(), &top).await?;
+        // Stopped short of the feed's end: the windows above the oldest instant read
+        // are compared (rows at that instant may go on past the last page). At the end:
+        // everything below too.
+        if done {
+            let last = seen.finish(None);
+            self.compare_window(&mut seen, &last)?;
+        }
+        self.confirm_vanished(seen.missing).await?;
         self.flush().await
     }
 }

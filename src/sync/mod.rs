@@ -280,10 +280,10 @@ struct Engine<'a> {
     in_flight: VecDeque<PageInFlight>,
     /// `api.concurrency`: requests under way at once, over all pages in flight.
     permits: Arc<Semaphore>,
-    /// Transactions the current feed pass has read, when this run read it from its
-    /// start: after a complete pass, the mirror's live rows in its window that it did
-    /// not read are confirmed one by one (a resumed pass confirms none).
-    feed_seen: Option<std::collections::HashSet<String>>,
+    /// What the current feed read (a pass this run read from its start, or a rolling
+    /// slice) has shown, window by window, and the mirror's live rows it did not: those
+    /// are confirmed one by one after the read (a resumed pass confirms none).
+    feed_seen: Option<feed::Vanished>,
 }
 
 impl<'a> Engine<'a> {

@@ -336,6 +336,35 @@ async fn a_transaction_missing_from_a_complete_pass_is_confirmed_then_marked_del
     assert_eq!(spent_feed_get(&sim, &before), 0);
 }
 
+/// The rows a pass did not show are found window by window (each page finishes the
+/// window above its oldest row, `Vanished`): over pages of 40 (a silent cap), every
+/// deletion anywhere in the feed is confirmed, and nothing else is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_across_many_pages_are_each_confirmed_once() {
+    let sim = spawn_sim(small_sim_options(200, 1411)).await;
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let report = sim.sim.mutate(&Mutation {
+        delete_tx: 12,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_deleted.len(), 12);
+    sim.sim.set_feed(Feed {
+        row_cap: 40,
+        ..Feed::default()
+    });
+    let before = sim.sim.stats();
+    let summary = m.run(RunKind::Full).await.unwrap();
+    let spent = spent(&sim, &before);
+    assert!(spent.feed > 12, "{} feed pages", spent.feed);
+    assert_eq!((spent.feed_get, summary.feed_confirmations), (12, 12));
+    m.assert_equals_truth(&sim);
+    assert_eq!(
+        m.count("SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL"),
+        12
+    );
+}
+
 fn spent_feed_get(sim: &TestSim, before: &Stats) -> u64 {
     sim.sim.stats().feed_get - before.feed_get
 }

@@ -675,44 +675,36 @@ async fn register_and_list_through_the_cli() {
     assert!(!text(&help).0.contains(&secret));
 }
 
-/// The client's registration and listing go through the reads' retry loop: 5xx faults
-/// (which the simulator answers before handling the request) are retried, and exactly
-/// one webhook is registered; the secret is returned, the listing carries none; a
-/// rejected key is `Unauthorized`.
+/// The client's registration and listing go through the reads' retry loop: the
+/// listing's 5xx faults are retried; the registration (not idempotent) is sent again
+/// only after a 429, which the service answers unread, and exactly one webhook is
+/// registered; the secret is returned, the listing carries none; a rejected key is
+/// `Unauthorized`.
 #[tokio::test]
 async fn the_client_registers_and_lists_through_the_retry_loop() {
-    use lomi_sync::api::{ApiClient, ApiError, ClientOptions};
-    use lomi_sync::config::{ApiKey, Settings};
+    use lomi_sync::api::ApiError;
     let sim = spawn_sim(small_sim_options(5, 173)).await;
-    let client = |key: &str| {
-        let mut settings = Settings::default();
-        settings.api.base_url = sim.base_url.parse().unwrap();
-        settings.api.requests_per_second = 0.0;
-        settings.api.max_requests_per_window = 0;
-        settings.api.max_backoff = Duration::from_millis(20).into();
-        settings.api.max_retries = 20;
-        let opts = ClientOptions::from_settings(&settings.api).unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        ApiClient::new(opts, &ApiKey::new(key.to_owned()), cancel).unwrap()
-    };
-    let c = client(&sim.api_key);
+    let c = webhook_client(&sim.base_url, &sim.api_key, 20);
+    let events = ["PAYMENT_CREATED", "REFUND_COMPLETED"];
+    // Every third registration attempt or so is a 429 (Retry-After 0: no hint).
+    sim.sim.set_faults(lomi_sim::Faults {
+        p429: 0.6,
+        retry_after_secs: 0,
+        ..lomi_sim::Faults::default()
+    });
+    let hook = c
+        .register_webhook("https://hooks.example.com/lomi", &events)
+        .await
+        .unwrap();
+    let after_post = retries(&c);
     sim.sim.set_faults(lomi_sim::Faults {
         p500: 0.4,
         p503: 0.2,
         ..lomi_sim::Faults::default()
     });
-    let events = ["PAYMENT_CREATED", "REFUND_COMPLETED"];
-    let hook = c
-        .register_webhook("https://hooks.example.com/lomi", &events)
-        .await
-        .unwrap();
     let listed = c.list_webhooks().await.unwrap();
-    assert!(
-        c.counters()
-            .retries
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    assert!(after_post > 0, "the 429s were retried");
+    assert!(retries(&c) > after_post, "the listing's 5xx were retried");
     sim.sim.set_faults(lomi_sim::Faults::default());
     assert!(hook.secret.as_ref().unwrap().expose().starts_with("whsec_"));
     assert_eq!(hook.authorized_events, events);
@@ -727,6 +719,102 @@ async fn the_client_registers_and_lists_through_the_retry_loop() {
         listed[0].raw["environment"], "test",
         "unknown fields are kept"
     );
-    let err = client("wrong").list_webhooks().await.unwrap_err();
+    let err = webhook_client(&sim.base_url, "wrong", 20)
+        .list_webhooks()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::Unauthorized { .. }), "{err}");
+}
+
+/// A registration that may have been handled is never sent again: a 500, a 503 (with
+/// `Retry-After`), a connection closed after the request went out, an answer cut off
+/// after the webhook was made. One attempt each; the error names `webhooks list`, which
+/// shows the one webhook the cut answer made. A connection refused is retried: nothing
+/// was sent.
+#[tokio::test]
+async fn a_registration_that_may_have_been_handled_is_sent_once() {
+    use lomi_sync::api::ApiError;
+    let sim = spawn_sim(small_sim_options(5, 174)).await;
+    let c = webhook_client(&sim.base_url, &sim.api_key, 5);
+    let faults = [
+        lomi_sim::Faults {
+            p500: 1.0,
+            ..lomi_sim::Faults::default()
+        },
+        lomi_sim::Faults {
+            p503: 1.0,
+            ..lomi_sim::Faults::default()
+        },
+        lomi_sim::Faults {
+            p_close: 1.0,
+            ..lomi_sim::Faults::default()
+        },
+        lomi_sim::Faults {
+            p_truncate: 1.0,
+            ..lomi_sim::Faults::default()
+        },
+    ];
+    for f in faults {
+        let label = format!("{f:?}");
+        sim.sim.set_faults(f);
+        let before = requests(&c);
+        let err = c
+            .register_webhook("https://hooks.example.com/lomi", &["PAYMENT_CREATED"])
+            .await
+            .unwrap_err();
+        assert_eq!(requests(&c) - before, 1, "one attempt only: {label}");
+        assert_eq!(retries(&c), 0, "{label}");
+        assert!(
+            matches!(err, ApiError::Unconfirmed { .. }),
+            "{label}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("`lomi-sync webhooks list`"), "{text}");
+        assert!(
+            text.contains("duplicate") && !text.contains("whsec_"),
+            "{text}"
+        );
+    }
+    sim.sim.set_faults(lomi_sim::Faults::default());
+    // Only the cut answer's request reached the handler: one webhook, no duplicate.
+    assert_eq!(c.list_webhooks().await.unwrap().len(), 1);
+
+    // Nothing listens: the connection is refused before anything is sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let c = webhook_client(&url, &sim.api_key, 2);
+    let err = c
+        .register_webhook("https://hooks.example.com/lomi", &["PAYMENT_CREATED"])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Transport { .. }), "{err}");
+    assert_eq!((requests(&c), retries(&c)), (3, 2), "{err}");
+}
+
+/// A client of `base_url` without pacing, quick to retry up to `max_retries` times.
+fn webhook_client(base_url: &str, key: &str, max_retries: u32) -> lomi_sync::api::ApiClient {
+    use lomi_sync::api::{ApiClient, ClientOptions};
+    use lomi_sync::config::{ApiKey, Settings};
+    let mut settings = Settings::default();
+    settings.api.base_url = base_url.parse().unwrap();
+    settings.api.requests_per_second = 0.0;
+    settings.api.max_requests_per_window = 0;
+    settings.api.max_backoff = Duration::from_millis(20).into();
+    settings.api.max_retries = max_retries;
+    let opts = ClientOptions::from_settings(&settings.api).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    ApiClient::new(opts, &ApiKey::new(key.to_owned()), cancel).unwrap()
+}
+
+fn requests(c: &lomi_sync::api::ApiClient) -> u64 {
+    c.counters()
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn retries(c: &lomi_sync::api::ApiClient) -> u64 {
+    c.counters()
+        .retries
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
