@@ -106,14 +106,16 @@ pub enum Decision {
 /// order (deliveries can be late, duplicated or reordered). Rows without a timestamp
 /// to compare are applied only when they change no state. A `revalidated` row is the
 /// API's state now: applied unless it is older than the mirror's.
+///
+/// A row the mirror does not hold is applied as it is, pending or not: there is nothing
+/// to regress, a later event or run moves it on, and an earlier one that arrives later
+/// is older than it. Asking the API for every new payment (most arrive `pending`) cost
+/// one request per event: measured with `benches/webhooks.rs` at 2 requests/s, 1,895
+/// of 2,516 deliveries timed out waiting for the rate limiter.
 pub fn decide(incoming: RowFacts, stored: Option<RowFacts>, revalidated: bool) -> Decision {
     let is_final = incoming.status.is_some_and(|s| FINAL_STATUSES.contains(&s));
     let Some(stored) = stored else {
-        return if revalidated || is_final {
-            Decision::Apply
-        } else {
-            Decision::Revalidate
-        };
+        return Decision::Apply;
     };
     let order = match (incoming.updated_at, stored.updated_at) {
         (Some(i), Some(s)) => Some(i.cmp(s)),
@@ -376,8 +378,8 @@ mod tests {
         #[rustfmt::skip]
         let rows: &[(&str, RowFacts, Option<RowFacts>, bool, Decision)] = &[
             ("new row, final state", facts(Some(T1), "completed"), None, false, Apply),
-            ("new row, pending: ask the API", facts(Some(T1), "pending"), None, false, Revalidate),
-            ("new row, unknown status: ask", facts(Some(T1), "on_hold"), None, false, Revalidate),
+            ("new row, pending: nothing to regress", facts(Some(T1), "pending"), None, false, Apply),
+            ("new row, unknown status", facts(Some(T1), "on_hold"), None, false, Apply),
             ("new row, revalidated", facts(Some(T1), "pending"), None, true, Apply),
             ("newer, final", facts(Some(T2), "completed"), Some(facts(Some(T1), "pending")), false, Apply),
             ("older: never regress", facts(Some(T1), "pending"), Some(facts(Some(T2), "completed")), false, SkipOlder),

@@ -451,6 +451,45 @@ async fn a_pending_event_is_revalidated_and_the_row_ends_in_the_apis_state() {
     d.stop().await;
 }
 
+/// A new payment (the mirror lacks it) is applied as delivered, pending or not: no
+/// request is spent on it, so a burst of new payments is not held by the rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pending_payment_is_applied_without_an_api_read() {
+    let (sim, m, d) = loaded(30, 181).await;
+    let mut new_pending = None;
+    for _ in 0..50 {
+        let added = sim.sim.mutate(&Mutation {
+            add_tx: 5,
+            ..Default::default()
+        });
+        for id in added.tx_added {
+            let row = api_row(&sim, &id).await;
+            if row["status"] == "pending" {
+                new_pending = Some(row);
+            }
+        }
+        if new_pending.is_some() {
+            break;
+        }
+    }
+    let row = new_pending.expect("a new pending payment");
+    let id = row["transaction_id"].as_str().unwrap();
+    assert_eq!(
+        m.count(&format!(
+            "SELECT count(*) FROM transactions WHERE transaction_id = '{id}'"
+        )),
+        0
+    );
+    sim.sim.reset_stats();
+    let (status, _) = d
+        .deliver(&envelope("evt_new_pending", "PAYMENT_CREATED", &row))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.sim.stats().requests, 0, "no API read for a new row");
+    assert_eq!(status_of(&m, id), "pending");
+    d.stop().await;
+}
+
 /// A key without the feed's routes gets 404 for every `GET /transactions/{id}`: that
 /// 404 must not delete the row; the customer's list decides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
