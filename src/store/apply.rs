@@ -601,6 +601,9 @@ const UPSERT_TRANSACTION: &str = concat!(
     replace_on_conflict!()
 );
 
+/// Executes `insert` ([`UPSERT_TRANSACTION`], or the feed stage's insert, whose
+/// parameters are numbered alike) with `t`'s columns, written `at` under customer rowid
+/// `seq`.
 fn upsert_transaction(
     insert: &mut rusqlite::CachedStatement<'_>,
     t: &Transaction,

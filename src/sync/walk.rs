@@ -437,6 +437,18 @@ impl Engine<'_> {
         // re-read has its `tx_checked_at` past the walk's start.
         let ids = reader.rolling_candidates(&self.walk.started_at, want as usize)?;
         self.spend(ids.len() as u64);
+        self.read_in_pages(ids, |page| transaction_jobs(page, false))
+            .await
+    }
+
+    /// Reads `ids` a list page's worth at a time, each page's jobs (`jobs`) in flight
+    /// like a list page's, then reports the rolling phase: what the rolling re-read and
+    /// the details fill share.
+    async fn read_in_pages(
+        &mut self,
+        ids: Vec<String>,
+        jobs: impl Fn(Vec<String>) -> Vec<super::plan::Job>,
+    ) -> Result<(), SyncError> {
         let mut ids = ids.into_iter();
         loop {
             self.check_cancel()?;
@@ -445,14 +457,8 @@ impl Engine<'_> {
                 break;
             }
             let checkpoint = self.walk.clone();
-            self.start_chunked(
-                transaction_jobs(page, false),
-                SeenIn::Rolling,
-                0,
-                checkpoint,
-                Vec::new(),
-            )
-            .await?;
+            self.start_chunked(jobs(page), SeenIn::Rolling, 0, checkpoint, Vec::new())
+                .await?;
         }
         self.drain().await?;
         self.report(Phase::Rolling);
@@ -483,26 +489,7 @@ impl Engine<'_> {
             reading = ids.len(),
             "filling customer details (sync.details_per_run)"
         );
-        let mut ids = ids.into_iter();
-        loop {
-            self.check_cancel()?;
-            let page: Vec<String> = ids.by_ref().take(self.walk.page_size as usize).collect();
-            if page.is_empty() {
-                break;
-            }
-            let checkpoint = self.walk.clone();
-            self.start_chunked(
-                detail_jobs(page),
-                SeenIn::Rolling,
-                0,
-                checkpoint,
-                Vec::new(),
-            )
-            .await?;
-        }
-        self.drain().await?;
-        self.report(Phase::Rolling);
-        Ok(())
+        self.read_in_pages(ids, detail_jobs).await
     }
 }
 

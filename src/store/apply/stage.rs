@@ -10,20 +10,19 @@
 //! Crash safety is unchanged: each staged page commits with its checkpoint, so a
 //! resumed walk stages the pages after it; the merge and the watermark commit together.
 
-use rusqlite::params;
-
-use super::{Applied, Ctx, StoreError, feed_row_owner, replace_on_conflict};
+use super::{Applied, Ctx, StoreError, feed_row_owner, replace_on_conflict, upsert_transaction};
 use crate::api::model::Transaction;
 
 /// Appends a first-load page's rows (their customers are stored, by this batch or an
 /// earlier one). Nothing is counted here: a row staged twice (pages overlap when rows
 /// shift) is one transaction, counted by [`merge`].
 pub(super) fn append(cx: &Ctx, rows: &[Transaction]) -> Result<(), StoreError> {
+    // Numbered as the upsert's parameters, so one binding serves both.
     let mut insert = cx.tx.prepare_cached(
-        "INSERT INTO feed_stage (customer_seq, transaction_id, customer_id, description, gross_amount,
+        "INSERT INTO feed_stage (transaction_id, customer_id, description, gross_amount,
              amount_minor, currency_code, status, payment_method_code, provider_code, metadata,
-             created_at, staged_at, raw, transaction_type, discount_amount, discount_minor,
-             fee_amount, fee_minor, net_amount, net_minor, updated_at)
+             created_at, staged_at, raw, customer_seq, transaction_type, discount_amount,
+             discount_minor, fee_amount, fee_minor, net_amount, net_minor, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21, ?22)",
     )?;
@@ -32,30 +31,7 @@ pub(super) fn append(cx: &Ctx, rows: &[Transaction]) -> Result<(), StoreError> {
             continue;
         };
         let seq = feed_row_owner(cx, customer_id)?;
-        insert.execute(params![
-            seq,
-            t.transaction_id,
-            customer_id,
-            t.description,
-            t.gross_amount,
-            t.amount_minor,
-            t.currency_code,
-            t.status,
-            t.payment_method_code,
-            t.provider_code,
-            t.metadata,
-            t.created_at,
-            cx.at,
-            t.raw,
-            t.transaction_type,
-            t.discount_amount,
-            t.discount_minor,
-            t.fee_amount,
-            t.fee_minor,
-            t.net_amount,
-            t.net_minor,
-            t.updated_at
-        ])?;
+        upsert_transaction(&mut insert, t, customer_id, cx.at, seq)?;
     }
     Ok(())
 }
