@@ -51,6 +51,17 @@ pub trait Notifier: Send + Sync {
     fn stopping(&self);
 }
 
+/// A notifier that tells nobody: a daemon not under a service manager (tests, a
+/// daemon embedded in another program).
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn ready(&self) {}
+    fn status(&self, _: &str) {}
+    fn watchdog(&self) {}
+    fn stopping(&self) {}
+}
+
 /// The systemd notifier (`NOTIFY_SOCKET`).
 pub struct SystemdNotifier;
 
@@ -414,14 +425,6 @@ fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTi
 mod tests {
     use super::*;
 
-    struct Quiet;
-    impl Notifier for Quiet {
-        fn ready(&self) {}
-        fn status(&self, _: &str) {}
-        fn watchdog(&self) {}
-        fn stopping(&self) {}
-    }
-
     /// The daemon's handle to its writer thread goes before the thread is joined: a
     /// daemon dropped without running (an error between its start and its loop) does
     /// not wait forever for its own handle.
@@ -434,7 +437,7 @@ mod tests {
         let key = crate::config::ApiKey::new("k");
         let mirror = crate::app::Mirror::build(&settings, &key, CancellationToken::new()).unwrap();
         let store = mirror.open_store().unwrap();
-        let daemon = mirror.into_daemon(Arc::new(Quiet), store);
+        let daemon = mirror.into_daemon(Arc::new(NoNotifier), store);
         let dropped = tokio::task::spawn_blocking(move || drop(daemon));
         tokio::time::timeout(Duration::from_secs(10), dropped)
             .await

@@ -9,7 +9,7 @@ use lomi_sim::{Faults, Mutation, RateLimit, RetryAfterStyle, SimOptions};
 use lomi_sync::app;
 use lomi_sync::config::ApiKey;
 use lomi_sync::metrics::Metrics;
-use lomi_sync::scheduler::Notifier;
+use lomi_sync::scheduler::NoNotifier;
 use lomi_sync::store::RunKind;
 use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
@@ -237,14 +237,6 @@ async fn a_failed_run_is_counted_failed_with_its_status() {
     assert!(!present(&s, "lomi_sync_last_success_timestamp_seconds"));
 }
 
-struct Quiet;
-impl Notifier for Quiet {
-    fn ready(&self) {}
-    fn status(&self, _: &str) {}
-    fn watchdog(&self) {}
-    fn stopping(&self) {}
-}
-
 /// A daemon started on a loaded mirror knows its lag before its first run ends: the
 /// metrics take the mirror's last success from `sync_runs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +252,10 @@ async fn a_daemon_exposes_the_mirror_lag_from_its_start() {
     let metrics = m.metrics().clone();
     assert!(!metrics.render().contains("lomi_sync_mirror_lag_seconds"));
     let store = m.open_store().expect("the store");
-    let daemon = tokio::spawn(m.into_daemon(Arc::new(Quiet), store).run(cancel.clone()));
+    let daemon = tokio::spawn(
+        m.into_daemon(Arc::new(NoNotifier), store)
+            .run(cancel.clone()),
+    );
     let seeded = wait_for(10, || {
         metrics.render().contains("lomi_sync_mirror_lag_seconds ")
     })

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use lomi_sim::Mutation;
 use lomi_sync::app;
 use lomi_sync::config::{ApiKey, TransactionsSource, WebhookSecret};
-use lomi_sync::scheduler::{Listening, Notifier};
+use lomi_sync::scheduler::{Listening, NoNotifier};
 use lomi_sync::store::RunKind;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,14 +26,6 @@ const SECRET: &str = "whsec_test_0123456789abcdef";
 
 /// A far-off timetable: the tests start the runs they want.
 const NEVER: &str = "0 0 0 1 1 * 2099";
-
-struct NoNotifier;
-impl Notifier for NoNotifier {
-    fn ready(&self) {}
-    fn status(&self, _: &str) {}
-    fn watchdog(&self) {}
-    fn stopping(&self) {}
-}
 
 /// The daemon in-process, listening on a free loopback port.
 struct Daemon {

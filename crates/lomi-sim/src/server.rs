@@ -1129,6 +1129,22 @@ fn control_body<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A control body of switches holding probabilities, refused (naming the field) when
+/// `invalid` finds one outside `[0, 1]`.
+fn probabilities_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    invalid: impl Fn(&T) -> Option<&'static str>,
+) -> Result<T, SimError> {
+    let switches: T = control_body(body)?;
+    match invalid(&switches) {
+        Some(field) => Err(SimError::invalid(
+            field,
+            format!("{field} must be between 0 and 1"),
+        )),
+        None => Ok(switches),
+    }
+}
+
 async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejection>) -> Response {
     control(&sim, || {
         let m: Mutation = control_body(body)?;
@@ -1163,13 +1179,7 @@ async fn control_set_faults(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     control(&sim, || {
-        let faults: Faults = control_body(body)?;
-        if let Some(field) = faults.invalid_probability() {
-            return Err(SimError::invalid(
-                field,
-                format!("{field} must be between 0 and 1"),
-            ));
-        }
+        let faults: Faults = probabilities_body(body, Faults::invalid_probability)?;
         sim.set_faults(faults);
         Reply::json(&sim.faults())
     })
@@ -1264,13 +1274,7 @@ async fn control_set_webhooks(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     control(&sim, || {
-        let switches: WebhookFaults = control_body(body)?;
-        if let Some(field) = switches.invalid_probability() {
-            return Err(SimError::invalid(
-                field,
-                format!("{field} must be between 0 and 1"),
-            ));
-        }
+        let switches: WebhookFaults = probabilities_body(body, WebhookFaults::invalid_probability)?;
         sim.set_webhook_faults(switches);
         Reply::json(&sim.webhook_faults())
     })
