@@ -5,7 +5,6 @@
 //! it, so they run the same client with the same options; the benchmark drives the
 //! binary, and so this too.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use crate::api::{ApiClient, ApiError, ClientOptions};
 use crate::config::{ApiKey, ConfigError, Settings};
 use crate::metrics::Metrics;
 use crate::scheduler::{Daemon, Notifier};
-use crate::store::{RunKind, Store, StoreError, WriterLock};
+use crate::store::{Location, RunKind, Store, StoreError, WriterLock};
 use crate::sync::estimate::Estimate;
 use crate::sync::{self, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 
@@ -42,6 +41,8 @@ pub struct Mirror {
     cancel: CancellationToken,
     /// The client's [`ClientOptions::defer_after`]: set for the daemon's runs.
     defer_after: Option<Duration>,
+    /// Where the mirror is (`store.path`, or `store.url` and its password).
+    location: Location,
 }
 
 impl Mirror {
@@ -89,6 +90,7 @@ impl Mirror {
         opts.defer_after = defer_after;
         opts.metrics = metrics;
         let client = ApiClient::new(opts, key, cancel.clone())?;
+        let location = settings.store_location()?;
         Ok(Mirror {
             settings: settings.clone(),
             key: key.clone(),
@@ -96,6 +98,7 @@ impl Mirror {
             options: sync_options(settings),
             cancel,
             defer_after,
+            location,
         })
     }
 
@@ -119,9 +122,9 @@ impl Mirror {
         &self.options
     }
 
-    /// The mirror's file (`store.path`).
-    pub fn db(&self) -> &Path {
-        &self.settings.store.path
+    /// Where the mirror is: `store.path`, or `store.url` (PostgreSQL).
+    pub fn db(&self) -> &Location {
+        &self.location
     }
 
     /// The token that stops this mirror's requests and runs.
@@ -209,7 +212,13 @@ impl Mirror {
     /// The daemon over this mirror, writing through one thread over `store` (opened
     /// with [`Mirror::open_store`]; the caller holds the lock for the daemon's life).
     pub fn into_daemon(self, notifier: Arc<dyn Notifier>, store: Store) -> Daemon {
-        Daemon::new(self.settings, self.client, self.options, notifier, store)
+        Daemon::new(
+            self.settings,
+            self.client,
+            self.options,
+            notifier,
+            (store, self.location),
+        )
     }
 }
 
@@ -265,7 +274,7 @@ mod tests {
         settings.store.path = dir.path().join("m.db");
         let m = Mirror::build(&settings, &ApiKey::new("k"), CancellationToken::new()).unwrap();
         assert_eq!(m.options().page_size, 25);
-        assert_eq!(m.db(), dir.path().join("m.db"));
+        assert!(matches!(m.db(), Location::Sqlite(p) if *p == dir.path().join("m.db")));
         assert_eq!(m.full_walk_done(), None);
         assert!(m.walks_everything(RunKind::Sync));
         drop(m.open_store().unwrap());

@@ -223,6 +223,10 @@ pub struct WebhookSettings {
     pub secret_file: Option<PathBuf>,
 }
 
+/// Environment variable holding the PostgreSQL password when `store.password_file` is
+/// not set (libpq's own).
+pub const PG_PASSWORD_ENV: &str = "PGPASSWORD";
+
 /// Environment variable holding the webhook signing secret when `webhooks.secret_file`
 /// is not set.
 pub const WEBHOOK_SECRET_ENV: &str = "LOMI_WEBHOOK_SECRET";
@@ -317,10 +321,18 @@ impl Default for ApiSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// The SQLite file. Its directory must exist and be writable.
+    /// The SQLite file. Its directory must exist and be writable. Unused when `url` is set.
     pub path: PathBuf,
-    /// How long a writer waits for a reader's lock before giving up.
+    /// How long a writer waits for a reader's lock before giving up (PostgreSQL: the
+    /// session's `lock_timeout`).
     pub busy_timeout: HumanDuration,
+    /// `postgres://user@host:port/dbname?sslmode=...`: mirror into PostgreSQL instead of
+    /// the SQLite file. No password here: it comes from `password_file` or `PGPASSWORD`.
+    pub url: Option<String>,
+    /// The PostgreSQL schema the mirror lives in (created if missing).
+    pub schema: String,
+    /// A file holding only the PostgreSQL password (else `PGPASSWORD`, else none).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -328,6 +340,9 @@ impl Default for StoreSettings {
         StoreSettings {
             path: PathBuf::from("lomi-sync.db"),
             busy_timeout: Duration::from_secs(10).into(),
+            url: None,
+            schema: "lomi".into(),
+            password_file: None,
         }
     }
 }
@@ -533,11 +548,57 @@ impl Settings {
         }
     }
 
+    /// Where the mirror is: the SQLite file at `store.path`, or with `store.url` the
+    /// PostgreSQL schema `store.schema`, with its password from `store.password_file`,
+    /// else `PGPASSWORD` from `env`. Errors name the setting and what to fix; none
+    /// quotes the password.
+    pub fn store_location_from(
+        &self,
+        env: &[(String, String)],
+    ) -> Result<crate::store::Location, ConfigError> {
+        let Some(url) = &self.store.url else {
+            return Ok(crate::store::Location::Sqlite(self.store.path.clone()));
+        };
+        let password = match &self.store.password_file {
+            Some(path) => {
+                let problem = |problem: String| ConfigError::Invalid {
+                    key: "store.password_file",
+                    problem: format!("{}: {problem}", path.display()),
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                if text.is_empty() {
+                    return Err(problem("it is empty; write the password into it".into()));
+                }
+                Some(text)
+            }
+            None => env
+                .iter()
+                .find(|(k, _)| k == PG_PASSWORD_ENV)
+                .map(|(_, v)| v.clone()),
+        };
+        crate::store::pg::PgTarget::new(url, &self.store.schema, password.as_deref())
+            .map(crate::store::Location::Postgres)
+            .map_err(|problem| ConfigError::Invalid {
+                key: "store.url",
+                problem,
+            })
+    }
+
+    /// [`Settings::store_location_from`] with this process's environment.
+    pub fn store_location(&self) -> Result<crate::store::Location, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        self.store_location_from(&env)
+    }
+
     /// Checks that the mirror can be created and written where `store.path` says, so a
     /// wrong path fails before a run (exit 2, naming the key), not as an I/O error
     /// from the lock file half-way in. Not part of [`Settings::validate`]: `status` and
     /// `query` only read, and need no write access.
     pub fn check_store_path(&self) -> Result<(), ConfigError> {
+        if self.store.url.is_some() {
+            return Ok(());
+        }
         let path = &self.store.path;
         let invalid = |problem: String| ConfigError::Invalid {
             key: "store.path",

@@ -38,6 +38,9 @@ pub enum QueryError {
         "the query is empty; pass one SQL statement, e.g. \"SELECT count(*) FROM live_customers\""
     )]
     Empty,
+    /// Not built for PostgreSQL yet (issue 17 in progress).
+    #[error("query is not built for PostgreSQL yet")]
+    NotBuilt,
     /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
@@ -53,7 +56,10 @@ pub fn run(
     if sql.trim().trim_end_matches(';').trim().is_empty() {
         return Err(QueryError::Empty);
     }
-    let mut stmt = store.conn().prepare(sql)?;
+    let Some(sqlite) = store.sqlite() else {
+        return Err(QueryError::NotBuilt);
+    };
+    let mut stmt = sqlite.conn().prepare(sql)?;
     if !stmt.readonly() {
         return Err(QueryError::Write);
     }

@@ -10,7 +10,6 @@
 //! deferred by the rate limit (`schedule.defer_after`) is resumed by the first tick
 //! after the time it recorded; the ticks before it are skipped.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ApiClient;
 use crate::config::{Settings, WebhookSecret};
 use crate::server::{self, ServerError, ServerState};
-use crate::store::{RunKind, Store};
+use crate::store::{Location, RunKind, Store};
 use crate::sync::webhook::Webhooks;
 use crate::sync::{
     self, NoProgress, RunRequest, RunSummary, SyncError, SyncOptions, Writer, WriterHandle,
@@ -96,8 +95,8 @@ pub struct Daemon {
     pub settings: Settings,
     /// The API client all of the daemon's runs share.
     pub client: ApiClient,
-    /// The mirror's file (`store.path`).
-    pub db: PathBuf,
+    /// Where the mirror is (`store.path` or `store.url`).
+    pub db: Location,
     /// The run options derived from the settings.
     pub options: SyncOptions,
     /// Where the daemon reports its state (systemd, or nothing).
@@ -127,7 +126,7 @@ pub struct Listening {
 /// is a backfill, and one with an unfinished walk finishes that walk. Deciding here,
 /// from a file this version may not have migrated yet, could guess `backfill` and
 /// discard an unfinished `sync` walk.
-fn next_kind(db: &std::path::Path, settings: &Settings) -> RunKind {
+fn next_kind(db: &Location, settings: &Settings) -> RunKind {
     let Ok(store) = Store::open_read_only(db, settings.store.busy_timeout.0) else {
         return RunKind::Sync;
     };
@@ -160,11 +159,11 @@ impl Daemon {
         client: ApiClient,
         options: SyncOptions,
         notifier: Arc<dyn Notifier>,
-        store: Store,
+        (store, db): (Store, Location),
     ) -> Daemon {
         let writer = Writer::spawn(store);
         Daemon {
-            db: settings.store.path.clone(),
+            db,
             handle: writer.handle(),
             writer: Some(writer),
             settings,
@@ -394,7 +393,7 @@ async fn wall_clock_sleep_until(next: DateTime<Utc>) {
 /// Gives the metrics the mirror's last successful run, so `lomi_sync_mirror_lag_seconds`
 /// is known from the daemon's start, not from its first run's end. Nothing when the
 /// mirror cannot say (no file yet, not migrated, no success).
-fn seed_last_success(db: &std::path::Path, settings: &Settings, metrics: &crate::metrics::Metrics) {
+fn seed_last_success(db: &Location, settings: &Settings, metrics: &crate::metrics::Metrics) {
     let Ok(store) = Store::open_read_only(db, settings.store.busy_timeout.0) else {
         return;
     };
@@ -413,7 +412,7 @@ fn seed_last_success(db: &std::path::Path, settings: &Settings, metrics: &crate:
 
 /// The resume time of the mirror's last run, if it was deferred; `None` if not, or if
 /// the mirror cannot say (not created or not migrated yet).
-fn recorded_deferral(db: &std::path::Path, settings: &Settings) -> Option<DateTime<Utc>> {
+fn recorded_deferral(db: &Location, settings: &Settings) -> Option<DateTime<Utc>> {
     let store = Store::open_read_only(db, settings.store.busy_timeout.0).ok()?;
     let at = store.deferred_until().ok()??;
     DateTime::parse_from_rfc3339(&at)
@@ -452,20 +451,20 @@ mod tests {
         let mut settings = Settings::default();
         settings.store.path = db.clone();
         // No mirror yet: a sync, which the engine makes a backfill.
-        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
-        let store = Store::open(&db, Duration::from_secs(1)).unwrap();
+        assert_eq!(next_kind(&Location::sqlite(&db), &settings), RunKind::Sync);
+        let store = Store::open(&Location::sqlite(&db), Duration::from_secs(1)).unwrap();
         let run = store.start_run(RunKind::Backfill).unwrap();
         store
             .finish_run(run, crate::store::Outcome::Succeeded, None, 0, 0)
             .unwrap();
         drop(store);
-        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
+        assert_eq!(next_kind(&Location::sqlite(&db), &settings), RunKind::Sync);
         // A file an older version wrote lacks what the question asks (the run decides
         // after migrating it): a sync, which finishes an unfinished sync walk.
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch("ALTER TABLE sync_runs DROP COLUMN missing_customers")
             .unwrap();
         drop(conn);
-        assert_eq!(next_kind(&db, &settings), RunKind::Sync);
+        assert_eq!(next_kind(&Location::sqlite(&db), &settings), RunKind::Sync);
     }
 }

@@ -584,7 +584,7 @@ fn status(
     max_age: Option<Duration>,
     runs: usize,
 ) -> Result<ExitCode> {
-    let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
+    let store = Store::open_read_only(&settings.store_location()?, settings.store.busy_timeout.0)?;
     let mut report = store
         .status(runs)
         .context("cannot read the mirror's status")?;
@@ -782,7 +782,7 @@ fn counter(run: &lomi_sync::store::RunRow, n: i64) -> String {
 }
 
 fn run_query(settings: &Settings, sql: &str, format: QueryFormat) -> Result<ExitCode> {
-    let store = Store::open_read_only(&settings.store.path, settings.store.busy_timeout.0)?;
+    let store = Store::open_read_only(&settings.store_location()?, settings.store.busy_timeout.0)?;
     let format = match format {
         QueryFormat::Table => query::Format::Table,
         QueryFormat::Csv => query::Format::Csv,

@@ -15,7 +15,7 @@ pub mod health;
 pub mod signature;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookSecret;
 use crate::metrics::{Metrics, WebhookOutcome};
-use crate::store::Store;
+use crate::store::{Location, Store};
 use crate::sync::webhook::{Delivered, Envelope, Webhooks};
 
 /// The largest delivery accepted (1 MiB); a larger body is answered 413 unread past it.
@@ -67,7 +67,7 @@ struct Inner {
     webhooks: Webhooks,
     secret: WebhookSecret,
     metrics: Metrics,
-    db: PathBuf,
+    db: Location,
     busy_timeout: Duration,
     healthy_within: Duration,
 }
@@ -80,7 +80,7 @@ impl ServerState {
         webhooks: Webhooks,
         secret: WebhookSecret,
         metrics: Metrics,
-        db: PathBuf,
+        db: Location,
         (busy_timeout, healthy_within): (Duration, Duration),
     ) -> ServerState {
         ServerState {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{SeenIn, Store, StoreError, Walk, now};
+use super::{SeenIn, SqliteStore, StoreError, Walk, now};
 use crate::api::model::{Customer, RawObject, Transaction};
 
 mod stage;
@@ -117,7 +117,7 @@ enum Change {
     Deleted,
 }
 
-impl Store {
+impl SqliteStore {
     /// Applies one batch in its own SQLite transaction.
     pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
         self.begin()?;
@@ -133,7 +133,7 @@ impl Store {
         }
     }
 
-    /// Applies one batch inside the transaction [`Store::begin`] opened: the writer
+    /// Applies one batch inside the transaction [`SqliteStore::begin`] opened: the writer
     /// applies several before one commit when they arrive faster than it commits.
     pub fn apply_open(&mut self, b: &Batch) -> Result<Applied, StoreError> {
         apply_in(&self.conn, b, None)
@@ -813,7 +813,7 @@ mod tests {
     fn details_are_known_only_from_objects_that_show_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut store =
-            Store::open(&dir.path().join("m.db"), std::time::Duration::from_secs(5)).unwrap();
+            SqliteStore::open(&dir.path().join("m.db"), std::time::Duration::from_secs(5)).unwrap();
         let (d1, d2, d3) = (
             "2025-01-01T00:00:00Z",
             "2025-02-01T00:00:00Z",

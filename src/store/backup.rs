@@ -165,11 +165,11 @@ fn report(copy: &Path) -> Result<BackupReport, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::SqliteStore;
 
     fn mirror(dir: &Path) -> PathBuf {
         let path = dir.join("m.db");
-        let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+        let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
         store
             .conn()
             .execute_batch(

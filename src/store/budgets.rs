@@ -3,7 +3,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One route's budget as a run last saw it, or (in `status`) as the latest run that saw
 /// the route did, with the 429s of the recent runs summed.
@@ -21,7 +21,7 @@ pub struct RouteBudgetRow {
     pub rate_limited: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Records what `run_id` saw of each route's budget.
     pub fn note_route_budgets(
         &self,
@@ -93,7 +93,7 @@ mod tests {
     fn status_shows_the_latest_budget_and_the_recent_429s_per_route() {
         let dir = tempfile::tempdir().unwrap();
         let store =
-            Store::open(&dir.path().join("m.db"), std::time::Duration::from_secs(1)).unwrap();
+            SqliteStore::open(&dir.path().join("m.db"), std::time::Duration::from_secs(1)).unwrap();
         let r1 = store.start_run(RunKind::Backfill).unwrap();
         store
             .note_route_budgets(

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde_json::{Value, json};
 
-use super::{Batch, Observed, RunKind, Store, migrations};
+use super::{Batch, Observed, RunKind, SqliteStore, migrations};
 use crate::api::model::{Customer, Transaction};
 
 fn rows(conn: &Connection, sql: &str) -> Vec<Vec<Sql>> {
@@ -49,7 +49,7 @@ fn a_mirror_at_the_previous_version_upgrades_with_its_rows_and_views() {
     let before = [rows(&old, OLD_REVENUE), rows(&old, OLD_DAILY)];
     drop(old);
 
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
     let conn = store.conn();
     assert_eq!([rows(conn, OLD_REVENUE), rows(conn, OLD_DAILY)], before);
     let version: i64 = conn
@@ -89,7 +89,7 @@ fn per_customer_row(status: &str) -> Transaction {
     .unwrap()
 }
 
-fn batch(store: &Store, t: Transaction) -> Batch {
+fn batch(store: &SqliteStore, t: Transaction) -> Batch {
     let customer = Customer::from_value(json!({"id": "cus_a", "name": "Awa"})).unwrap();
     Batch {
         run_id: store.start_run(RunKind::Sync).unwrap(),
@@ -102,7 +102,7 @@ fn batch(store: &Store, t: Transaction) -> Batch {
     }
 }
 
-fn feed_columns(store: &Store) -> Vec<Sql> {
+fn feed_columns(store: &SqliteStore) -> Vec<Sql> {
     store
         .conn()
         .query_row(FEED_COLUMNS, ["tx_9"], |r| {
@@ -111,7 +111,7 @@ fn feed_columns(store: &Store) -> Vec<Sql> {
         .unwrap()
 }
 
-fn changes(store: &Store) -> Vec<(String, Value)> {
+fn changes(store: &SqliteStore) -> Vec<(String, Value)> {
     let mut stmt = store
         .conn()
         .prepare(
@@ -131,7 +131,7 @@ fn changes(store: &Store) -> Vec<(String, Value)> {
 #[test]
 fn feed_values_survive_a_later_read_through_the_per_customer_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
     let row = feed_row(
         "pending",
         "2025-06-01T10:00:00.12345+00:00",
@@ -195,7 +195,7 @@ fn feed_values_survive_a_later_read_through_the_per_customer_endpoint() {
 #[test]
 fn changes_of_the_feed_fields_are_recorded_and_the_views_sum_net_and_fees() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
     let first = feed_row(
         "completed",
         "2025-06-01T10:00:00.12345+00:00",
@@ -265,7 +265,7 @@ fn changes_of_the_feed_fields_are_recorded_and_the_views_sum_net_and_fees() {
 fn the_rolling_state_moves_with_its_batches_and_counts_rows_below_its_bounds() {
     use super::FeedRolling;
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
     assert_eq!(store.feed_rolling().unwrap(), FeedRolling::default());
     let started = FeedRolling {
         end: None,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use super::{DEFERRED_INDEXES, Store, migrations};
+use super::{DEFERRED_INDEXES, SqliteStore, migrations};
 
 /// WITHOUT ROWID tables whose primary-key columns are not their first columns: the
 /// layout SQLite 3.40.1 misreads (`NULL value in ...` from `PRAGMA integrity_check`).
@@ -104,7 +104,7 @@ fn integrity(conn: &Connection) -> String {
 #[test]
 fn every_without_rowid_table_has_its_key_columns_first() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("new.db"), Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&dir.path().join("new.db"), Duration::from_secs(5)).unwrap();
     assert_eq!(misplaced_keys(store.conn()), Vec::<String>::new());
     // The check does see the layout SQLite 3.40.1 misreads: version 2's.
     let old = version_2(&dir.path().join("old.db"));
@@ -182,7 +182,7 @@ fn migration_3_leaves_the_deferred_indexes_to_a_first_backfill_in_progress() {
     )
     .unwrap();
     drop(old);
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
     assert_eq!(indexes(store.conn()), ["transactions_pending"]);
     assert_eq!(rows(store.conn(), ALL_TRANSACTIONS).len(), 4);
     assert_eq!(integrity(store.conn()), "ok");

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::StoreError;
+use super::{Location, StoreError};
 
 /// Held while a process may write the mirror; dropping it releases the lock.
 ///
@@ -20,6 +20,43 @@ use super::StoreError;
 /// would both hold "the" lock).
 #[derive(Debug)]
 pub struct WriterLock {
+    /// `_held` is only ever dropped (which releases it).
+    _held: Held,
+}
+
+/// The lock of either store.
+#[derive(Debug)]
+enum Held {
+    File(#[allow(dead_code)] FileLock),
+    Postgres(#[allow(dead_code)] super::pg::AdvisoryLock),
+}
+
+impl WriterLock {
+    /// Takes the mirror's writer lock (`<db>.lock` for SQLite, an advisory lock for
+    /// PostgreSQL), or fails at once with [`StoreError::Locked`] naming the holder.
+    /// With `wait`, polls until the holder releases it.
+    pub fn acquire(at: &Location, purpose: &str, wait: bool) -> Result<WriterLock, StoreError> {
+        let held = match at {
+            Location::Sqlite(db) => Held::File(FileLock::acquire(db, purpose, wait)?),
+            Location::Postgres(t) => {
+                Held::Postgres(super::pg::AdvisoryLock::acquire(t, purpose, wait)?)
+            }
+        };
+        Ok(WriterLock { _held: held })
+    }
+}
+
+/// Who holds the writer lock of the mirror now, or `None` when nobody does.
+pub fn holder(at: &Location) -> Option<String> {
+    match at {
+        Location::Sqlite(db) => file_holder(db),
+        Location::Postgres(t) => super::pg::lock::holder(t),
+    }
+}
+
+/// The SQLite mirror's lock file, held.
+#[derive(Debug)]
+struct FileLock {
     file: File,
     /// The lock file and the mirror, when this process created the lock file.
     created: Option<(PathBuf, PathBuf)>,
@@ -59,10 +96,10 @@ fn still_at(file: &File, path: &Path) -> bool {
     }
 }
 
-impl WriterLock {
+impl FileLock {
     /// Takes the lock, or fails at once naming the holder. With `wait`, polls until the
     /// holder releases it.
-    pub fn acquire(db: &Path, purpose: &str, wait: bool) -> Result<WriterLock, StoreError> {
+    fn acquire(db: &Path, purpose: &str, wait: bool) -> Result<FileLock, StoreError> {
         let path = lock_path(db);
         let (mut file, mut created) = open_lock(&path)?;
         loop {
@@ -108,14 +145,14 @@ impl WriterLock {
             path: path.clone(),
             source,
         })?;
-        Ok(WriterLock {
+        Ok(FileLock {
             file,
             created: created.then(|| (path, db.to_owned())),
         })
     }
 }
 
-impl Drop for WriterLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
         if let Some((lock, db)) = &self.created
@@ -130,7 +167,7 @@ impl Drop for WriterLock {
 
 /// Who holds the writer lock of `db` now (`pid 1234 (backfill) since ...`), or `None`
 /// when nobody does. Creates nothing: no lock file means no writer.
-pub fn holder(db: &Path) -> Option<String> {
+pub(super) fn file_holder(db: &Path) -> Option<String> {
     let mut file = File::open(lock_path(db)).ok()?;
     match file.try_lock_shared() {
         Ok(()) => {
@@ -166,8 +203,8 @@ mod tests {
     fn second_writer_is_refused_with_the_holder_named() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("m.db");
-        let first = WriterLock::acquire(&db, "backfill", false).unwrap();
-        let err = WriterLock::acquire(&db, "sync", false)
+        let first = WriterLock::acquire(&Location::sqlite(&db), "backfill", false).unwrap();
+        let err = WriterLock::acquire(&Location::sqlite(&db), "sync", false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -175,20 +212,20 @@ mod tests {
             "{err}"
         );
         drop(first);
-        WriterLock::acquire(&db, "sync", false).unwrap();
+        WriterLock::acquire(&Location::sqlite(&db), "sync", false).unwrap();
     }
 
     #[test]
     fn a_lock_file_created_for_a_mirror_never_written_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("m.db");
-        drop(WriterLock::acquire(&db, "backfill", false).unwrap());
+        drop(WriterLock::acquire(&Location::sqlite(&db), "backfill", false).unwrap());
         assert!(!lock_path(&db).exists(), "no mirror, no lock file left");
-        let held = WriterLock::acquire(&db, "backfill", false).unwrap();
+        let held = WriterLock::acquire(&Location::sqlite(&db), "backfill", false).unwrap();
         std::fs::write(&db, b"").unwrap();
         drop(held);
         assert!(lock_path(&db).exists(), "kept beside a mirror");
-        drop(WriterLock::acquire(&db, "sync", false).unwrap());
+        drop(WriterLock::acquire(&Location::sqlite(&db), "sync", false).unwrap());
         assert!(lock_path(&db).exists(), "not created by that run: kept");
     }
 
@@ -196,9 +233,11 @@ mod tests {
     fn a_waiter_on_a_removed_lock_file_locks_the_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("m.db");
-        let first = WriterLock::acquire(&db, "backfill", false).unwrap();
+        let first = WriterLock::acquire(&Location::sqlite(&db), "backfill", false).unwrap();
         let db2 = db.clone();
-        let waiter = std::thread::spawn(move || WriterLock::acquire(&db2, "sync", true).unwrap());
+        let waiter = std::thread::spawn(move || {
+            WriterLock::acquire(&Location::sqlite(&db2), "sync", true).unwrap()
+        });
         std::thread::sleep(std::time::Duration::from_millis(300));
         // The first run fails with no mirror: its lock file goes.
         drop(first);
@@ -208,7 +247,7 @@ mod tests {
             "the waiter holds a file at the path"
         );
         assert_eq!(
-            holder(&db).map(|h| h.contains("(sync)")),
+            holder(&Location::sqlite(&db)).map(|h| h.contains("(sync)")),
             Some(true),
             "the lock at the path is the waiter's"
         );

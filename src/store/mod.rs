@@ -6,11 +6,13 @@
 mod apply;
 mod backup;
 mod budgets;
+mod dispatch;
 #[cfg(test)]
 mod feed_tests;
 #[cfg(test)]
 mod layout_tests;
 pub mod lock;
+pub mod pg;
 #[cfg(test)]
 mod record_tests;
 mod status;
@@ -29,6 +31,7 @@ use rusqlite_migration::{M, Migrations};
 pub use apply::{Applied, Batch, Observed};
 pub use backup::{BackupReport, backup};
 pub use budgets::RouteBudgetRow;
+pub use dispatch::{Location, Store, record_unsuccessful_run};
 pub use lock::WriterLock;
 pub use status::{HealthFacts, NotReread, RunRow, SourceReport, StatusReport, Totals};
 pub use webhook::{
@@ -106,6 +109,23 @@ pub enum StoreError {
     /// A migration failed; the text is the migration library's error.
     #[error("cannot bring the mirror's schema up to date: {0}")]
     Migrate(String),
+    /// The PostgreSQL server cannot be reached, or refused the connection.
+    #[error(
+        "cannot connect to the mirror {target}: {source}; check store.url, the password \
+         (store.password_file or PGPASSWORD) and that the server is running"
+    )]
+    Connect {
+        /// The mirror (`store.url` without a password, and `store.schema`).
+        target: String,
+        /// rust-postgres's error.
+        source: postgres::Error,
+    },
+    /// Any other PostgreSQL error.
+    #[error("database error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// Not built yet (issue 17 in progress).
+    #[error("{0} is not built for PostgreSQL yet")]
+    NotBuilt(&'static str),
     /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -206,7 +226,7 @@ impl PartialEq<&str> for RunKind {
 /// Where a run stands: `sync_runs.outcome`, whose CHECK admits exactly these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Under way (or its process died: [`Store::recover_stale_runs`] says so later).
+    /// Under way (or its process died: [`SqliteStore::recover_stale_runs`] says so later).
     Running,
     /// Finished with every step done.
     Succeeded,
@@ -471,7 +491,7 @@ impl SeenIn {
 }
 
 /// What the mirror knows of a customer, for planning a run: compact, because a run
-/// holds one per customer in memory (see [`Store::plan_snapshot`]).
+/// holds one per customer in memory (see [`SqliteStore::plan_snapshot`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlanInfo {
     /// Hash of the stored `raw` JSON text: an identical list item needs no write.
@@ -499,10 +519,10 @@ pub fn text_hash(s: &str) -> u64 {
 }
 
 /// An open mirror.
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-    /// Opened by [`Store::open`]: folds the WAL back as it closes (see `Drop`).
+    /// Opened by [`SqliteStore::open`]: folds the WAL back as it closes (see `Drop`).
     writable: bool,
 }
 
@@ -511,7 +531,7 @@ pub struct Store {
 /// before it can record its failure, and an analyst's long read would hold it anyway.
 const FOLD_WAIT: Duration = Duration::from_secs(1);
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     /// A writer closing folds the WAL back into the main file (a truncating checkpoint),
     /// so a stopped mirror is whole in `mirror.db` alone and a copy of that file has
     /// every run. SQLite does this itself only when the last connection to close can
@@ -595,7 +615,7 @@ fn migrations() -> Migrations<'static> {
 
 /// After migration 3 rebuilt `transactions`: its deferred indexes went with the old
 /// table. They are built again now, unless a first backfill is in progress (it dropped
-/// them on purpose, and [`Store::complete_walk`] builds them at its end).
+/// them on purpose, and [`SqliteStore::complete_walk`] builds them at its end).
 fn rebuild_deferred_indexes(tx: &rusqlite::Transaction) -> rusqlite_migration::HookResult {
     let initial_walk: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM walk WHERE initial = 1)",
@@ -625,7 +645,7 @@ fn check_foreign_keys(tx: &rusqlite::Transaction) -> rusqlite_migration::HookRes
 /// A run that did not succeed, as [`record_unsuccessful_run`] writes it.
 #[derive(Clone, Debug)]
 pub struct RunFailure {
-    /// The run's `sync_runs` row, if [`Store::start_run`] wrote one; else one is inserted.
+    /// The run's `sync_runs` row, if [`SqliteStore::start_run`] wrote one; else one is inserted.
     pub run_id: Option<i64>,
     /// The run's kind.
     pub kind: RunKind,
@@ -654,7 +674,7 @@ pub const RECORD_PATIENCE: u32 = 3;
 /// created it is needed). Updates the run's row, or inserts one if it has none. Waits
 /// up to [`RECORD_PATIENCE`] busy timeouts for a database another program is writing.
 /// Never creates a file: the caller checks the mirror exists.
-pub fn record_unsuccessful_run(
+pub fn record_unsuccessful_in_file(
     path: &Path,
     busy_timeout: Duration,
     f: &RunFailure,
@@ -673,7 +693,7 @@ pub fn record_unsuccessful_run(
     record_on(&conn, f)
 }
 
-impl Store {
+impl SqliteStore {
     /// [`record_unsuccessful_run`] on this connection: the daemon's, whose one writer
     /// thread outlives its runs.
     pub fn record_unsuccessful(&self, f: &RunFailure) -> Result<i64, StoreError> {
@@ -725,9 +745,9 @@ pub fn now() -> String {
     format_timestamp(chrono::Utc::now())
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the mirror for writing and brings its schema up to date.
-    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -780,7 +800,7 @@ impl Store {
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
             writable: true,
@@ -788,7 +808,7 @@ impl Store {
     }
 
     /// Opens an existing mirror for reading only: `status`, `query` and the planner.
-    pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+    pub fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing {
                 path: path.to_owned(),
@@ -808,7 +828,7 @@ impl Store {
         conn.busy_timeout(busy_timeout).map_err(open_err)?;
         conn.pragma_update(None, "query_only", true)
             .map_err(open_err)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
             writable: false,
@@ -1092,7 +1112,7 @@ impl Store {
         Ok(())
     }
 
-    /// Commits the transaction [`Store::begin`] opened.
+    /// Commits the transaction [`SqliteStore::begin`] opened.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch("COMMIT")?;
         Ok(())
@@ -1353,7 +1373,7 @@ const LACKING_DETAILS: &str = "FROM customers INDEXED BY customers_lacking_detai
      WHERE deleted_at IS NULL
        AND (details_updated_at IS NULL OR details_updated_at <> COALESCE(updated_at, ''))";
 
-impl Store {
+impl SqliteStore {
     /// How many live customers lack details (metadata unknown, or read before their
     /// last change): what the background fill has left (`status`).
     pub fn lacking_details(&self) -> Result<u64, StoreError> {

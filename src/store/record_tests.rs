@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::{Outcome, RECORD_PATIENCE, RunFailure, RunKind, Store, record_unsuccessful_run};
+use super::{
+    Outcome, RECORD_PATIENCE, RunFailure, RunKind, SqliteStore, record_unsuccessful_in_file,
+};
 
 fn failure(run_id: Option<i64>) -> RunFailure {
     RunFailure {
@@ -41,7 +43,7 @@ fn runs(path: &Path) -> Vec<RunRow> {
 
 fn mirror(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("m.db");
-    drop(Store::open(&path, Duration::from_secs(5)).unwrap());
+    drop(SqliteStore::open(&path, Duration::from_secs(5)).unwrap());
     path
 }
 
@@ -49,7 +51,7 @@ fn mirror(dir: &Path) -> std::path::PathBuf {
 fn a_run_that_failed_before_its_row_was_written_gets_one_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = mirror(dir.path());
-    let id = record_unsuccessful_run(&path, Duration::from_secs(1), &failure(None)).unwrap();
+    let id = record_unsuccessful_in_file(&path, Duration::from_secs(1), &failure(None)).unwrap();
     assert_eq!(id, 1);
     assert_eq!(
         runs(&path),
@@ -69,13 +71,13 @@ fn a_run_that_failed_before_its_row_was_written_gets_one_with_its_error() {
 fn a_run_with_a_row_has_it_updated_not_duplicated() {
     let dir = tempfile::tempdir().unwrap();
     let path = mirror(dir.path());
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
     let id = store.start_run(RunKind::Full).unwrap();
     drop(store);
     let mut f = failure(Some(id));
     f.outcome = Outcome::Interrupted;
     assert_eq!(
-        record_unsuccessful_run(&path, Duration::from_secs(1), &f).unwrap(),
+        record_unsuccessful_in_file(&path, Duration::from_secs(1), &f).unwrap(),
         id
     );
     let rows = runs(&path);
@@ -102,7 +104,7 @@ fn a_database_another_program_writes_is_waited_for_then_recorded() {
         foreign.execute_batch("COMMIT").unwrap();
     });
     let started = Instant::now();
-    record_unsuccessful_run(&path, busy, &failure(None)).unwrap();
+    record_unsuccessful_in_file(&path, busy, &failure(None)).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
     release.join().unwrap();
     assert_eq!(runs(&path).len(), 1);
@@ -116,7 +118,7 @@ fn a_database_locked_throughout_is_an_error_after_the_patience() {
     foreign.execute_batch("BEGIN IMMEDIATE").unwrap();
     let busy = Duration::from_millis(100);
     let started = Instant::now();
-    let err = record_unsuccessful_run(&path, busy, &failure(None)).unwrap_err();
+    let err = record_unsuccessful_in_file(&path, busy, &failure(None)).unwrap_err();
     assert!(
         started.elapsed() >= busy * RECORD_PATIENCE - Duration::from_millis(20),
         "waited {:?}",
@@ -131,14 +133,15 @@ fn a_database_locked_throughout_is_an_error_after_the_patience() {
 fn no_file_is_created_and_a_file_without_runs_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
-    assert!(record_unsuccessful_run(&missing, Duration::from_secs(1), &failure(None)).is_err());
+    assert!(record_unsuccessful_in_file(&missing, Duration::from_secs(1), &failure(None)).is_err());
     assert!(!missing.exists());
     let other = dir.path().join("other.db");
     Connection::open(&other)
         .unwrap()
         .execute_batch("CREATE TABLE t (x)")
         .unwrap();
-    let err = record_unsuccessful_run(&other, Duration::from_secs(1), &failure(None)).unwrap_err();
+    let err =
+        record_unsuccessful_in_file(&other, Duration::from_secs(1), &failure(None)).unwrap_err();
     assert!(err.to_string().contains("sync_runs"), "{err}");
 }
 
@@ -148,13 +151,13 @@ fn no_file_is_created_and_a_file_without_runs_is_an_error() {
 fn a_deferred_run_is_recorded_with_the_time_it_may_resume() {
     let dir = tempfile::tempdir().unwrap();
     let path = mirror(dir.path());
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
     let id = store.start_run(RunKind::Backfill).unwrap();
     assert_eq!(store.deferred_until().unwrap(), None);
     let mut f = failure(Some(id));
     f.outcome = Outcome::Deferred;
     f.resume_at = Some("2025-03-01T09:15:00.000000Z".into());
-    record_unsuccessful_run(&path, Duration::from_secs(1), &f).unwrap();
+    record_unsuccessful_in_file(&path, Duration::from_secs(1), &f).unwrap();
     assert_eq!(
         store.deferred_until().unwrap().as_deref(),
         Some("2025-03-01T09:15:00.000000Z")
@@ -202,7 +205,7 @@ fn migration_7_keeps_the_runs_and_what_refers_to_them() {
         )
         .unwrap();
     }
-    let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
     let c = store.conn();
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT count(*) FROM sync_runs"), 2);

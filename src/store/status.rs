@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 
 /// One row of `sync_runs`.
 #[derive(Clone, Debug, Serialize)]
@@ -153,7 +153,7 @@ pub struct StatusReport {
     pub route_budgets: Vec<super::RouteBudgetRow>,
 }
 
-impl Store {
+impl SqliteStore {
     /// The last `limit` runs (newest first), totals, and freshness.
     pub fn status(&self, limit: usize) -> Result<StatusReport, StoreError> {
         let runs = self.recent_runs(limit)?;
@@ -185,7 +185,7 @@ impl Store {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-        let writer = super::lock::holder(&self.path);
+        let writer = super::lock::file_holder(&self.path);
         let walk_in_progress = self.walk()?.map(|w| {
             let at = format!(
                 "{} walk of run {} in phase {} ({} segment, next page {})",
@@ -282,7 +282,7 @@ impl Store {
         })
     }
 
-    /// [`Store::not_reread_since`] the start of the last successful run; `None`
+    /// [`SqliteStore::not_reread_since`] the start of the last successful run; `None`
     /// before any.
     pub fn not_reread_by_last_success(
         &self,
@@ -321,7 +321,7 @@ pub struct HealthFacts {
     pub last_run: Option<(String, Option<String>)>,
 }
 
-impl Store {
+impl SqliteStore {
     /// The facts `GET /healthz` reports on, from `sync_runs`.
     pub fn health_facts(&self) -> Result<HealthFacts, StoreError> {
         let last_success_at = self.conn.query_row(

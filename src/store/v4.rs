@@ -54,7 +54,7 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use crate::store::Store;
+    use crate::store::SqliteStore;
 
     /// A mirror written by versions 1-2 (milliseconds, cut microseconds, `xof`) is
     /// rewritten: timestamps from `raw` to the microsecond, the mirror's own padded,
@@ -89,7 +89,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(&path, Duration::from_secs(1)).unwrap();
+        let store = SqliteStore::open(&path, Duration::from_secs(1)).unwrap();
         let c = store.conn();
         let row = |sql: &str| -> Vec<Option<String>> {
             c.query_row(sql, [], |r| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{Phase, RunKind, SeenIn, Store, StoreError, Walk, migrations};
+use super::{Phase, RunKind, SeenIn, SqliteStore, StoreError, Walk, migrations};
 use crate::api::StatusFilter;
 
 fn walk(run_id: i64) -> Walk {
@@ -28,14 +28,14 @@ fn walk(run_id: i64) -> Walk {
     }
 }
 
-fn store_with_walk(dir: &tempfile::TempDir) -> Store {
-    let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(1)).unwrap();
+fn store_with_walk(dir: &tempfile::TempDir) -> SqliteStore {
+    let mut store = SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(1)).unwrap();
     let run_id = store.start_run(RunKind::Sync).unwrap();
     store.begin_walk(&walk(run_id)).unwrap();
     store
 }
 
-fn seen_rows(store: &Store, rows: &[(&str, &str)]) {
+fn seen_rows(store: &SqliteStore, rows: &[(&str, &str)]) {
     for (id, seen) in rows {
         store
             .conn()
@@ -153,7 +153,7 @@ fn a_walk_in_progress_survives_the_walk_checks_migration() {
             .unwrap();
         assert!(!sql.contains("CHECK (phase"), "an old schema: {sql}");
     }
-    let store = Store::open(&path, Duration::from_secs(1)).unwrap();
+    let store = SqliteStore::open(&path, Duration::from_secs(1)).unwrap();
     let w = store.walk().unwrap().expect("the walk survives");
     assert_eq!(
         (

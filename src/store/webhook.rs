@@ -15,7 +15,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::apply::apply_in;
-use super::{Applied, Batch, Observed, Store, StoreError, now};
+use super::{Applied, Batch, Observed, SqliteStore, StoreError, now};
 use crate::api::model::Transaction;
 
 /// Statuses after which a payment changes only by a new event with a later
@@ -133,7 +133,7 @@ pub fn decide(incoming: RowFacts, stored: Option<RowFacts>, revalidated: bool) -
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Whether the delivery with envelope `id` was applied already.
     pub fn webhook_seen(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -142,7 +142,7 @@ impl Store {
             .exists(params![id])?)
     }
 
-    /// Applies one delivery inside the transaction [`Store::begin`] opened, under a
+    /// Applies one delivery inside the transaction [`SqliteStore::begin`] opened, under a
     /// savepoint: a delivery that fails rolls back only itself, never the run's
     /// batches it shares a group commit with.
     pub fn apply_webhook_open(&mut self, w: &WebhookBatch) -> Result<WebhookResult, StoreError> {
@@ -161,7 +161,7 @@ impl Store {
     }
 }
 
-/// The body of [`Store::apply_webhook_open`].
+/// The body of [`SqliteStore::apply_webhook_open`].
 fn webhook_in(tx: &rusqlite::Connection, w: &WebhookBatch) -> Result<WebhookResult, StoreError> {
     let d = &w.delivery;
     if tx
@@ -277,7 +277,7 @@ mod tests {
         )
         .unwrap();
         drop(old);
-        let store = Store::open(&path, Duration::from_secs(5)).unwrap();
+        let store = SqliteStore::open(&path, Duration::from_secs(5)).unwrap();
         let c = store.conn();
         let row: (i64, String, Option<String>) = c
             .query_row(
@@ -311,7 +311,8 @@ mod tests {
     #[test]
     fn delivery_records_are_kept_two_days_then_pruned_by_the_next_delivery() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let mut store =
+            SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
         let at =
             |ago: chrono::Duration| crate::api::model::format_timestamp(chrono::Utc::now() - ago);
         for (id, ago) in [

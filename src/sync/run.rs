@@ -1,7 +1,6 @@
 //! A run's lifecycle: the preflight, opening (or resuming) the walk, recording the run
 //! in `sync_runs` however it ends, and the dry run.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use super::writer::{Writer, WriterHandle};
 use super::{Engine, Progress, RunRequest, RunSummary, SyncError, SyncOptions};
 use crate::api::{ApiClient, StatusFilter};
 use crate::metrics::RunOutcome;
-use crate::store::{FeedCursor, Phase, RunKind, Store, StoreError, Walk, now};
+use crate::store::{FeedCursor, Location, Phase, RunKind, Store, StoreError, Walk, now};
 
 /// How far a run got, for recording it if it fails (see [`run`]).
 #[derive(Clone)]
@@ -44,7 +43,7 @@ pub(super) struct RunRecord {
 /// flushed: the one place each is recorded.
 pub async fn run(
     client: &ApiClient,
-    db: &Path,
+    db: &Location,
     opts: &SyncOptions,
     req: RunRequest,
     cancel: &CancellationToken,
@@ -58,7 +57,7 @@ pub async fn run(
 /// recorded through it too.
 pub async fn run_on(
     client: &ApiClient,
-    db: &Path,
+    db: &Location,
     writer: &WriterHandle,
     opts: &SyncOptions,
     req: RunRequest,
@@ -71,7 +70,7 @@ pub async fn run_on(
 /// [`run`] on a writer of its own (`shared` `None`) or the daemon's.
 async fn run_with(
     client: &ApiClient,
-    db: &Path,
+    db: &Location,
     shared: Option<&WriterHandle>,
     opts: &SyncOptions,
     (req, cancel): (RunRequest, &CancellationToken),
@@ -106,7 +105,7 @@ async fn run_with(
 /// else (or when that cannot) from a connection of its own.
 async fn record_on(
     client: &ApiClient,
-    db: &Path,
+    db: &Location,
     shared: Option<&WriterHandle>,
     opts: &SyncOptions,
     rec: &RunRecord,
@@ -168,19 +167,19 @@ impl RunRecord {
 /// the error to report: the run's own, or [`SyncError::Unrecorded`] if the row could
 /// not be written.
 pub(super) async fn record_failure(
-    db: &Path,
+    db: &Location,
     busy_timeout: Duration,
     failure: crate::store::RunFailure,
     error: SyncError,
 ) -> SyncError {
-    let path = db.to_owned();
+    let at = db.clone();
     let written = tokio::task::spawn_blocking(move || {
-        crate::store::record_unsuccessful_run(&path, busy_timeout, &failure)
+        crate::store::record_unsuccessful_run(&at, busy_timeout, &failure)
     })
     .await
     .unwrap_or_else(|e| {
         Err(StoreError::Io {
-            path: db.to_owned(),
+            path: db.to_string().into(),
             source: std::io::Error::other(e.to_string()),
         })
     });
@@ -199,7 +198,7 @@ pub(super) async fn record_failure(
 /// The walk of [`run`], which records how far it got in `rec`.
 pub(super) async fn run_recorded(
     client: &ApiClient,
-    db: &Path,
+    db: &Location,
     opts: &SyncOptions,
     (req, cancel, shared): (RunRequest, &CancellationToken, Option<&WriterHandle>),
     progress: &dyn Progress,

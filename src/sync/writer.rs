@@ -325,7 +325,7 @@ mod tests {
 
     use super::*;
     use crate::api::{Customer, Transaction};
-    use crate::store::{Observed, RunKind};
+    use crate::store::{Location, Observed, RunKind};
 
     fn customer_batch(run_id: i64, id: &str) -> Batch {
         Batch {
@@ -340,6 +340,8 @@ mod tests {
 
     fn count(store: &mut Store) -> Result<i64, StoreError> {
         Ok(store
+            .sqlite()
+            .unwrap()
             .conn()
             .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?)
     }
@@ -347,7 +349,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_batch_reaches_the_engine_and_rolls_back_what_was_not_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let store = Store::open(
+            &Location::sqlite(&dir.path().join("m.db")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let run_id = store.start_run(RunKind::Backfill).unwrap();
         let mut writer = Writer::spawn(store);
         writer.submit(customer_batch(run_id, "c1")).await.unwrap();
@@ -372,7 +378,7 @@ mod tests {
         assert!(n == 1 || n == 2, "{n} customers");
         let c2: i64 = writer
             .call(|s| {
-                Ok(s.conn().query_row(
+                Ok(s.sqlite().unwrap().conn().query_row(
                     "SELECT count(*) FROM customers WHERE id = 'c2'",
                     [],
                     |r| r.get(0),
@@ -389,7 +395,11 @@ mod tests {
     async fn a_failing_webhook_delivery_never_rolls_back_a_runs_batch() {
         use crate::store::{Delivery, WebhookBatch};
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let store = Store::open(
+            &Location::sqlite(&dir.path().join("m.db")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let run_id = store.start_run(RunKind::Sync).unwrap();
         let mut run = Writer::spawn(store);
         let handle = run.handle();
@@ -401,7 +411,7 @@ mod tests {
         let busy = tokio::spawn(async move {
             other
                 .call(|s| {
-                    s.conn().execute_batch(
+                    s.sqlite().unwrap().conn().execute_batch(
                         "CREATE TRIGGER boom BEFORE INSERT ON webhook_events
                          BEGIN SELECT RAISE(ABORT, 'boom'); END",
                     )?;
@@ -433,9 +443,14 @@ mod tests {
         let err = webhook.await.unwrap().unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
         run.flush().await.unwrap();
-        let other =
-            Store::open_read_only(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let other = Store::open_read_only(
+            &Location::sqlite(&dir.path().join("m.db")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let counts: (i64, i64, i64) = other
+            .sqlite()
+            .unwrap()
             .conn()
             .query_row(
                 "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM transactions),
@@ -454,7 +469,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_submitted_batch_is_committed_by_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+        let store = Store::open(
+            &Location::sqlite(&dir.path().join("m.db")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let run_id = store.start_run(RunKind::Backfill).unwrap();
         let mut writer = Writer::spawn(store);
         for i in 0..(3 * MAX_UNCOMMITTED) {
@@ -470,8 +489,11 @@ mod tests {
         );
         // A second connection sees them: committed, not just applied.
         let path = dir.path().join("m.db");
-        let other = Store::open_read_only(&path, Duration::from_secs(5)).unwrap();
+        let other =
+            Store::open_read_only(&Location::sqlite(&path), Duration::from_secs(5)).unwrap();
         let n: i64 = other
+            .sqlite()
+            .unwrap()
             .conn()
             .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
             .unwrap();

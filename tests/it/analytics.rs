@@ -88,7 +88,11 @@ async fn every_documented_query_runs_and_matches_the_truth() {
     tokio::time::sleep(Duration::from_millis(2)).await;
     m.run(RunKind::Sync).await.unwrap();
     m.assert_equals_truth(&sim);
-    let store = Store::open_read_only(&m.db, Duration::from_secs(5)).unwrap();
+    let store = Store::open_read_only(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let truth = sim.sim.truth();
     let customers = truth["customers"].as_array().unwrap();
     let txs: Vec<&Value> = truth["transactions"]
@@ -280,7 +284,11 @@ fn regex_free_replace_customer(sql: &str, id: &str) -> String {
 async fn views_add_decimal_amounts_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    let mut store = Store::open(&db, Duration::from_secs(5)).unwrap();
+    let mut store = Store::open(
+        &lomi_sync::store::Location::sqlite(&db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let run_id = store.start_run(RunKind::Backfill).unwrap();
     let customer = Customer::from_value(json!({"id": "cus_1", "name": "Ndèye"})).unwrap();
     let tx = |id: &str, amount: &str, currency: &str, day: &str| {

@@ -178,7 +178,13 @@ async fn status_reports_runs_and_flags_a_stale_mirror() {
         "{}",
         text(&out).1
     );
-    drop(Store::open(&m.db, std::time::Duration::from_secs(1)).unwrap());
+    drop(
+        Store::open(
+            &lomi_sync::store::Location::sqlite(&m.db),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap(),
+    );
     let out = run_bin(Some(&config), None, &["status", "--max-age", "1h"]).await;
     assert_eq!(out.status.code(), Some(5), "never synced is stale");
     m.run(RunKind::Backfill).await.unwrap();
@@ -201,7 +207,12 @@ async fn status_reports_runs_and_flags_a_stale_mirror() {
 async fn a_second_writer_is_refused_with_the_holder_named() {
     let sim = spawn_sim(small_sim_options(10, 23)).await;
     let m = Mirror::new(&sim);
-    let _held = WriterLock::acquire(&m.db, "backfill", false).unwrap();
+    let _held = WriterLock::acquire(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        "backfill",
+        false,
+    )
+    .unwrap();
     let out = run_bin(Some(&m.config_file("")), Some(&sim.api_key), &["sync"]).await;
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out).1;

@@ -571,9 +571,16 @@ async fn progress_reports_each_phase_of_the_walk() {
         kind: RunKind::Sync,
         restart: false,
     };
-    let s = lomi_sync::sync::run(&client, &m.db, &sync_opts, req, &cancel, &phases)
-        .await
-        .unwrap();
+    let s = lomi_sync::sync::run(
+        &client,
+        &lomi_sync::store::Location::sqlite(&m.db),
+        &sync_opts,
+        req,
+        &cancel,
+        &phases,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.kind, RunKind::Sync);
     assert_eq!(s.kind.to_string(), "sync");
     let seen = phases.0.into_inner().unwrap();

@@ -34,7 +34,11 @@ fn set(sim: &TestSim, f: impl FnOnce(&mut Faults)) {
 }
 
 fn last_run(m: &Mirror) -> lomi_sync::store::RunRow {
-    let store = Store::open_read_only(&m.db, Duration::from_secs(5)).unwrap();
+    let store = Store::open_read_only(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     store.status(1).unwrap().runs.remove(0)
 }
 

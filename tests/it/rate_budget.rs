@@ -131,10 +131,13 @@ async fn a_second_client_draining_one_route_costs_at_most_one_429_per_window() {
     assert!(used(&report, Route::ListCustomers) > 0);
 
     // `status` shows per route what the service last said and the 429s met.
-    let status = Store::open_read_only(&m.db, Duration::from_secs(5))
-        .unwrap()
-        .status(10)
-        .unwrap();
+    let status = Store::open_read_only(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .status(10)
+    .unwrap();
     let row = |template: &str| {
         status
             .route_budgets
@@ -219,10 +222,13 @@ async fn a_run_that_meets_a_long_wait_is_deferred_and_the_next_resumes_it() {
             Err(lomi_sync::sync::SyncError::Deferred { until, .. }) => {
                 deferred += 1;
                 assert!(deferred <= 20, "the walk makes progress");
-                let status = Store::open_read_only(&m.db, Duration::from_secs(5))
-                    .unwrap()
-                    .status(1)
-                    .unwrap();
+                let status = Store::open_read_only(
+                    &lomi_sync::store::Location::sqlite(&m.db),
+                    Duration::from_secs(5),
+                )
+                .unwrap()
+                .status(1)
+                .unwrap();
                 assert_eq!(status.runs[0].outcome, "deferred");
                 let at = status.runs[0].resume_at.clone().expect("a resume time");
                 assert_eq!(at, lomi_sync::api::model::format_timestamp(until));

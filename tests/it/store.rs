@@ -66,7 +66,11 @@ async fn a_run_failing_on_a_database_another_program_writes_is_recorded_once_it_
     assert_eq!((kind.as_str(), outcome.as_str()), ("sync", "failed"));
     assert!(error.unwrap().contains("database is locked"));
     // `status` shows it.
-    let store = Store::open_read_only(&m.db, Duration::from_secs(5)).unwrap();
+    let store = Store::open_read_only(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let report = store.status(5).unwrap();
     assert_eq!(report.runs[0].outcome, "failed");
     assert!(report.runs[0].finished_at.is_some());

@@ -176,7 +176,11 @@ async fn logs_off_a_terminal_carry_no_escape_codes_and_print_values() {
     let sim = spawn_sim(small_sim_options(30, 185)).await;
     let m = Mirror::new(&sim);
     // An unfinished walk, so that the run logs where it came from (`of`).
-    let mut store = Store::open(&m.db, Duration::from_secs(5)).unwrap();
+    let mut store = Store::open(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let run_id = store.start_run(RunKind::Backfill).unwrap();
     store
         .begin_walk(&Walk {
@@ -216,7 +220,13 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
     let sim = spawn_sim(small_sim_options(60, 186)).await;
     let m = Mirror::new(&sim);
     let config = m.config_file("");
-    drop(Store::open(&m.db, Duration::from_secs(1)).unwrap());
+    drop(
+        Store::open(
+            &lomi_sync::store::Location::sqlite(&m.db),
+            Duration::from_secs(1),
+        )
+        .unwrap(),
+    );
     let out = run_bin(Some(&config), None, &["status", "--max-age", "1h"]).await;
     assert_eq!(out.status.code(), Some(5));
     let err = text(&out).1;
@@ -227,7 +237,11 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
     m.run(RunKind::Backfill).await.unwrap();
 
     // A walk under way, its writer alive: running, and who writes it.
-    let mut store = Store::open(&m.db, Duration::from_secs(5)).unwrap();
+    let mut store = Store::open(
+        &lomi_sync::store::Location::sqlite(&m.db),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let run_id = store.start_run(RunKind::Sync).unwrap();
     store
         .begin_walk(&Walk {
@@ -247,7 +261,8 @@ async fn status_says_running_not_reread_and_no_successful_run_yet() {
         })
         .unwrap();
     drop(store);
-    let held = WriterLock::acquire(&m.db, "sync", false).unwrap();
+    let held =
+        WriterLock::acquire(&lomi_sync::store::Location::sqlite(&m.db), "sync", false).unwrap();
     let out = run_bin(Some(&config), None, &["status"]).await;
     let status = text(&out).0;
     let row = status
