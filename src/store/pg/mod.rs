@@ -59,12 +59,15 @@ impl PgStore {
     /// Connects, creates the schema if needed and brings it up to date. The caller holds
     /// the writer lock ([`super::WriterLock`], an advisory lock for PostgreSQL).
     pub fn open(target: &PgTarget, busy_timeout: Duration) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync writer", busy_timeout)?;
-        migrate(&mut client, target)?;
-        Ok(PgStore {
-            client: Mutex::new(Some(client)),
-            target: target.clone(),
-            read_only: false,
+        // All of it off the runtime: a client dropped on an error must be too.
+        off_runtime(|| {
+            let mut client = target.connect("lomi-sync writer", busy_timeout)?;
+            migrate(&mut client, target)?;
+            Ok(PgStore {
+                client: Mutex::new(Some(client)),
+                target: target.clone(),
+                read_only: false,
+            })
         })
     }
 
@@ -74,20 +77,21 @@ impl PgStore {
         target: &PgTarget,
         busy_timeout: Duration,
     ) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync reader", busy_timeout)?;
-        let version = schema_version(&mut client, target)?;
-        if version.is_none() {
-            return Err(StoreError::Missing {
-                path: target.shown().into(),
-            });
-        }
-        client
-            .batch_execute("SET default_transaction_read_only = on")
-            .map_err(|e| target.error(e))?;
-        Ok(PgStore {
-            client: Mutex::new(Some(client)),
-            target: target.clone(),
-            read_only: true,
+        off_runtime(|| {
+            let mut client = target.connect("lomi-sync reader", busy_timeout)?;
+            if schema_version(&mut client, target)?.is_none() {
+                return Err(StoreError::Missing {
+                    path: target.shown().into(),
+                });
+            }
+            client
+                .batch_execute("SET default_transaction_read_only = on")
+                .map_err(|e| target.error(e))?;
+            Ok(PgStore {
+                client: Mutex::new(Some(client)),
+                target: target.clone(),
+                read_only: true,
+            })
         })
     }
 

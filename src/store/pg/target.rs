@@ -156,7 +156,8 @@ impl PgTarget {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        super::tls::connect(self, &config, self.root_cert.as_deref())
+        // Off any tokio runtime: the blocking client starts its own (see `PgStore::with`).
+        super::off_runtime(|| super::tls::connect(self, &config, self.root_cert.as_deref()))
     }
 
     /// A connection's failure, naming the mirror (never the password) and what to check.
