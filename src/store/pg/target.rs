@@ -149,7 +149,7 @@ impl PgTarget {
         let mut config = self.config.clone();
         config.application_name(&format!("{role} (pid {})", std::process::id()));
         config.options(&format!(
-            "-c search_path={} -c lock_timeout={}",
+            "-c search_path={} -c lock_timeout={} -c client_min_messages=warning",
             self.schema,
             busy_timeout.as_millis().max(1)
         ));
@@ -164,7 +164,7 @@ impl PgTarget {
     pub fn error(&self, source: postgres::Error) -> StoreError {
         StoreError::Connect {
             target: self.shown(),
-            source,
+            detail: super::describe(&source),
         }
     }
 }
