@@ -111,18 +111,18 @@ pub enum StoreError {
     Migrate(String),
     /// The PostgreSQL server cannot be reached, or refused the connection.
     #[error(
-        "cannot connect to the mirror {target}: {source}; check store.url, the password \
+        "cannot connect to the mirror {target}: {detail}; check store.url, the password \
          (store.password_file or PGPASSWORD) and that the server is running"
     )]
     Connect {
         /// The mirror (`store.url` without a password, and `store.schema`).
         target: String,
-        /// rust-postgres's error.
-        source: postgres::Error,
+        /// What the server or the network said ([`pg::describe`]).
+        detail: String,
     },
-    /// Any other PostgreSQL error.
-    #[error("database error: {0}")]
-    Postgres(#[from] postgres::Error),
+    /// Any other PostgreSQL error ([`pg::describe`] says what the server said).
+    #[error("database error: {}", pg::describe(.0))]
+    Postgres(postgres::Error),
     /// Not built yet (issue 17 in progress).
     #[error("{0} is not built for PostgreSQL yet")]
     NotBuilt(&'static str),
@@ -516,6 +516,12 @@ pub fn text_hash(s: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 /// An open mirror.
