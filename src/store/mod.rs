@@ -17,6 +17,7 @@ pub mod pg;
 mod record_tests;
 mod status;
 mod v4;
+mod verify_rows;
 #[cfg(test)]
 mod walk_tests;
 mod webhook;
@@ -34,6 +35,7 @@ pub use budgets::RouteBudgetRow;
 pub use dispatch::{Location, Store, record_unsuccessful_run};
 pub use lock::WriterLock;
 pub use status::{HealthFacts, NotReread, RunRow, SourceReport, StatusReport, Totals};
+pub use verify_rows::{VerifyCustomer, VerifyTransaction};
 pub use webhook::{
     Decision, Delivery, FINAL_STATUSES, RowFacts, WebhookBatch, WebhookResult, decide,
 };
@@ -119,6 +121,17 @@ pub enum StoreError {
         target: String,
         /// rust-postgres's error.
         source: postgres::Error,
+    },
+    /// TLS to the PostgreSQL server failed, as `store.url`'s `sslmode` asked for it
+    /// (`detail` says what and what to change), or its `sslrootcert` cannot be read.
+    #[error("cannot connect to the mirror {target} with sslmode={mode}: {detail}")]
+    Tls {
+        /// The mirror (`store.url` without a password, and `store.schema`).
+        target: String,
+        /// The URL's `sslmode`, as libpq spells it.
+        mode: &'static str,
+        /// What failed, and what to change.
+        detail: String,
     },
     /// Any other PostgreSQL error.
     #[error("database error: {0}")]
