@@ -202,8 +202,13 @@ fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), StoreError> {
     let schema = target.quoted_schema();
     let err = |e| StoreError::Migrate(format!("{}: {e}", target.shown()));
     let mut tx = client.transaction().map_err(err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&target.lock_key()])
-        .map_err(err)?;
+    // Keyed apart from the writer lock (`lock.rs`), which the caller may hold on
+    // another connection: the same key would wait for itself.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || ' migrate', 0))",
+        &[&target.lock_key()],
+    )
+    .map_err(err)?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (
