@@ -17,6 +17,7 @@ pub mod pg;
 mod record_tests;
 mod status;
 mod v4;
+mod verify_rows;
 #[cfg(test)]
 mod walk_tests;
 mod webhook;
@@ -34,6 +35,7 @@ pub use budgets::RouteBudgetRow;
 pub use dispatch::{Location, Store, record_unsuccessful_run};
 pub use lock::WriterLock;
 pub use status::{HealthFacts, NotReread, RunRow, SourceReport, StatusReport, Totals};
+pub use verify_rows::{VerifyCustomer, VerifyTransaction};
 pub use webhook::{
     Decision, Delivery, FINAL_STATUSES, RowFacts, WebhookBatch, WebhookResult, decide,
 };
@@ -118,6 +120,17 @@ pub enum StoreError {
         /// The mirror (`store.url` without a password, and `store.schema`).
         target: String,
         /// What the server or the network said ([`pg::describe`]).
+        detail: String,
+    },
+    /// TLS to the PostgreSQL server failed, as `store.url`'s `sslmode` asked for it
+    /// (`detail` says what and what to change), or its `sslrootcert` cannot be read.
+    #[error("cannot connect to the mirror {target} with sslmode={mode}: {detail}")]
+    Tls {
+        /// The mirror (`store.url` without a password, and `store.schema`).
+        target: String,
+        /// The URL's `sslmode`, as libpq spells it.
+        mode: &'static str,
+        /// What failed, and what to change.
         detail: String,
     },
     /// Any other PostgreSQL error ([`pg::describe`] says what the server said).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lomi_sync::app;
 use lomi_sync::config::{ApiKey, Settings, TransactionsSource};
-use lomi_sync::store::RunKind;
+use lomi_sync::store::{Location, RunKind, Store};
 use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
@@ -85,9 +85,15 @@ impl Mirror {
         Connection::open(&self.db).expect("open the mirror")
     }
 
+    /// The mirror opened read-only, as `status` and `query` open it.
+    pub fn store(&self) -> Store {
+        Store::open_read_only(&Location::sqlite(&self.db), Duration::from_secs(5))
+            .expect("open the mirror")
+    }
+
     /// Differences from the simulator's truth (empty when equal).
     pub fn differences(&self, sim: &TestSim) -> Vec<String> {
-        lomi_sync::verify::differences(&self.conn(), &sim.sim.truth(), 10).expect("compare")
+        lomi_sync::verify::differences(&self.store(), &sim.sim.truth(), 10).expect("compare")
     }
 
     pub fn assert_equals_truth(&self, sim: &TestSim) {

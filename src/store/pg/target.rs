@@ -121,6 +121,11 @@ impl PgTarget {
         format!("{} (schema {})", self.shown, self.schema)
     }
 
+    /// `store.url` as written (it holds no password).
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
     /// The schema's name (`store.schema`).
     pub fn schema(&self) -> &str {
         &self.schema
@@ -136,6 +141,12 @@ impl PgTarget {
     /// each other.
     pub fn lock_key(&self) -> String {
         format!("lomi-sync:{}", self.schema)
+    }
+
+    /// Whether a password was given (`store.password_file` or `PGPASSWORD`), for
+    /// `check-config`.
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
     }
 
     /// TLS mode (`sslmode`).
