@@ -18,6 +18,8 @@ use super::{
 /// Where a mirror is: `store.path` (SQLite) or `store.url` (PostgreSQL). `Display`
 /// names it for messages, never with a password.
 #[derive(Clone, Debug)]
+// One per mirror, moved rarely: boxing the PostgreSQL target would gain nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Location {
     /// The SQLite file.
     Sqlite(PathBuf),
@@ -64,6 +66,8 @@ pub fn record_unsuccessful_run(
 }
 
 /// An open mirror, in either store.
+// One per process or writer thread: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     /// The embedded default.
     Sqlite(SqliteStore),

@@ -34,12 +34,14 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
 
 /// Indexes a first backfill drops while it loads and builds at its end (as SQLite's).
+#[allow(dead_code)] // for the first load (pg/apply.rs), being written
 pub(super) const DEFERRED_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS transactions_id ON transactions (transaction_id);
     CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);
     CREATE INDEX IF NOT EXISTS customers_email ON customers (email);";
 
 /// The same, dropped.
+#[allow(dead_code)] // for the first load (pg/apply.rs), being written
 pub(super) const DROP_DEFERRED_INDEXES: &str = "
     DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_created_at;
     DROP INDEX IF EXISTS customers_email;";
@@ -190,8 +192,13 @@ fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), StoreError> {
     let schema = target.quoted_schema();
     let err = |e| StoreError::Migrate(format!("{}: {e}", target.shown()));
     let mut tx = client.transaction().map_err(err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&target.lock_key()])
-        .map_err(err)?;
+    // Keyed apart from the writer's session lock (seed 1, not 0): the writer holds that
+    // one on another connection while its store opens here.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+        &[&target.lock_key()],
+    )
+    .map_err(err)?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (
