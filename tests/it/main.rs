@@ -15,6 +15,8 @@ mod metrics;
 mod mirror;
 mod misbehaviour_client;
 mod paging;
+mod pg_schema;
+mod postgres;
 mod rate_budget;
 mod resilience;
 mod sim_contract;
