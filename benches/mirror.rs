@@ -4,7 +4,14 @@
 //! ```text
 //! cargo bench --bench mirror                       # 100,000 customers, 10 tx each
 //! BENCH_CUSTOMERS=10000 cargo bench --bench mirror
+//! scripts/with-postgres cargo bench --bench mirror -- --store postgres
 //! ```
+//!
+//! With `--store postgres` the mirror is a schema of its own (dropped at the end) on the
+//! server the tests use (`LOMI_TEST_PG_URL`, `LOMI_TEST_PG_PASSWORD`; `scripts/with-postgres`
+//! starts a throwaway one), and the same data is first backfilled into SQLite as the
+//! reference: issue 17's target is the PostgreSQL backfill's wall time at most twice
+//! SQLite's in the same run, and its peak RSS at most 100 MB.
 //!
 //! For each step (dry run, backfill, sync with no change, sync after ~1% activity, and
 //! a sync once `sync.full_every` has passed) it prints wall time, customers/s,
@@ -16,6 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use lomi_sync::store::pg::PgTarget;
 
 mod common;
 
@@ -70,24 +79,135 @@ fn run_measured(
     (stdout, wall, usage.ru_maxrss)
 }
 
-fn run_row(db: &Path) -> (u64, u64, u64) {
-    let conn = rusqlite::Connection::open(db).expect("open mirror");
-    conn.query_row(
-        "SELECT requests, customers_inserted + customers_updated + customers_deleted + customers_restored +
-                transactions_inserted + transactions_updated + transactions_deleted + transactions_restored,
-                pages
-         FROM sync_runs ORDER BY id DESC LIMIT 1",
-        [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
-    )
-    .expect("last run")
+/// The last run's (requests, rows written, pages), in SQL both stores read.
+const LAST_RUN: &str = "SELECT CAST(requests AS BIGINT),
+        CAST(customers_inserted + customers_updated + customers_deleted + customers_restored +
+             transactions_inserted + transactions_updated + transactions_deleted +
+             transactions_restored AS BIGINT),
+        CAST(pages AS BIGINT)
+     FROM sync_runs ORDER BY id DESC LIMIT 1";
+
+/// Where the benchmark's mirror is.
+enum Store {
+    /// `store.path`.
+    Sqlite(PathBuf),
+    /// `store.url`, `store.schema` and `store.password_file` (`--store postgres`).
+    Postgres {
+        url: String,
+        schema: String,
+        password: String,
+        password_file: PathBuf,
+    },
+}
+
+impl Store {
+    /// A fresh schema on the test server, its password in a 0600 file in `dir`.
+    fn postgres(dir: &Path) -> Store {
+        let (Ok(url), Ok(password)) = (
+            std::env::var("LOMI_TEST_PG_URL"),
+            std::env::var("LOMI_TEST_PG_PASSWORD"),
+        ) else {
+            panic!(
+                "--store postgres needs a server: run `scripts/with-postgres cargo bench --bench \
+                 mirror -- --store postgres`, or set LOMI_TEST_PG_URL and LOMI_TEST_PG_PASSWORD"
+            );
+        };
+        let password_file = dir.join("pg-password");
+        std::fs::write(&password_file, format!("{password}\n")).expect("write the password");
+        std::fs::set_permissions(
+            &password_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod 600 the password file");
+        Store::Postgres {
+            url,
+            schema: format!("bench_{}", std::process::id()),
+            password,
+            password_file,
+        }
+    }
+
+    /// The `[store]` section of the config file.
+    fn section(&self) -> String {
+        match self {
+            Store::Sqlite(db) => format!("[store]\npath = \"{}\"\n", db.display()),
+            Store::Postgres {
+                url,
+                schema,
+                password_file,
+                ..
+            } => format!(
+                "[store]\nurl = \"{url}\"\nschema = \"{schema}\"\npassword_file = \"{}\"\n",
+                password_file.display()
+            ),
+        }
+    }
+
+    fn client(&self) -> postgres::Client {
+        let Store::Postgres {
+            url,
+            schema,
+            password,
+            ..
+        } = self
+        else {
+            unreachable!("SQLite has no server")
+        };
+        PgTarget::new(url, schema, Some(password))
+            .expect("the server's URL")
+            .connect("lomi-sync bench", Duration::from_secs(10))
+            .expect("connect to the server")
+    }
+
+    /// The last run's (requests, rows written, pages).
+    fn last_run(&self) -> (u64, u64, u64) {
+        match self {
+            Store::Sqlite(db) => rusqlite::Connection::open(db)
+                .expect("open mirror")
+                .query_row(LAST_RUN, [], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map(|(a, b, c)| (a as u64, b as u64, c as u64))
+                .expect("last run"),
+            Store::Postgres { .. } => {
+                let row = self.client().query_one(LAST_RUN, &[]).expect("last run");
+                let get = |i| row.get::<_, i64>(i) as u64;
+                (get(0), get(1), get(2))
+            }
+        }
+    }
+
+    /// The mirror against the simulator's truth: (customer, transaction) differences.
+    fn differences(&self, base_url: &str) -> (usize, usize) {
+        match self {
+            Store::Sqlite(db) => differences(base_url, db),
+            Store::Postgres { .. } => panic!(
+                "lomi_sync::verify reads an SQLite connection; once it reads a `Store` \
+                 (issue 17), compare the PostgreSQL mirror here"
+            ),
+        }
+    }
+
+    /// Drops the benchmark's schema (best effort).
+    fn remove(&self) {
+        if let Store::Postgres { schema, .. } = self {
+            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            if let Err(e) = self.client().batch_execute(&sql) {
+                eprintln!("could not drop the schema {schema}: {e}");
+            }
+        }
+    }
 }
 
 /// The binary, its config and the mirror it writes: what every measured step shares.
 struct Mirror<'a> {
     bin: &'a Path,
     config: &'a Path,
-    db: &'a Path,
+    store: &'a Store,
 }
 
 impl Mirror<'_> {
@@ -101,7 +221,7 @@ impl Mirror<'_> {
         transactions: u64,
     ) -> Step {
         let (_, wall, peak_rss_kb) = run_measured(self.bin, self.config, &[command], envs);
-        let (requests, rows, _) = run_row(self.db);
+        let (requests, rows, _) = self.store.last_run();
         Step {
             name,
             wall,
@@ -124,35 +244,49 @@ fn snapshot(db: &Path, to: &Path) {
     }
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; this harness has no filters.
-    let customers = env_or("BENCH_CUSTOMERS", 100_000);
-    let tx_per_customer = env_or("BENCH_TX_PER_CUSTOMER", 10);
-    let concurrency = env_or("BENCH_CONCURRENCY", 16);
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lomi-sync"));
-    let dir = tempfile::tempdir().expect("temp dir");
+/// `--store sqlite|postgres` (or `--store=...`) from the command line; SQLite by default.
+fn store_arg() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut store = "sqlite".to_string();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--store=") {
+            store = v.to_string();
+        } else if a == "--store" {
+            store = args.get(i + 1).cloned().unwrap_or_default();
+        }
+    }
+    assert!(
+        store == "sqlite" || store == "postgres",
+        "--store {store}: sqlite or postgres"
+    );
+    store
+}
 
-    let (mut sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
+/// Drops the PostgreSQL benchmark's schema however `main` ends.
+struct Cleanup<'a>(&'a Store);
 
-    let db = dir.path().join("bench.db");
-    let config = dir.path().join("bench.toml");
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+/// Writes the benchmark's config for `store` at `path`.
+fn write_config(path: &Path, base_url: &str, concurrency: u64, store: &Store) {
     std::fs::write(
-        &config,
+        path,
         format!(
             "[api]\nbase_url = \"{base_url}\"\npage_size = 200\nconcurrency = {concurrency}\nrequests_per_second = 0\n\
-             max_requests_per_window = 0\n\n[store]\npath = \"{}\"\n",
-            db.display()
+             max_requests_per_window = 0\n\n{}",
+            store.section()
         ),
     )
     .expect("write config");
+}
 
-    let mirror = Mirror {
-        bin: &bin,
-        config: &config,
-        db: &db,
-    };
-    let mut steps = Vec::new();
-    let (out, wall, rss) = run_measured(&bin, &config, &["backfill", "--dry-run"], &[]);
+/// The dry run (fetch only, nothing written): the floor, and the counts of the data.
+fn dry_run(bin: &Path, config: &Path) -> Step {
+    let (out, wall, rss) = run_measured(bin, config, &["backfill", "--dry-run"], &[]);
     // "dry run: C customers, T transactions, R requests (...)"
     let nums: Vec<u64> = out
         .split(|c: char| !c.is_ascii_digit())
@@ -160,7 +294,7 @@ fn main() {
         .take(3)
         .map(|s| s.parse().unwrap())
         .collect();
-    steps.push(Step {
+    Step {
         name: "dry run (fetch only)",
         wall,
         customers: nums[0],
@@ -168,11 +302,58 @@ fn main() {
         requests: nums[2],
         rows: 0,
         peak_rss_kb: rss,
-    });
+    }
+}
 
-    steps.push(mirror.step("backfill", &[], "backfill", nums[0], nums[1]));
+fn main() {
+    // `cargo bench` passes `--bench`; this harness has no filters.
+    let customers = env_or("BENCH_CUSTOMERS", 100_000);
+    let tx_per_customer = env_or("BENCH_TX_PER_CUSTOMER", 10);
+    let concurrency = env_or("BENCH_CONCURRENCY", 16);
+    let postgres = store_arg() == "postgres";
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lomi-sync"));
+    let dir = tempfile::tempdir().expect("temp dir");
 
-    steps.push(mirror.step("sync", &[], "sync, no change", nums[0], 0));
+    let (mut sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
+
+    let db = dir.path().join("bench.db");
+    let sqlite = Store::Sqlite(db.clone());
+    let store = if postgres {
+        Store::postgres(dir.path())
+    } else {
+        Store::Sqlite(db.clone())
+    };
+    let _cleanup = Cleanup(&store);
+    let config = dir.path().join("bench.toml");
+    write_config(&config, &base_url, concurrency, &store);
+    let mirror = Mirror {
+        bin: &bin,
+        config: &config,
+        store: &store,
+    };
+    let mut steps = vec![dry_run(&bin, &config)];
+    let (c, t) = (steps[0].customers, steps[0].transactions);
+
+    if postgres {
+        // The reference: the same backfill into SQLite, in the same run.
+        let sqlite_config = dir.path().join("sqlite.toml");
+        write_config(&sqlite_config, &base_url, concurrency, &sqlite);
+        let reference = Mirror {
+            bin: &bin,
+            config: &sqlite_config,
+            store: &sqlite,
+        };
+        steps.push(reference.step("backfill", &[], "backfill (sqlite)", c, t));
+    }
+    let backfill = steps.len();
+    let name = if postgres {
+        "backfill (postgres)"
+    } else {
+        "backfill"
+    };
+    steps.push(mirror.step("backfill", &[], name, c, t));
+
+    steps.push(mirror.step("sync", &[], "sync, no change", c, 0));
 
     // About 1% of customers touched: profile edits, sign-ups, deletions, payments, settlements.
     let n = customers.max(100);
@@ -186,12 +367,18 @@ fn main() {
         n / 5000
     );
     post(&format!("{base_url}/_sim/mutate"), &activity);
-    steps.push(mirror.step("sync", &[], "sync after ~1% activity", nums[0], 0));
+    let after_activity_step = steps.len();
+    steps.push(mirror.step("sync", &[], "sync after ~1% activity", c, 0));
     // Compared with the truth after the last measured step: a child spawned by a
     // process that has parsed the truth reports the parent's peak RSS as its own
-    // (vfork, then exec), so the bench stays small while it measures.
+    // (vfork, then exec), so the bench stays small while it measures. PostgreSQL has
+    // no file to copy, so it is compared now (the last step's RSS may include it).
     let after_activity_db = dir.path().join("after-activity.db");
-    snapshot(&db, &after_activity_db);
+    let mut after_activity = None;
+    match &store {
+        Store::Sqlite(db) => snapshot(db, &after_activity_db),
+        Store::Postgres { .. } => after_activity = Some(store.differences(&base_url)),
+    }
 
     // The staleness bound: once `sync.full_every` has passed since every customer's
     // last re-read, an ordinary sync's rolling phase re-reads them all. A 2 s bound
@@ -201,50 +388,43 @@ fn main() {
         "sync",
         &[("LOMI_SYNC__SYNC__FULL_EVERY", "2s")],
         "sync past sync.full_every",
-        nums[0],
+        c,
         0,
     ));
-    let after_activity = differences(&base_url, &after_activity_db);
-    let after_bound = differences(&base_url, &db);
+    let after_activity =
+        after_activity.unwrap_or_else(|| Store::Sqlite(after_activity_db).differences(&base_url));
+    let after_bound = store.differences(&base_url);
 
     let _ = sim.kill();
     let _ = sim.wait();
 
     println!();
     println!(
-        "lomi-sync benchmark: {customers} customers, {} transactions, concurrency {concurrency}, {} cores; simulator started in {:.2}s",
-        nums[1],
+        "lomi-sync benchmark ({}): {customers} customers, {t} transactions, concurrency {concurrency}, {} cores; simulator started in {:.2}s",
+        if postgres { "postgres" } else { "sqlite" },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         sim_startup.as_secs_f64()
     );
-    println!(
-        "{:<26} {:>9} {:>12} {:>12} {:>10} {:>11} {:>10}",
-        "step", "wall (s)", "customers/s", "tx/s", "requests", "rows", "peak RSS"
-    );
-    for s in &steps {
-        let secs = s.wall.as_secs_f64();
-        println!(
-            "{:<26} {:>9.2} {:>12.0} {:>12.0} {:>10} {:>11} {:>7.1} MB",
-            s.name,
-            secs,
-            s.customers as f64 / secs,
-            s.transactions as f64 / secs,
-            s.requests,
-            s.rows,
-            s.peak_rss_kb as f64 / 1024.0
-        );
-    }
+    print_steps(&steps);
     let floor = steps[0].wall.as_secs_f64();
     println!(
         "backfill / dry-run floor: {:.2}x",
-        steps[1].wall.as_secs_f64() / floor
+        steps[backfill].wall.as_secs_f64() / floor
     );
+    if postgres {
+        let (pg, lite) = (&steps[backfill], &steps[backfill - 1]);
+        println!(
+            "postgres backfill / sqlite backfill: {:.2}x wall (target <= 2x); postgres peak RSS {:.1} MB (target <= 100 MB)",
+            pg.wall.as_secs_f64() / lite.wall.as_secs_f64(),
+            pg.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    let requests = steps[after_activity_step].requests;
     println!(
-        "incremental requests after activity: {} = {:.1}% of 1 + N = {}",
-        steps[3].requests,
-        100.0 * steps[3].requests as f64 / (1 + customers) as f64,
+        "incremental requests after activity: {requests} = {:.1}% of 1 + N = {}",
+        100.0 * requests as f64 / (1 + customers) as f64,
         1 + customers
     );
     println!(
@@ -265,4 +445,25 @@ fn main() {
         (0, 0),
         "the mirror is not exact within sync.full_every"
     );
+}
+
+/// The table of steps: wall time, throughput, requests, rows written, peak RSS.
+fn print_steps(steps: &[Step]) {
+    println!(
+        "{:<26} {:>9} {:>12} {:>12} {:>10} {:>11} {:>10}",
+        "step", "wall (s)", "customers/s", "tx/s", "requests", "rows", "peak RSS"
+    );
+    for s in steps {
+        let secs = s.wall.as_secs_f64();
+        println!(
+            "{:<26} {:>9.2} {:>12.0} {:>12.0} {:>10} {:>11} {:>7.1} MB",
+            s.name,
+            secs,
+            s.customers as f64 / secs,
+            s.transactions as f64 / secs,
+            s.requests,
+            s.rows,
+            s.peak_rss_kb as f64 / 1024.0
+        );
+    }
 }

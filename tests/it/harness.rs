@@ -1,5 +1,8 @@
 //! Helpers to run the mirror against a [`TestSim`]: in-process runs for most tests, and
 //! the real binary (`lomi-sync`) for the tests that need signals, exit codes or `kill -9`.
+//! A mirror is in SQLite (the default) or, with [`Mirror::on`] and
+//! [`Backend::Postgres`], in a schema of its own on the test server (`pg_schema`); the
+//! reading helpers (`count`, `text`, `strings`, `differences`, `runs_sum`) work on both.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,7 +15,17 @@ use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
+use crate::pg_schema::PgSchema;
 use crate::support::TestSim;
+
+/// Which store a test's mirror is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `store.path`, a file in the mirror's temporary directory.
+    Sqlite,
+    /// `store.url`, a fresh schema on the test server ([`PgSchema`]).
+    Postgres,
+}
 
 /// A mirror in a temporary directory, configured for a simulator.
 pub struct Mirror {
@@ -23,6 +36,8 @@ pub struct Mirror {
     /// The client's `defer_after`, as the daemon sets it (`None`: waits, as one-shot
     /// commands do).
     pub defer_after: Option<Duration>,
+    /// The mirror's schema when it is in PostgreSQL (dropped with the mirror).
+    pub pg: Option<PgSchema>,
 }
 
 impl Mirror {
@@ -45,7 +60,30 @@ impl Mirror {
             settings,
             key: sim.api_key.clone(),
             defer_after: None,
+            pg: None,
         }
+    }
+
+    /// [`Mirror::new`] in `backend`: for PostgreSQL, `store.url` is the test server,
+    /// `store.schema` a fresh schema and `store.password_file` a 0600 file holding the
+    /// password (fails, saying how to run the tests, when there is no server).
+    pub fn on(sim: &TestSim, backend: Backend) -> Mirror {
+        let mut m = Mirror::new(sim);
+        if backend == Backend::Postgres {
+            let pg = PgSchema::new();
+            m.settings.store.url = Some(pg.url.clone());
+            m.settings.store.schema = pg.schema.clone();
+            m.settings.store.password_file = Some(pg.password_file.path().to_owned());
+            m.pg = Some(pg);
+        }
+        m
+    }
+
+    /// Where the mirror is, as the binary reads it from the settings.
+    pub fn location(&self) -> Location {
+        self.settings
+            .store_location()
+            .expect("the test settings name a store")
     }
 
     /// [`Mirror::new`] reading transactions per customer (`GET
@@ -81,17 +119,19 @@ impl Mirror {
         mirror.run(RunRequest { kind, restart }, &NoProgress).await
     }
 
+    /// The SQLite mirror's file (a PostgreSQL mirror has none: use the helpers below).
     pub fn conn(&self) -> Connection {
+        assert!(self.pg.is_none(), "conn() opens the SQLite file");
         Connection::open(&self.db).expect("open the mirror")
     }
 
     /// The mirror opened read-only, as `status` and `query` open it.
     pub fn store(&self) -> Store {
-        Store::open_read_only(&Location::sqlite(&self.db), Duration::from_secs(5))
-            .expect("open the mirror")
+        Store::open_read_only(&self.location(), Duration::from_secs(5)).expect("open the mirror")
     }
 
-    /// Differences from the simulator's truth (empty when equal).
+    /// Differences from the simulator's truth (empty when equal), through
+    /// `lomi_sync::verify`: the one place the tests compare a mirror with the truth.
     pub fn differences(&self, sim: &TestSim) -> Vec<String> {
         lomi_sync::verify::differences(&self.store(), &sim.sim.truth(), 10).expect("compare")
     }
@@ -105,15 +145,83 @@ impl Mirror {
         );
     }
 
+    /// `sql`'s one integer value (SQL both stores read: `count(*)`, `sum(..)`).
     pub fn count(&self, sql: &str) -> i64 {
-        self.conn().query_row(sql, [], |r| r.get(0)).expect(sql)
+        match &self.pg {
+            None => self.conn().query_row(sql, [], |r| r.get(0)).expect(sql),
+            Some(pg) => pg.count(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
     }
 
-    /// `PRAGMA integrity_check`: "ok" for a sound file.
+    /// `sql`'s one value as text (`None` for NULL).
+    pub fn text(&self, sql: &str) -> Option<String> {
+        match &self.pg {
+            None => self
+                .conn()
+                .query_row(&format!("SELECT CAST(({sql}) AS TEXT)"), [], |r| r.get(0))
+                .expect(sql),
+            Some(pg) => pg.text(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// The first column, of type text, of each row of `sql`.
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        match &self.pg {
+            None => {
+                let conn = self.conn();
+                let mut stmt = conn.prepare(sql).expect(sql);
+                stmt.query_map([], |r| r.get(0))
+                    .expect(sql)
+                    .map(|r| r.expect(sql))
+                    .collect()
+            }
+            Some(pg) => pg.strings(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" for a sound file. PostgreSQL checks its own pages
+    /// (a killed client cannot tear them), so there it is "ok" once the mirror reads.
     pub fn integrity(&self) -> String {
-        self.conn()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .expect("integrity_check")
+        match &self.pg {
+            None => self
+                .conn()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity_check"),
+            Some(pg) => {
+                pg.count("SELECT count(*) FROM customers")
+                    .expect("the mirror reads");
+                "ok".into()
+            }
+        }
+    }
+
+    /// Whether the mirror has been created (its `sync_runs` table exists).
+    pub fn exists(&self) -> bool {
+        match &self.pg {
+            None => {
+                self.db.exists()
+                    && self.count(
+                        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sync_runs'",
+                    ) > 0
+            }
+            Some(pg) => pg
+                .count(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() \
+                     AND tablename = 'sync_runs'",
+                )
+                .expect("read pg_tables")
+                > 0,
+        }
+    }
+
+    /// [`runs_sum`] of this mirror, in either store: 0 while it has no `sync_runs` yet.
+    pub fn runs_sum(&self, expr: &str) -> i64 {
+        match &self.pg {
+            None => runs_sum(&self.db, expr),
+            Some(pg) => pg
+                .count(&format!("SELECT coalesce({expr}, 0) FROM sync_runs"))
+                .unwrap_or(0),
+        }
     }
 
     /// Writes the settings as a TOML file for the binary, and returns its path. A
@@ -137,13 +245,20 @@ impl Mirror {
                 }
             }
         };
+        let store = match &s.store.url {
+            None => format!("path = \"{}\"", self.db.display()),
+            Some(url) => {
+                let mut t = format!("url = \"{url}\"\nschema = \"{}\"", s.store.schema);
+                if let Some(f) = &s.store.password_file {
+                    t.push_str(&format!("\npassword_file = \"{}\"", f.display()));
+                }
+                t
+            }
+        };
         let text = format!(
             "[api]\nbase_url = \"{}\"\npage_size = {}\nconcurrency = {}\nrequests_per_second = 0\n\
-             max_requests_per_window = 0\nmax_backoff = \"20ms\"\ntimeout = \"5s\"\n\n[store]\npath = \"{}\"\n\n{extra}\n",
-            s.api.base_url,
-            s.api.page_size,
-            s.api.concurrency,
-            self.db.display()
+             max_requests_per_window = 0\nmax_backoff = \"20ms\"\ntimeout = \"5s\"\n\n[store]\n{store}\n\n{extra}\n",
+            s.api.base_url, s.api.page_size, s.api.concurrency,
         );
         let path = self.dir.path().join("lomi-sync.toml");
         std::fs::write(&path, text).expect("write config");

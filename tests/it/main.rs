@@ -16,6 +16,8 @@ mod mirror;
 mod misbehaviour_client;
 mod paging;
 mod pg_surfaces;
+mod pg_schema;
+mod postgres;
 mod rate_budget;
 mod resilience;
 mod sim_contract;
