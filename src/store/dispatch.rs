@@ -17,6 +17,8 @@ use super::{
 
 /// Where a mirror is: `store.path` (SQLite) or `store.url` (PostgreSQL). `Display`
 /// names it for messages, never with a password.
+// One per process, cloned rarely: the size of the PostgreSQL variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Location {
     /// The SQLite file.
@@ -64,6 +66,8 @@ pub fn record_unsuccessful_run(
 }
 
 /// An open mirror, in either store.
+// One per writer or reader, never moved in a loop: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     /// The embedded default.
     Sqlite(SqliteStore),

@@ -26,6 +26,8 @@ pub struct WriterLock {
 
 /// The lock of either store.
 #[derive(Debug)]
+// One per process: the size of the PostgreSQL variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Held {
     File(#[allow(dead_code)] FileLock),
     Postgres(#[allow(dead_code)] super::pg::AdvisoryLock),

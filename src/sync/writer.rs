@@ -350,7 +350,7 @@ mod tests {
     async fn a_failing_batch_reaches_the_engine_and_rolls_back_what_was_not_committed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
-            &Location::sqlite(&dir.path().join("m.db")),
+            &Location::sqlite(dir.path().join("m.db")),
             Duration::from_secs(5),
         )
         .unwrap();
@@ -396,7 +396,7 @@ mod tests {
         use crate::store::{Delivery, WebhookBatch};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
-            &Location::sqlite(&dir.path().join("m.db")),
+            &Location::sqlite(dir.path().join("m.db")),
             Duration::from_secs(5),
         )
         .unwrap();
@@ -444,7 +444,7 @@ mod tests {
         assert!(err.to_string().contains("boom"), "{err}");
         run.flush().await.unwrap();
         let other = Store::open_read_only(
-            &Location::sqlite(&dir.path().join("m.db")),
+            &Location::sqlite(dir.path().join("m.db")),
             Duration::from_secs(5),
         )
         .unwrap();
@@ -470,7 +470,7 @@ mod tests {
     async fn every_submitted_batch_is_committed_by_flush() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
-            &Location::sqlite(&dir.path().join("m.db")),
+            &Location::sqlite(dir.path().join("m.db")),
             Duration::from_secs(5),
         )
         .unwrap();

@@ -12,6 +12,16 @@ use crate::store::{
     WebhookResult,
 };
 
+/// STUB in this branch (issue 17): the real one is written in parallel; it writes batch
+/// `b` inside the open transaction, `webhook` being the delivery it applies, if any.
+pub(super) fn apply_in(
+    _client: &mut postgres::Client,
+    _b: &Batch,
+    _webhook: Option<&str>,
+) -> Result<Applied, StoreError> {
+    Err(StoreError::NotBuilt("apply_in"))
+}
+
 impl PgStore {
     /// Not built yet (issue 17, in progress).
     pub fn apply(&mut self, _b: &Batch) -> Result<Applied, StoreError> {

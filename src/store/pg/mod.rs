@@ -15,6 +15,8 @@
 mod apply;
 pub(super) mod lock;
 mod runs;
+#[cfg(test)]
+mod runs_tests;
 mod status;
 mod target;
 mod tls;
@@ -190,8 +192,13 @@ fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), StoreError> {
     let schema = target.quoted_schema();
     let err = |e| StoreError::Migrate(format!("{}: {e}", target.shown()));
     let mut tx = client.transaction().map_err(err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&target.lock_key()])
-        .map_err(err)?;
+    // Keyed apart from the writer's session lock (seed 1, not 0): the writer takes that
+    // one on another connection before it opens the store, and would wait on itself.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+        &[&target.lock_key()],
+    )
+    .map_err(err)?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (
