@@ -17,6 +17,8 @@ use super::{
 
 /// Where a mirror is: `store.path` (SQLite) or `store.url` (PostgreSQL). `Display`
 /// names it for messages, never with a password.
+// One per process, cloned rarely: the size of the PostgreSQL variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 // One per mirror, moved rarely: boxing the PostgreSQL target would gain nothing.
 #[allow(clippy::large_enum_variant)]

@@ -16,6 +16,8 @@ mod apply;
 pub(super) mod lock;
 mod query;
 mod runs;
+#[cfg(test)]
+mod runs_tests;
 mod status;
 mod target;
 mod tls;

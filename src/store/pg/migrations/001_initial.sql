@@ -126,7 +126,7 @@ CREATE TABLE run_route_budgets (
     rate_limit    bigint,
     remaining     bigint,
     reset_at      timestamptz,
-    rate_limited  boolean NOT NULL DEFAULT false,
+    rate_limited  bigint NOT NULL DEFAULT 0,  -- 429s the run met on the route
     PRIMARY KEY (run_id, route)
 );
 
