@@ -136,9 +136,6 @@ pub enum StoreError {
     /// Any other PostgreSQL error ([`pg::describe`] says what the server said).
     #[error("database error: {}", pg::describe(.0))]
     Postgres(postgres::Error),
-    /// Not built yet (issue 17 in progress).
-    #[error("{0} is not built for PostgreSQL yet")]
-    NotBuilt(&'static str),
     /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
