@@ -11,8 +11,11 @@
 //! second time with what the first wrote, as in SQLite.
 //!
 //! `raw` is `jsonb`, which does not keep the text as received (key order, spacing), so
-//! the "same object, no write" test compares parsed values, never texts; jsonb keeps a
-//! number's digits (`10.50`), so an amount's text is compared as SQLite compares it.
+//! the "same object, no write" test is never a comparison of texts: the server compares
+//! the stored and the incoming object as `jsonb` ([`SAME_RAW`]), and only the rows that
+//! differ come back to be parsed and diffed; jsonb keeps a number's digits (`10.50`), so
+//! an amount's text is compared as SQLite compares it. Statements run unprepared with
+//! their parameter types given (`execute_typed`, `query_typed`): one round trip each.
 
 mod stage;
 #[cfg(test)]
@@ -23,6 +26,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use postgres::Client;
+use postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use crate::api::model::{Customer, Transaction};
@@ -136,8 +140,42 @@ fn rounds<T>(items: &[T], key: fn(&T) -> &str) -> Vec<&[T]> {
     out
 }
 
-/// Stored rows as read for comparison: key -> (`raw` as text, marked deleted).
-type StoredRows = HashMap<String, (String, bool)>;
+/// Stored rows as read for comparison: key -> (`raw` as text, marked deleted). `raw` is
+/// `None` when the server found the stored row live and its `raw` equal to the incoming
+/// object's ([`SAME_RAW`]): no change, nothing to parse. (A stored row no incoming
+/// object names is read with no `raw` either: only whether it is deleted matters.)
+type StoredRows = HashMap<String, (Option<String>, bool)>;
+
+/// The stored `raw` of table alias `s` as text, or NULL when the row is live and equals
+/// the incoming object `k.raw` as `jsonb` normalises both (key order, spacing, escapes;
+/// a number keeps its digits, so `10.5` and `10.50` still differ, as in SQLite). The
+/// common case of a run over an unchanged source is thus decided by the server, with no
+/// stored text sent back and no JSON parsed here.
+const SAME_RAW: &str =
+    "CASE WHEN k.raw IS NULL OR (s.deleted_at IS NULL AND s.raw::text = k.raw::jsonb::text)
+     THEN NULL ELSE s.raw::text END";
+
+/// The incoming rows' keys and `raw` texts, each key once (its first row: a second row of
+/// the key is compared with what the first wrote, never with the stored row).
+#[derive(Default)]
+struct Incoming<'a> {
+    customers: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    raws: Vec<&'a str>,
+    seen: HashSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Incoming<'a> {
+    fn add(&mut self, customer_id: &'a str, list: &'a [Transaction]) {
+        for t in list {
+            if self.seen.insert((customer_id, &t.transaction_id)) {
+                self.customers.push(customer_id);
+                self.ids.push(&t.transaction_id);
+                self.raws.push(&t.raw);
+            }
+        }
+    }
+}
 
 impl<'a> Writer<'a, '_> {
     /// Notes a change row (none for a row the initial load created).
@@ -168,18 +206,20 @@ impl<'a> Writer<'a, '_> {
         round: &'a [Observed],
         created: &mut HashSet<&'a str>,
     ) -> Result<(), StoreError> {
-        let ids: Vec<&str> = round.iter().map(|o| o.customer.id.as_str()).collect();
-        let mut stored = read_rows(
-            self.client,
-            "SELECT id, raw::text, deleted_at IS NOT NULL FROM customers WHERE id = ANY($1)",
-            &ids,
-        )?;
+        let mut stored = read_customers(self.client, round)?;
         let (mut new, mut changed) = (Vec::new(), Vec::new());
         let mut details_read: Vec<&str> = Vec::new();
         for o in round {
             let id = o.customer.id.as_str();
-            let old = stored.remove(id).map(|(text, d)| (object(&text), d));
-            let Some((change, merged)) = compare::customer_change(old, o) else {
+            let change = match stored.remove(id) {
+                // Live and equal to the incoming object: no change.
+                Some((None, _)) => None,
+                Some((Some(text), deleted)) => {
+                    compare::customer_change(Some((object(&text), deleted)), o)
+                }
+                None => compare::customer_change(None, o),
+            };
+            let Some((change, merged)) = change else {
                 if !o.partial {
                     details_read.push(id);
                 }
@@ -211,13 +251,17 @@ impl<'a> Writer<'a, '_> {
                 .iter()
                 .map(|(c, _)| created.remove(c.as_str()))
                 .collect();
+            let mut incoming = Incoming::default();
+            for ((c, list), _) in round.iter().zip(&fresh).filter(|(_, fresh)| !**fresh) {
+                incoming.add(c, list);
+            }
             let read: Vec<&str> = round
                 .iter()
                 .zip(&fresh)
                 .filter(|(_, fresh)| !**fresh)
                 .map(|((c, _), _)| c.as_str())
                 .collect();
-            let mut stored = read_lists(self.client, &read)?;
+            let mut stored = read_lists(self.client, &read, &incoming)?;
             let mut out = Pending::default();
             let mut read_now = Vec::new();
             for (customer_id, list) in round {
@@ -249,9 +293,13 @@ impl<'a> Writer<'a, '_> {
         out: &mut Pending<'a>,
     ) {
         for t in list {
-            let old = stored.remove(&t.transaction_id);
+            let old = match stored.remove(&t.transaction_id) {
+                // Live and equal to the incoming object: no change.
+                Some((None, _)) => continue,
+                Some((Some(text), deleted)) => Some((object(&text), deleted)),
+                None => None,
+            };
             let existed = old.is_some();
-            let old = old.map(|(text, d)| (object(&text), d));
             let Some((change, merged)) = compare::transaction_change(old, t) else {
                 continue;
             };
@@ -271,16 +319,22 @@ impl<'a> Writer<'a, '_> {
             return Ok(());
         }
         check_owners(self.client, feed)?;
-        let (customers, ids): (Vec<&str>, Vec<&str>) = feed
-            .iter()
-            .flat_map(|(c, list)| list.iter().map(|t| (*c, t.transaction_id.as_str())))
-            .unzip();
-        let rows = self.client.query(
-            "SELECT t.customer_id, t.transaction_id, t.raw::text, t.deleted_at IS NOT NULL
-             FROM transactions AS t
-             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k (c, i)
-               ON t.customer_id = k.c AND t.transaction_id = k.i",
-            &[&customers, &ids],
+        let mut k = Incoming::default();
+        for (c, list) in feed {
+            k.add(c, list);
+        }
+        let rows = self.client.query_typed(
+            &format!(
+                "SELECT s.customer_id, s.transaction_id, {SAME_RAW}, s.deleted_at IS NOT NULL
+                 FROM transactions AS s
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (c, i, raw)
+                   ON s.customer_id = k.c AND s.transaction_id = k.i"
+            ),
+            &[
+                (&k.customers, Type::TEXT_ARRAY),
+                (&k.ids, Type::TEXT_ARRAY),
+                (&k.raws, Type::TEXT_ARRAY),
+            ],
         )?;
         let mut stored: HashMap<String, StoredRows> = HashMap::new();
         for r in rows {
@@ -302,11 +356,11 @@ impl<'a> Writer<'a, '_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows = self.client.query(
+        let rows = self.client.query_typed(
             "UPDATE transactions SET deleted_at = $2::text::timestamptz, synced_at = $2::text::timestamptz
              WHERE transaction_id = ANY($1) AND deleted_at IS NULL
              RETURNING transaction_id, customer_id",
-            &[ids, &self.at],
+            &[(ids, Type::TEXT_ARRAY), (&self.at, Type::TEXT)],
         )?;
         let mut owners: HashMap<String, Vec<String>> = HashMap::new();
         for r in rows {
@@ -329,19 +383,19 @@ impl<'a> Writer<'a, '_> {
     /// The feed's watermark (a completed pass) and rolling re-read position.
     fn feed_state(&mut self) -> Result<(), StoreError> {
         if let Some(w) = &self.b.feed_watermark {
-            self.client.execute(
+            self.client.execute_typed(
                 "INSERT INTO feed_state (id, watermark) VALUES (1, $1::text::timestamptz)
                  ON CONFLICT (id) DO UPDATE
                  SET watermark = greatest(feed_state.watermark, excluded.watermark)",
-                &[w],
+                &[(w, Type::TEXT)],
             )?;
         }
         if let Some(r) = &self.b.feed_rolling {
-            self.client.execute(
+            self.client.execute_typed(
                 "UPDATE feed_state SET rolling_end = $1::text::timestamptz,
                      rolling_since = coalesce($2::text::timestamptz, rolling_since)
                  WHERE id = 1",
-                &[&r.end, &r.since],
+                &[(&r.end, Type::TEXT), (&r.since, Type::TEXT)],
             )?;
         }
         Ok(())
@@ -353,10 +407,10 @@ impl<'a> Writer<'a, '_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows = self.client.query(
+        let rows = self.client.query_typed(
             "UPDATE customers SET deleted_at = $2::text::timestamptz, synced_at = $2::text::timestamptz
              WHERE id = ANY($1) AND deleted_at IS NULL RETURNING id",
-            &[ids, &self.at],
+            &[(ids, Type::TEXT_ARRAY), (&self.at, Type::TEXT)],
         )?;
         let mut deleted: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         for id in ids {
@@ -438,44 +492,68 @@ impl<'a> Pending<'a> {
         }
         let (customers, ids): (Vec<&str>, Vec<&str>) =
             self.deleted.iter().map(|(c, id)| (*c, id.as_str())).unzip();
-        w.client.execute(
+        w.client.execute_typed(
             "UPDATE transactions AS t SET deleted_at = $3::text::timestamptz, synced_at = $3::text::timestamptz
              FROM unnest($1::text[], $2::text[]) AS k (c, i)
              WHERE t.customer_id = k.c AND t.transaction_id = k.i",
-            &[&customers, &ids, &w.at],
+            &[
+                (&customers, Type::TEXT_ARRAY),
+                (&ids, Type::TEXT_ARRAY),
+                (&w.at, Type::TEXT),
+            ],
         )?;
         Ok(())
     }
 }
 
-/// Stored rows of `sql` (selecting key, `raw::text`, deleted) for keys `ids`.
-fn read_rows(client: &mut Client, sql: &str, ids: &[&str]) -> Result<StoredRows, StoreError> {
-    if ids.is_empty() {
-        return Ok(StoredRows::new());
-    }
-    let rows = client.query(sql, &[&ids])?;
+/// The stored rows of a round's customers (ids distinct), compared with the incoming
+/// objects by the server ([`SAME_RAW`]).
+fn read_customers(client: &mut Client, round: &[Observed]) -> Result<StoredRows, StoreError> {
+    let ids: Vec<&str> = round.iter().map(|o| o.customer.id.as_str()).collect();
+    let raws: Vec<&str> = round.iter().map(|o| o.customer.raw.as_str()).collect();
+    let rows = client.query_typed(
+        &format!(
+            "SELECT s.id, {SAME_RAW}, s.deleted_at IS NOT NULL
+             FROM customers AS s JOIN unnest($1::text[], $2::text[]) AS k (id, raw) ON s.id = k.id"
+        ),
+        &[(&ids, Type::TEXT_ARRAY), (&raws, Type::TEXT_ARRAY)],
+    )?;
     Ok(rows
         .into_iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect())
 }
 
-/// The stored transactions of each of `customers`, by customer. A customer the mirror
-/// lacks is [`StoreError::OrphanTransaction`]: the engine stores a customer before its
-/// list.
+/// The stored transactions of each of `customers`, by customer, compared with the
+/// `incoming` rows by the server ([`SAME_RAW`]). A customer the mirror lacks is
+/// [`StoreError::OrphanTransaction`]: the engine stores a customer before its list.
 fn read_lists(
     client: &mut Client,
     customers: &[&str],
+    k: &Incoming<'_>,
 ) -> Result<HashMap<String, StoredRows>, StoreError> {
     let mut by: HashMap<String, StoredRows> = HashMap::new();
     if customers.is_empty() {
         return Ok(by);
     }
-    let rows = client.query(
-        "SELECT c.id, t.transaction_id, t.raw::text, t.deleted_at IS NOT NULL
-         FROM customers AS c LEFT JOIN transactions AS t ON t.customer_id = c.id
-         WHERE c.id = ANY($1)",
-        &[&customers],
+    let rows = client.query_typed(
+        &format!(
+            // Materialized first: joined to the customers directly, the planner ran the
+            // unnest once per customer (68 ms for 100 customers of 10 rows).
+            "WITH s AS MATERIALIZED (
+                 SELECT c.id AS owner, t.customer_id, t.transaction_id, t.raw, t.deleted_at
+                 FROM customers AS c LEFT JOIN transactions AS t ON t.customer_id = c.id
+                 WHERE c.id = ANY($1))
+             SELECT s.owner, s.transaction_id, {SAME_RAW}, s.deleted_at IS NOT NULL
+             FROM s LEFT JOIN unnest($2::text[], $3::text[], $4::text[]) AS k (c, i, raw)
+               ON k.c = s.customer_id AND k.i = s.transaction_id"
+        ),
+        &[
+            (&customers, Type::TEXT_ARRAY),
+            (&k.customers, Type::TEXT_ARRAY),
+            (&k.ids, Type::TEXT_ARRAY),
+            (&k.raws, Type::TEXT_ARRAY),
+        ],
     )?;
     for r in rows {
         let mine = by.entry(r.get(0)).or_default();
@@ -495,7 +573,10 @@ fn read_lists(
 /// naming the first lacking one (in customer id order).
 fn check_owners(client: &mut Client, feed: &FeedGroups<'_>) -> Result<(), StoreError> {
     let ids: Vec<&str> = feed.keys().copied().collect();
-    let rows = client.query("SELECT id FROM customers WHERE id = ANY($1)", &[&ids])?;
+    let rows = client.query_typed(
+        "SELECT id FROM customers WHERE id = ANY($1)",
+        &[(&ids, Type::TEXT_ARRAY)],
+    )?;
     let held: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
     match ids.iter().find(|c| !held.contains(**c)) {
         Some(missing) => Err(StoreError::OrphanTransaction {
@@ -511,10 +592,10 @@ fn details_known(client: &mut Client, ids: &[&str]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    client.execute(
+    client.execute_typed(
         "UPDATE customers SET details_updated_at = updated_at
          WHERE id = ANY($1) AND details_updated_at IS DISTINCT FROM updated_at",
-        &[&ids],
+        &[(&ids, Type::TEXT_ARRAY)],
     )?;
     Ok(())
 }
@@ -532,14 +613,20 @@ fn note_transactions_read(
     let live: Vec<i64> = read.iter().map(|(_, s)| s.live_tx).collect();
     let last: Vec<Option<&str>> = read.iter().map(|(_, s)| s.last_tx_at).collect();
     let pending: Vec<Option<&str>> = read.iter().map(|(_, s)| s.newest_pending_at).collect();
-    client.execute(
+    client.execute_typed(
         "INSERT INTO customer_sync (customer_id, tx_checked_at, live_tx, last_tx_at, newest_pending_at)
          SELECT c, $5::text::timestamptz, n, l::timestamptz, p::timestamptz
          FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u (c, n, l, p)
          ON CONFLICT (customer_id) DO UPDATE SET tx_checked_at = excluded.tx_checked_at,
              live_tx = excluded.live_tx, last_tx_at = excluded.last_tx_at,
              newest_pending_at = excluded.newest_pending_at",
-        &[&ids, &live, &last, &pending, &at],
+        &[
+            (&ids, Type::TEXT_ARRAY),
+            (&live, Type::INT8_ARRAY),
+            (&last, Type::TEXT_ARRAY),
+            (&pending, Type::TEXT_ARRAY),
+            (&at, Type::TEXT),
+        ],
     )?;
     Ok(())
 }
@@ -552,27 +639,30 @@ fn note_walk(client: &mut Client, b: &Batch) -> Result<(), StoreError> {
             .iter()
             .map(|(id, s)| (id.as_str(), s.as_str()))
             .unzip();
-        client.execute(
+        client.execute_typed(
             "INSERT INTO walk_seen (customer_id, segment)
              SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-            &[&ids, &segments],
+            &[(&ids, Type::TEXT_ARRAY), (&segments, Type::TEXT_ARRAY)],
         )?;
     }
     if let Some(w) = &b.checkpoint {
-        client.execute(
+        client.execute_typed(
             "UPDATE walk SET phase = $1, segment = $2, next_page = $3, last_total = $4,
                  page_size = $5, pass = $6, page_cap = $7, list_counts = $8, feed = $9
              WHERE id = 1",
             &[
-                &w.phase.as_str(),
-                &w.segment.as_str(),
-                &(w.next_page as i64),
-                &w.last_total.map(|t| t as i64),
-                &i64::from(w.page_size),
-                &i64::from(w.pass),
-                &w.page_cap.map(i64::from),
-                &w.counts.to_json(),
-                &w.feed.as_ref().map(crate::store::FeedCursor::to_json),
+                (&w.phase.as_str(), Type::TEXT),
+                (&w.segment.as_str(), Type::TEXT),
+                (&(w.next_page as i64), Type::INT8),
+                (&w.last_total.map(|t| t as i64), Type::INT8),
+                (&i64::from(w.page_size), Type::INT8),
+                (&i64::from(w.pass), Type::INT8),
+                (&w.page_cap.map(i64::from), Type::INT8),
+                (&w.counts.to_json(), Type::TEXT),
+                (
+                    &w.feed.as_ref().map(crate::store::FeedCursor::to_json),
+                    Type::TEXT,
+                ),
             ],
         )?;
     }
@@ -593,17 +683,20 @@ fn add_to_run(client: &mut Client, run_id: i64, n: &Applied) -> Result<(), Store
         n.transactions_restored,
     ]
     .map(|c| c as i64);
-    client.execute(
+    let mut params: Vec<write::Param> = vec![(&run_id, Type::INT8)];
+    params.extend(
+        counts
+            .iter()
+            .map(|c| (c as &(dyn ToSql + Sync), Type::INT8)),
+    );
+    client.execute_typed(
         "UPDATE sync_runs SET pages = pages + $2,
             customers_inserted = customers_inserted + $3, customers_updated = customers_updated + $4,
             customers_deleted = customers_deleted + $5, customers_restored = customers_restored + $6,
             transactions_inserted = transactions_inserted + $7, transactions_updated = transactions_updated + $8,
             transactions_deleted = transactions_deleted + $9, transactions_restored = transactions_restored + $10
          WHERE id = $1",
-        &[
-            &run_id, &counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &counts[5],
-            &counts[6], &counts[7], &counts[8],
-        ],
+        &params,
     )?;
     Ok(())
 }

@@ -50,13 +50,13 @@ pub(super) fn append(
 /// not hold count as inserted; the first load records no change rows for them.
 pub(super) fn merge(client: &mut Client, n: &mut Applied) -> Result<(), StoreError> {
     let staged: bool = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM feed_stage)", &[])?
+        .query_typed_one("SELECT EXISTS (SELECT 1 FROM feed_stage)", &[])?
         .get(0);
     if !staged {
         return Ok(());
     }
     let new_keys: i64 = client
-        .query_one(
+        .query_typed_one(
             "SELECT count(*) FROM (SELECT DISTINCT customer_id, transaction_id FROM feed_stage) AS s
              WHERE NOT EXISTS (SELECT 1 FROM transactions AS t
                                WHERE t.customer_id = s.customer_id
@@ -64,7 +64,7 @@ pub(super) fn merge(client: &mut Client, n: &mut Applied) -> Result<(), StoreErr
             &[],
         )?
         .get(0);
-    client.execute(
+    client.execute_typed(
         &format!(
             "INSERT INTO transactions ({TRANSACTION_COLUMNS}, first_seen_at, synced_at)
              SELECT DISTINCT ON (customer_id, transaction_id) {TRANSACTION_COLUMNS}, staged_at, staged_at
