@@ -120,16 +120,9 @@ fn walk(run_id: i64, initial: bool) -> Walk {
     counts.unreadable.insert(StatusFilter::Inactive, 2);
     counts.missing = Some(3);
     Walk {
-        run_id,
         kind: RunKind::Backfill,
         started_at: "2025-06-02T08:00:00.123456Z".into(),
         phase: Phase::Feed,
-        segment: StatusFilter::Inactive,
-        next_page: 4,
-        page_size: 200,
-        last_total: Some(90),
-        pass: 1,
-        page_cap: Some(100),
         counts,
         initial,
         feed: Some(FeedCursor {
@@ -141,6 +134,7 @@ fn walk(run_id: i64, initial: bool) -> Walk {
             probe_after: Some(12),
             cap: Some(988),
         }),
+        ..crate::store::walk_tests::walk(run_id)
     }
 }
 
@@ -550,6 +544,10 @@ fn route_budgets_keep_the_latest_budget_and_sum_the_recent_429s_alike() {
             },
         ]
     );
+    // Only the last run's 429s.
+    let last: Vec<i64> = rows.1.iter().map(|r| r.rate_limited).collect();
+    assert_eq!(last, [0, 3]);
+    assert_eq!(rows.2, rows.0, "status shows the runs it lists");
 }
 
 fn delivery(id: &str, row: serde_json::Value) -> WebhookBatch {
