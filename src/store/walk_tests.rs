@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use super::{Phase, RunKind, SeenIn, SqliteStore, StoreError, Walk, migrations};
 use crate::api::StatusFilter;
 
-fn walk(run_id: i64) -> Walk {
+/// A walk with every field set (the PostgreSQL store's tests start from it too).
+pub(super) fn walk(run_id: i64) -> Walk {
     Walk {
         run_id,
         kind: RunKind::Sync,

@@ -11,7 +11,7 @@ use postgres::Client;
 
 use super::PgStore;
 use crate::store::{
-    FeedCursor, FeedRolling, Outcome, PlanInfo, RunFailure, RunKind, SeenIn, SourceReport,
+    FeedCursor, FeedRolling, Outcome, Phase, PlanInfo, RunFailure, RunKind, SeenIn, SourceReport,
     StoreError, StoredWalk, Walk, now, seen_rows, text_hash,
 };
 
@@ -176,8 +176,25 @@ impl PgStore {
     }
 
     /// See `SqliteStore::walk`: a walk this version cannot read is
-    /// [`StoreError::UnreadableWalk`], never `None`.
+    /// [`StoreError::UnreadableWalk`], never `None`. A first load's feed pass whose
+    /// staged rows a crash of the server emptied starts again ([`restart_lost_stage`]).
     pub fn walk(&self) -> Result<Option<Walk>, StoreError> {
+        let Some(mut w) = self.stored_walk()? else {
+            return Ok(None);
+        };
+        if lost_stage(&w) {
+            let staged: bool = self
+                .with(|c| c.query_one("SELECT EXISTS (SELECT 1 FROM feed_stage)", &[]))?
+                .get(0);
+            if !staged {
+                restart_lost_stage(&mut w);
+            }
+        }
+        Ok(Some(w))
+    }
+
+    /// The `walk` row, checked.
+    fn stored_walk(&self) -> Result<Option<Walk>, StoreError> {
         let row = self.with(|c| {
             c.query_opt(
                 "SELECT run_id, kind, ts_text(started_at), phase, segment, next_page, page_size,
@@ -501,6 +518,33 @@ impl PgStore {
             Some(at) => c.query(sql, &[&limit, &at]),
         })?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// `w` is a first load in its feed pass that has staged rows (`read_to` past the top):
+/// they must be in `feed_stage` until the pass's last batch merges them.
+fn lost_stage(w: &Walk) -> bool {
+    w.initial && w.phase == Phase::Feed && w.feed.as_ref().is_some_and(|f| f.read_to > 0)
+}
+
+/// `feed_stage` is unlogged (written once, sequentially, for a fast first load), so a
+/// crash of the server, not of lomi-sync, empties it while the checkpoint says its
+/// pages were read: the pass then starts again from the top of the feed, keeping what
+/// it learned of the feed's pages (size, cap), rather than complete without those
+/// rows. (A pass whose pages held only rows without a customer restarts too, harmlessly.)
+pub(super) fn restart_lost_stage(w: &mut Walk) {
+    if let Some(f) = w.feed.as_mut() {
+        tracing::warn!(
+            rows = f.read_to,
+            "the first load's staged feed rows are gone (the server restarted after a crash): its feed pass starts again"
+        );
+        *f = FeedCursor {
+            end: None,
+            next_page: 1,
+            read_to: 0,
+            probe_after: None,
+            ..f.clone()
+        };
     }
 }
 

@@ -120,16 +120,9 @@ fn walk(run_id: i64, initial: bool) -> Walk {
     counts.unreadable.insert(StatusFilter::Inactive, 2);
     counts.missing = Some(3);
     Walk {
-        run_id,
         kind: RunKind::Backfill,
         started_at: "2025-06-02T08:00:00.123456Z".into(),
         phase: Phase::Feed,
-        segment: StatusFilter::Inactive,
-        next_page: 4,
-        page_size: 200,
-        last_total: Some(90),
-        pass: 1,
-        page_cap: Some(100),
         counts,
         initial,
         feed: Some(FeedCursor {
@@ -141,6 +134,7 @@ fn walk(run_id: i64, initial: bool) -> Walk {
             probe_after: Some(12),
             cap: Some(988),
         }),
+        ..crate::store::walk_tests::walk(run_id)
     }
 }
 
@@ -282,6 +276,13 @@ fn an_initial_walk_drops_the_deferred_indexes_and_its_completion_builds_them() {
     let r = p.start_run(RunKind::Backfill).unwrap();
     p.begin_walk(&walk(r, true)).unwrap();
     assert_eq!(deferred_indexes(&p), 0);
+    p.with(|c| {
+        c.batch_execute(
+            "INSERT INTO feed_stage (customer_id, transaction_id, raw, staged_at)
+             VALUES ('c', 't', '{}', now())",
+        )
+    })
+    .unwrap();
     assert_eq!(p.walk().unwrap(), Some(walk(r, true)));
     p.complete_walk(r, 1, 0, None).unwrap();
     assert_eq!(deferred_indexes(&p), 3);
@@ -290,6 +291,42 @@ fn an_initial_walk_drops_the_deferred_indexes_and_its_completion_builds_them() {
     p.begin_walk(&walk(r, false)).unwrap();
     assert_eq!(deferred_indexes(&p), 3);
     drop(p);
+}
+
+/// `feed_stage` is unlogged: a crash of the server empties it. A first load whose
+/// checkpoint says it staged rows the stage no longer holds reads its pass again.
+#[test]
+fn a_first_load_whose_staged_feed_rows_were_lost_reads_its_feed_pass_again() {
+    let schema = Schema::new();
+    let mut p = PgStore::open(&schema.0, T).unwrap();
+    let r = p.start_run(RunKind::Backfill).unwrap();
+    p.begin_walk(&walk(r, true)).unwrap();
+    let resumed = p.walk().unwrap().unwrap();
+    let written = walk(r, true).feed.unwrap();
+    assert_eq!(
+        resumed.feed,
+        Some(FeedCursor {
+            end: None,
+            next_page: 1,
+            read_to: 0,
+            probe_after: None,
+            ..written
+        })
+    );
+    assert_eq!(
+        Walk {
+            feed: None,
+            ..resumed
+        },
+        Walk {
+            feed: None,
+            ..walk(r, true)
+        },
+        "only the feed pass starts again"
+    );
+    // An incremental walk writes its rows in place: nothing is staged, nothing lost.
+    p.begin_walk(&walk(r, false)).unwrap();
+    assert_eq!(p.walk().unwrap(), Some(walk(r, false)));
 }
 
 #[test]
@@ -550,6 +587,10 @@ fn route_budgets_keep_the_latest_budget_and_sum_the_recent_429s_alike() {
             },
         ]
     );
+    // Only the last run's 429s.
+    let last: Vec<i64> = rows.1.iter().map(|r| r.rate_limited).collect();
+    assert_eq!(last, [0, 3]);
+    assert_eq!(rows.2, rows.0, "status shows the runs it lists");
 }
 
 fn delivery(id: &str, row: serde_json::Value) -> WebhookBatch {
