@@ -16,6 +16,7 @@ mod mirror;
 mod misbehaviour_client;
 mod paging;
 mod pg_surfaces;
+mod pg_tls;
 mod rate_budget;
 mod resilience;
 mod sim_contract;
