@@ -3,7 +3,7 @@
 //! before they run, and the connection is opened read-only besides. PostgreSQL
 //! (`PgStore::query_text`, `store/pg/query.rs`): one statement in a `READ ONLY`
 //! transaction on a read-only session, so the server refuses a write; its values come
-//! as text, timestamps in the mirror's form. Both become [`Cell`]s, and one writer
+//! as text, timestamps in the mirror's form, a batch at a time from a cursor. Both become [`Cell`]s, and one writer
 //! prints them, so the formats are the same for both stores.
 
 use std::io::Write;
@@ -12,7 +12,7 @@ use rusqlite::types::ValueRef;
 use serde_json::Value;
 
 use crate::store::Store;
-use crate::store::pg::{PgQueryError, TextKind, TextRows};
+use crate::store::pg::{PgQueryError, TextKind};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,14 +156,10 @@ pub fn run(
             write_rows(&columns, &mut next, format, out)
         }
         Store::Postgres(p) => {
-            let TextRows {
-                columns,
-                kinds,
-                rows,
-            } = p.query_text(sql)?;
-            let mut rows = rows.into_iter();
+            let mut rows = p.query_text(sql)?;
+            let (columns, kinds) = (rows.columns.clone(), rows.kinds.clone());
             let mut next = || -> Result<Option<Vec<Cell>>, QueryError> {
-                Ok(rows.next().map(|row| {
+                Ok(rows.next_row()?.map(|row| {
                     let cells = kinds.iter().zip(row);
                     cells.map(|(k, v)| Cell::postgres(*k, v)).collect()
                 }))

@@ -18,6 +18,7 @@ mod paging;
 mod pg_surfaces;
 mod pg_schema;
 mod postgres;
+mod pg_tls;
 mod rate_budget;
 mod resilience;
 mod sim_contract;

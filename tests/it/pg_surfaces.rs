@@ -354,6 +354,37 @@ fn query_on_postgres_refuses_writes_and_second_statements() {
 }
 
 #[test]
+fn query_on_postgres_reads_in_batches_and_runs_what_no_cursor_takes() {
+    let s = PgSchema::new();
+    filled_pg(&s);
+    let pg = pg_reader(&s);
+    let sql = "SELECT g, g * 2 AS twice FROM generate_series(1, 2500) g";
+    let csv = run_query(&pg, sql, Format::Csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2501);
+    assert_eq!(
+        (lines[1], lines[1000], lines[2500]),
+        ("1,2", "1000,2000", "2500,5000")
+    );
+    // A query reads through the cursor (the query sees itself in `pg_cursors`).
+    let cursors = run_query(&pg, "SELECT name FROM pg_cursors", Format::Csv).unwrap();
+    assert_eq!(cursors, "name\nlomi_query\n");
+    let csv = run_query(&pg, "SELECT g FROM generate_series(1, 1000) g", Format::Csv);
+    assert_eq!(csv.unwrap().lines().count(), 1001);
+    // Statements a cursor does not take run as they are.
+    let tz = run_query(&pg, "SHOW TimeZone", Format::Csv).unwrap();
+    assert_eq!(tz, "TimeZone\nUTC\n");
+    let plan = run_query(&pg, "EXPLAIN SELECT * FROM customers", Format::Csv).unwrap();
+    assert!(plan.starts_with("QUERY PLAN\n"), "{plan}");
+    // An error in a later batch is the query's error, and the session goes on.
+    let sql = "SELECT 1 / (g - 1500) FROM generate_series(1, 2000) g";
+    let e = run_query(&pg, sql, Format::Csv).unwrap_err();
+    assert!(e.to_string().contains("division by zero"), "{e}");
+    let n = run_query(&pg, "SELECT count(*) AS n FROM customers", Format::Csv).unwrap();
+    assert_eq!(n, "n\n3\n");
+}
+
+#[test]
 fn verify_finds_the_same_differences_in_both_stores() {
     let s = PgSchema::new();
     filled_pg(&s);

@@ -30,7 +30,7 @@ use std::time::Duration;
 use postgres::Client;
 
 pub use lock::AdvisoryLock;
-pub use query::{PgQueryError, TextKind, TextRows};
+pub use query::{PgQueryError, TextKind, TextRow, TextRows};
 pub use target::{PgTarget, SslMode};
 
 use super::StoreError;

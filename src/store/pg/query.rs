@@ -1,12 +1,16 @@
 //! `lomi-sync query` on PostgreSQL: one statement in a `READ ONLY` transaction, its
-//! values as text. `query.rs` formats them, for either store.
+//! values as text, read a thousand rows at a time. `query.rs` formats them, for either
+//! store.
 //!
 //! The statement is parsed first with the extended protocol (which refuses more than
 //! one statement: `SELECT 1; DELETE ...` never runs) to learn its columns and their
-//! types, then run with the simple protocol, where the server sends every value as
-//! text (exact `numeric`, `jsonb` as JSON text). The transaction is `READ ONLY` (and the
-//! session `default_transaction_read_only`), so a write is refused by the server
-//! (SQLSTATE 25006), and it is rolled back whatever happens.
+//! types. A query is then declared as a cursor and fetched in batches with the simple
+//! protocol, where the server sends every value as text (exact `numeric`, `jsonb` as
+//! JSON text), so an export of every transaction holds a batch in memory, not the
+//! result; a statement no cursor takes (`SHOW`, `EXPLAIN`, a write) runs as it is,
+//! its result read whole. The transaction is `READ ONLY` (and the session
+//! `default_transaction_read_only`), so a write is refused by the server (SQLSTATE
+//! 25006), and it is rolled back whatever happens.
 //!
 //! Values are shown as the SQLite mirror shows its own: `timestamptz` in the mirror's
 //! text form (`2025-01-02T03:04:05.123456Z`: UTC, microseconds, as `ts_text` gives it);
@@ -19,6 +23,9 @@ use postgres::{Client, SimpleQueryMessage};
 use super::PgStore;
 use crate::store::StoreError;
 
+/// Rows fetched per round trip from the cursor.
+const BATCH: usize = 1000;
+
 /// How a column's text reads in JSON output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextKind {
@@ -30,16 +37,22 @@ pub enum TextKind {
     Bool,
 }
 
-/// A statement's result: column names, how each reads, and the rows' values as text
-/// (`None` for NULL).
-#[derive(Debug, Default)]
-pub struct TextRows {
+/// One row's values as text (`None` for NULL).
+pub type TextRow = Vec<Option<String>>;
+
+/// A statement's result, read as it is consumed ([`TextRows::next_row`]); dropping it
+/// ends the read-only transaction.
+pub struct TextRows<'a> {
+    store: &'a PgStore,
     /// The column names, in order.
     pub columns: Vec<String>,
     /// How each column's text reads, in order.
     pub kinds: Vec<TextKind>,
-    /// The rows, each value as text.
-    pub rows: Vec<Vec<Option<String>>>,
+    types: Vec<Type>,
+    /// Rows read and not yet handed out.
+    batch: std::vec::IntoIter<TextRow>,
+    /// More rows wait in the cursor.
+    more: bool,
 }
 
 /// Why a statement gave no rows.
@@ -57,42 +70,103 @@ pub enum PgQueryError {
 }
 
 impl PgStore {
-    /// Runs one statement read-only and returns its rows as text (see the module's doc).
-    pub fn query_text(&self, sql: &str) -> Result<TextRows, PgQueryError> {
-        self.with(|c| Ok::<_, StoreError>(read_only(c, sql)))?
+    /// Starts one statement read-only (see the module's doc); its rows come from
+    /// [`TextRows::next_row`].
+    pub fn query_text(&self, sql: &str) -> Result<TextRows<'_>, PgQueryError> {
+        let opened = self.with(|c| Ok::<_, StoreError>(open(c, sql)));
+        let (columns, types, first, more) = match opened {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                self.rollback_query();
+                return Err(e);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(TextRows {
+            store: self,
+            columns,
+            kinds: types.iter().map(kind_of).collect(),
+            types,
+            batch: first.into_iter(),
+            more,
+        })
+    }
+
+    /// Best effort: a failed statement already aborted the transaction.
+    fn rollback_query(&self) {
+        let _ = self.with(|c| c.batch_execute("ROLLBACK"));
     }
 }
 
-fn read_only(c: &mut Client, sql: &str) -> Result<TextRows, PgQueryError> {
+impl TextRows<'_> {
+    /// The next row, `None` after the last.
+    pub fn next_row(&mut self) -> Result<Option<TextRow>, PgQueryError> {
+        if let Some(row) = self.batch.next() {
+            return Ok(Some(row));
+        }
+        if !self.more {
+            return Ok(None);
+        }
+        let types = &self.types;
+        let rows = self.store.with(|c| {
+            let fetch = format!("FETCH {BATCH} FROM lomi_query");
+            Ok::<_, StoreError>(c.simple_query(&fetch).map(|m| texts(m, types)))
+        })?;
+        let rows = rows.map_err(refusal)?;
+        self.more = rows.len() == BATCH;
+        self.batch = rows.into_iter();
+        Ok(self.batch.next())
+    }
+}
+
+impl Drop for TextRows<'_> {
+    fn drop(&mut self) {
+        self.store.rollback_query();
+    }
+}
+
+/// What [`open`] found: the columns, their types, the first rows, whether a cursor
+/// holds more.
+type Opened = (Vec<String>, Vec<Type>, Vec<TextRow>, bool);
+
+/// Opens the read-only transaction and starts `sql`: as a cursor when it is a query,
+/// else run whole (see the module's doc).
+fn open(c: &mut Client, sql: &str) -> Result<Opened, PgQueryError> {
     c.batch_execute(
         "BEGIN READ ONLY; SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'",
     )
     .map_err(refusal)?;
-    let result = rows(c, sql);
-    // Best effort: a failed statement already aborted the transaction.
-    let _ = c.batch_execute("ROLLBACK");
-    result
-}
-
-fn rows(c: &mut Client, sql: &str) -> Result<TextRows, PgQueryError> {
     let stmt = c.prepare(sql).map_err(refusal)?;
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().into()).collect();
     let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
-    let mut out = TextRows {
-        columns,
-        kinds: types.iter().map(kind_of).collect(),
-        rows: Vec::new(),
-    };
-    for message in c.simple_query(sql).map_err(refusal)? {
+    c.batch_execute("SAVEPOINT lomi_query").map_err(refusal)?;
+    let declare = format!("DECLARE lomi_query NO SCROLL CURSOR FOR {sql}");
+    match c.batch_execute(&declare) {
+        Ok(()) => Ok((columns, types, Vec::new(), true)),
+        // No cursor for this statement: run it as it is.
+        Err(e) if e.as_db_error().is_some() => {
+            c.batch_execute("ROLLBACK TO SAVEPOINT lomi_query")
+                .map_err(refusal)?;
+            let rows = texts(c.simple_query(sql).map_err(refusal)?, &types);
+            Ok((columns, types, rows, false))
+        }
+        Err(e) => Err(refusal(e)),
+    }
+}
+
+/// The rows among the simple protocol's messages, each value as shown.
+fn texts(messages: Vec<SimpleQueryMessage>, types: &[Type]) -> Vec<TextRow> {
+    let mut rows = Vec::new();
+    for message in messages {
         if let SimpleQueryMessage::Row(row) = message {
-            out.rows.push(
+            rows.push(
                 (0..row.len())
                     .map(|i| row.get(i).map(|v| shown(types.get(i), v)))
                     .collect(),
             );
         }
     }
-    Ok(out)
+    rows
 }
 
 fn kind_of(t: &Type) -> TextKind {

@@ -153,12 +153,37 @@ fn tls_advice(e: &postgres::Error, check: &Check) -> String {
             "name the PEM file of the CA that signed the server's certificate in sslrootcert in store.url"
         }
     };
-    let host = if matches!(check, Check::ChainAndHost(_)) && cause.contains("NotValidForName") {
+    let wrong_host = matches!(
+        rustls_error(e),
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ))
+    );
+    let host = if wrong_host {
         " (verify-full: the certificate is not issued for the host in store.url; connect by that name, or use verify-ca)"
     } else {
         ""
     };
     format!("the TLS handshake failed: {cause}{host}; {fix}")
+}
+
+/// rustls's own error under rust-postgres's (boxed as an I/O error by tokio-rustls).
+fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// rustls's configuration for `check`, with the `ring` provider.
