@@ -262,12 +262,15 @@ fn store_arg() -> String {
     store
 }
 
-/// Drops the PostgreSQL benchmark's schema however `main` ends.
-struct Cleanup<'a>(&'a Store);
+/// Stops the simulator and drops the PostgreSQL benchmark's schema however `main`
+/// ends (a failed step panics: the simulator must not outlive it).
+struct Cleanup<'a>(std::process::Child, &'a Store);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        self.0.remove();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        self.1.remove();
     }
 }
 
@@ -314,7 +317,7 @@ fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_lomi-sync"));
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let (mut sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
+    let (sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
 
     let db = dir.path().join("bench.db");
     let sqlite = Store::Sqlite(db.clone());
@@ -323,7 +326,7 @@ fn main() {
     } else {
         Store::Sqlite(db.clone())
     };
-    let _cleanup = Cleanup(&store);
+    let cleanup = Cleanup(sim, &store);
     let config = dir.path().join("bench.toml");
     write_config(&config, &base_url, concurrency, &store);
     let mirror = Mirror {
@@ -395,8 +398,7 @@ fn main() {
         after_activity.unwrap_or_else(|| Store::Sqlite(after_activity_db).differences(&base_url));
     let after_bound = store.differences(&base_url);
 
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(cleanup);
 
     println!();
     println!(
