@@ -596,8 +596,10 @@ impl Settings {
     /// from the lock file half-way in. Not part of [`Settings::validate`]: `status` and
     /// `query` only read, and need no write access.
     pub fn check_store_path(&self) -> Result<(), ConfigError> {
+        // PostgreSQL: the URL, the schema and the password's source (the server is
+        // asked only when connecting).
         if self.store.url.is_some() {
-            return Ok(());
+            return self.store_location().map(|_| ());
         }
         let path = &self.store.path;
         let invalid = |problem: String| ConfigError::Invalid {

@@ -1,6 +1,10 @@
 //! `lomi-sync query`: read-only SQL over the mirror, printed as an aligned table, CSV,
-//! a JSON array or JSON lines. Write statements are refused before they run, and the
-//! connection is opened read-only besides, so a query can never change the mirror.
+//! a JSON array or JSON lines, from either store. SQLite: write statements are refused
+//! before they run, and the connection is opened read-only besides. PostgreSQL
+//! (`PgStore::query_text`, `store/pg/query.rs`): one statement in a `READ ONLY`
+//! transaction on a read-only session, so the server refuses a write; its values come
+//! as text, timestamps in the mirror's form. Both become [`Cell`]s, and one writer
+//! prints them, so the formats are the same for both stores.
 
 use std::io::Write;
 
@@ -8,6 +12,7 @@ use rusqlite::types::ValueRef;
 use serde_json::Value;
 
 use crate::store::Store;
+use crate::store::pg::{PgQueryError, TextKind, TextRows};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +33,11 @@ pub enum QueryError {
     /// SQLite refused or failed the statement.
     #[error("the query failed: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// The statement would write (SQLite says it is not read-only): refused before it runs.
+    /// PostgreSQL refused or failed the statement: the server's message.
+    #[error("the query failed: {0}")]
+    Server(String),
+    /// The statement would write (SQLite says it is not read-only, or PostgreSQL
+    /// refused it in the read-only transaction): nothing was written.
     #[error(
         "`query` only reads: this statement would write to the mirror; the mirror is changed only by sync runs"
     )]
@@ -38,12 +47,84 @@ pub enum QueryError {
         "the query is empty; pass one SQL statement, e.g. \"SELECT count(*) FROM live_customers\""
     )]
     Empty,
-    /// Not built for PostgreSQL yet (issue 17 in progress).
-    #[error("query is not built for PostgreSQL yet")]
-    NotBuilt,
+    /// The PostgreSQL connection failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<PgQueryError> for QueryError {
+    fn from(e: PgQueryError) -> QueryError {
+        match e {
+            PgQueryError::Write => QueryError::Write,
+            PgQueryError::Sql(text) => QueryError::Server(text),
+            PgQueryError::Store(e) => QueryError::Store(e),
+        }
+    }
+}
+
+/// One value as printed: text in a table or CSV (NULL empty), typed in JSON.
+#[derive(Clone, Debug, PartialEq)]
+enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    /// A number's exact digits (PostgreSQL's integers, `numeric`, floats): a JSON number
+    /// with those digits, never rounded through `f64`.
+    Digits(String),
+    Bool(bool),
+}
+
+impl Cell {
+    fn text(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Integer(i) => i.to_string(),
+            Cell::Real(f) => f.to_string(),
+            Cell::Text(t) | Cell::Digits(t) => t.clone(),
+            Cell::Bool(b) => b.to_string(),
+        }
+    }
+
+    fn json(self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Integer(i) => Value::from(i),
+            Cell::Real(f) => serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Cell::Text(t) => Value::String(t),
+            // `arbitrary_precision`: the number keeps its digits as text. `NaN` and
+            // `Infinity` are no JSON numbers: strings.
+            Cell::Digits(t) => match serde_json::from_str::<serde_json::Number>(&t) {
+                Ok(n) => Value::Number(n),
+                Err(_) => Value::String(t),
+            },
+            Cell::Bool(b) => Value::Bool(b),
+        }
+    }
+
+    fn sqlite(v: ValueRef<'_>) -> Cell {
+        match v {
+            ValueRef::Null => Cell::Null,
+            ValueRef::Integer(i) => Cell::Integer(i),
+            ValueRef::Real(f) => Cell::Real(f),
+            ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Cell::Text(b.iter().map(|x| format!("{x:02x}")).collect()),
+        }
+    }
+
+    fn postgres(kind: TextKind, v: Option<String>) -> Cell {
+        match (kind, v) {
+            (_, None) => Cell::Null,
+            (TextKind::Text, Some(t)) => Cell::Text(t),
+            (TextKind::Number, Some(t)) => Cell::Digits(t),
+            (TextKind::Bool, Some(t)) => Cell::Bool(t == "true"),
+        }
+    }
 }
 
 /// Runs `sql` and writes its rows to `out` in `format`. Returns the number of rows.
@@ -56,43 +137,67 @@ pub fn run(
     if sql.trim().trim_end_matches(';').trim().is_empty() {
         return Err(QueryError::Empty);
     }
-    let Some(sqlite) = store.sqlite() else {
-        return Err(QueryError::NotBuilt);
-    };
-    let mut stmt = sqlite.conn().prepare(sql)?;
-    if !stmt.readonly() {
-        return Err(QueryError::Write);
+    match store {
+        Store::Sqlite(s) => {
+            let mut stmt = s.conn().prepare(sql)?;
+            if !stmt.readonly() {
+                return Err(QueryError::Write);
+            }
+            let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+            let n = columns.len();
+            let mut rows = stmt.query([])?;
+            let mut next = || -> Result<Option<Vec<Cell>>, QueryError> {
+                let Some(row) = rows.next()? else {
+                    return Ok(None);
+                };
+                let cells = (0..n).map(|i| row.get_ref(i).map(Cell::sqlite));
+                Ok(Some(cells.collect::<Result<_, _>>()?))
+            };
+            write_rows(&columns, &mut next, format, out)
+        }
+        Store::Postgres(p) => {
+            let TextRows {
+                columns,
+                kinds,
+                rows,
+            } = p.query_text(sql)?;
+            let mut rows = rows.into_iter();
+            let mut next = || -> Result<Option<Vec<Cell>>, QueryError> {
+                Ok(rows.next().map(|row| {
+                    let cells = kinds.iter().zip(row);
+                    cells.map(|(k, v)| Cell::postgres(*k, v)).collect()
+                }))
+            };
+            write_rows(&columns, &mut next, format, out)
+        }
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-    let mut rows = stmt.query([])?;
+}
+
+/// The next row, `None` after the last.
+type NextRow<'a> = dyn FnMut() -> Result<Option<Vec<Cell>>, QueryError> + 'a;
+
+/// Writes the rows `next` gives in `format`; returns how many.
+fn write_rows(
+    columns: &[String],
+    next: &mut NextRow<'_>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, QueryError> {
     let mut count = 0u64;
     match format {
         Format::Table => {
             let mut cells: Vec<Vec<String>> = Vec::new();
-            while let Some(row) = rows.next()? {
-                cells.push(
-                    (0..columns.len())
-                        .map(|i| text(row.get_ref(i)))
-                        .collect::<Result<_, _>>()?,
-                );
+            while let Some(row) = next()? {
+                cells.push(row.iter().map(Cell::text).collect());
             }
             count = cells.len() as u64;
-            write_table(&columns, &cells, out)?;
+            write_table(columns, &cells, out)?;
         }
         Format::Csv => {
-            writeln!(
-                out,
-                "{}",
-                columns
-                    .iter()
-                    .map(|c| csv_field(c))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )?;
-            while let Some(row) = rows.next()? {
-                let fields: Vec<String> = (0..columns.len())
-                    .map(|i| text(row.get_ref(i)).map(|t| csv_field(&t)))
-                    .collect::<Result<_, _>>()?;
+            let header: Vec<String> = columns.iter().map(|c| csv_field(c)).collect();
+            writeln!(out, "{}", header.join(","))?;
+            while let Some(row) = next()? {
+                let fields: Vec<String> = row.iter().map(|c| csv_field(&c.text())).collect();
                 writeln!(out, "{}", fields.join(","))?;
                 count += 1;
             }
@@ -101,11 +206,12 @@ pub fn run(
             if format == Format::Json {
                 write!(out, "[")?;
             }
-            while let Some(row) = rows.next()? {
-                let mut obj = serde_json::Map::new();
-                for (i, c) in columns.iter().enumerate() {
-                    obj.insert(c.clone(), json(row.get_ref(i)?));
-                }
+            while let Some(row) = next()? {
+                let obj: serde_json::Map<String, Value> = columns
+                    .iter()
+                    .cloned()
+                    .zip(row.into_iter().map(Cell::json))
+                    .collect();
                 let line = Value::Object(obj).to_string();
                 match format {
                     Format::Json if count > 0 => write!(out, ",\n{line}")?,
@@ -121,28 +227,6 @@ pub fn run(
     }
     out.flush()?;
     Ok(count)
-}
-
-fn text(v: rusqlite::Result<ValueRef<'_>>) -> rusqlite::Result<String> {
-    Ok(match v? {
-        ValueRef::Null => String::new(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(f) => f.to_string(),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-        ValueRef::Blob(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
-    })
-}
-
-fn json(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
-    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -212,6 +296,29 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn postgres_values_print_exactly_in_every_format() {
+        let cells = vec![
+            Cell::postgres(TextKind::Number, Some("12345678901234567890.10".into())),
+            Cell::postgres(TextKind::Bool, Some("true".into())),
+            Cell::postgres(TextKind::Text, Some("{\"a\": 1}".into())),
+            Cell::postgres(TextKind::Number, None),
+            Cell::postgres(TextKind::Number, Some("NaN".into())),
+        ];
+        let columns: Vec<String> = ["n", "b", "j", "z", "nan"].map(String::from).into();
+        let mut rows = vec![cells].into_iter();
+        let mut next = || Ok(rows.next());
+        let mut out = Vec::new();
+        write_rows(&columns, &mut next, Format::Jsonl, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"n\":12345678901234567890.10,\"b\":true,\"j\":\"{\\\"a\\\": 1}\",\"z\":null,\"nan\":\"NaN\"}\n"
+        );
+        let cell = Cell::postgres(TextKind::Bool, Some("false".into()));
+        assert_eq!(cell.text(), "false");
+        assert_eq!(Cell::Null.text(), "");
     }
 
     #[test]

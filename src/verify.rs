@@ -13,13 +13,17 @@
 //! hides (`metadata`, `environment`; NOTES.md) and is compared without them. Its
 //! `metadata` column must still be NULL or the last one read: [`pending_details`] counts
 //! those left, and once it is 0 the comparison is exact.
+//!
+//! Either store: the mirror's rows come from `Store::verify_customers` and
+//! `Store::verify_transactions`, in the mirror's text forms, so the comparison here is
+//! the one for SQLite and PostgreSQL alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::api::model::normalize_timestamp;
+use crate::store::{Store, StoreError, VerifyTransaction};
 
 fn id_of(c: &Value) -> Option<String> {
     c.get("id")
@@ -76,19 +80,15 @@ fn columns_of(v: &Value, keys: &[&str]) -> Vec<Option<String>> {
 /// Differences between the mirror and `truth`, at most `limit` of them; empty when the
 /// mirror equals the source: the same live customers with the same fields, the same
 /// live transactions per live customer, and every known deleted customer marked.
-pub fn differences(
-    conn: &Connection,
-    truth: &Value,
-    limit: usize,
-) -> rusqlite::Result<Vec<String>> {
+pub fn differences(store: &Store, truth: &Value, limit: usize) -> Result<Vec<String>, StoreError> {
     let mut out = Found {
         list: Vec::new(),
         limit,
     };
-    let mirror = live_customers(conn)?;
+    let mirror = live_customers(store)?;
     let truth_ids = compare_customers(&mirror, truth, &mut out);
-    compare_deleted(conn, truth, &mut out)?;
-    compare_transactions(conn, truth, &truth_ids, &mut out)?;
+    compare_deleted(&mirror, truth, &mut out);
+    compare_transactions(store, truth, &truth_ids, &mut out)?;
     Ok(out.list)
 }
 
@@ -116,37 +116,22 @@ const HIDDEN_IN_LISTS: [&str; 2] = ["metadata", "environment"];
 /// its details are pending).
 type LiveCustomers = BTreeMap<String, (Value, Vec<Option<String>>, bool)>;
 
-fn live_customers(conn: &Connection) -> rusqlite::Result<LiveCustomers> {
-    let mut mirror = BTreeMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT id, raw, created_at, updated_at,
-                details_updated_at IS NULL OR details_updated_at <> COALESCE(updated_at, '')
-         FROM customers WHERE deleted_at IS NULL",
-    )?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            vec![r.get(2)?, r.get(3)?],
-            r.get::<_, bool>(4)?,
-        ))
-    })? {
-        let (id, raw, columns, pending) = row?;
-        mirror.insert(id, (parse(&raw), columns, pending));
-    }
-    Ok(mirror)
+fn live_customers(store: &Store) -> Result<LiveCustomers, StoreError> {
+    Ok(store
+        .verify_customers()?
+        .into_iter()
+        .map(|c| {
+            let columns = vec![c.created_at, c.updated_at];
+            (c.id, (parse(&c.raw), columns, c.details_pending))
+        })
+        .collect())
 }
 
 /// Live customers of the mirror whose details are pending (the background fill's
 /// work left; `status` shows the same count).
-pub fn pending_details(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT count(*) FROM customers WHERE deleted_at IS NULL
-           AND (details_updated_at IS NULL OR details_updated_at <> COALESCE(updated_at, ''))",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n as u64)
+pub fn pending_details(store: &Store) -> Result<u64, StoreError> {
+    let customers = store.verify_customers()?;
+    Ok(customers.iter().filter(|c| c.details_pending).count() as u64)
 }
 
 /// `v` without the fields a list item hides, when `pending`.
@@ -194,25 +179,21 @@ fn compare_customers(mirror: &LiveCustomers, truth: &Value, out: &mut Found) -> 
     truth_ids
 }
 
-/// Every customer deleted at the source that the mirror holds is marked deleted.
-fn compare_deleted(conn: &Connection, truth: &Value, out: &mut Found) -> rusqlite::Result<()> {
+/// Every customer deleted at the source that the mirror holds is marked deleted: none
+/// of them is among the mirror's live customers.
+fn compare_deleted(mirror: &LiveCustomers, truth: &Value, out: &mut Found) {
     let empty = Vec::new();
     let deleted = truth
         .get("deleted_customer_ids")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
-    let mut stmt = conn.prepare("SELECT deleted_at IS NOT NULL FROM customers WHERE id = ?1")?;
     for id in deleted.iter().filter_map(Value::as_str) {
-        let mut rows = stmt.query([id])?;
-        if let Some(row) = rows.next()?
-            && !row.get::<_, bool>(0)?
-        {
+        if mirror.contains_key(id) {
             out.push(format!(
                 "customer {id} was deleted at the source but is live in the mirror"
             ));
         }
     }
-    Ok(())
 }
 
 const TX_COLUMNS: [&str; 2] = ["created_at", "currency_code"];
@@ -233,16 +214,20 @@ fn per_customer_form(mirror: Value, source: &Value) -> Value {
 
 /// Compares the live transactions of each customer the source holds, both ways.
 fn compare_transactions(
-    conn: &Connection,
+    store: &Store,
     truth: &Value,
     truth_ids: &BTreeSet<String>,
     out: &mut Found,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     let txs = truth.get("transactions").and_then(Value::as_object);
-    let mut stmt = conn.prepare(
-        "SELECT transaction_id, raw, created_at, currency_code FROM transactions
-         WHERE customer_id = ?1 AND deleted_at IS NULL",
-    )?;
+    let mut mirror: BTreeMap<String, Vec<VerifyTransaction>> = BTreeMap::new();
+    for t in store.verify_transactions()? {
+        mirror.entry(t.customer_id.clone()).or_default().push(t);
+    }
+    // One order whatever the store's scan gave, so a limited list is the same list.
+    for rows in mirror.values_mut() {
+        rows.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    }
     for id in truth_ids {
         let source: BTreeMap<String, &Value> = txs
             .and_then(|t| t.get(id))
@@ -254,14 +239,9 @@ fn compare_transactions(
             })
             .unwrap_or_default();
         let mut seen = BTreeSet::new();
-        for row in stmt.query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                vec![r.get::<_, Option<String>>(2)?, r.get(3)?],
-            ))
-        })? {
-            let (tid, raw, cols) = row?;
+        for row in mirror.remove(id).unwrap_or_default() {
+            let (tid, raw) = (row.transaction_id, row.raw);
+            let cols = vec![row.created_at, row.currency_code];
             match source.get(&tid) {
                 None => out.push(format!(
                     "transaction {tid} of customer {id} is live in the mirror but not at the source"

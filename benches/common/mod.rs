@@ -66,8 +66,12 @@ pub fn get_json(url: &str) -> serde_json::Value {
 /// transaction differences).
 pub fn differences(base_url: &str, db: &Path) -> (usize, usize) {
     let truth = get_json(&format!("{base_url}/_sim/truth"));
-    let conn = rusqlite::Connection::open(db).expect("open mirror");
-    let diffs = lomi_sync::verify::differences(&conn, &truth, usize::MAX).expect("compare");
+    let store = lomi_sync::store::Store::open_read_only(
+        &lomi_sync::store::Location::sqlite(db),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("open mirror");
+    let diffs = lomi_sync::verify::differences(&store, &truth, usize::MAX).expect("compare");
     let customers = diffs.iter().filter(|d| d.starts_with("customer")).count();
     (customers, diffs.len() - customers)
 }

@@ -160,11 +160,7 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
         1 + live
     );
     let store = mirror.open_read_only()?;
-    let pending = verify::differences(
-        store.sqlite().expect("the demo mirrors into SQLite").conn(),
-        &sim.truth(),
-        usize::MAX,
-    )?;
+    let pending = verify::differences(&store, &sim.truth(), usize::MAX)?;
     let (customer_diffs, tx_diffs): (Vec<_>, Vec<_>) =
         pending.iter().partition(|d| d.starts_with("customer"));
     let later = if backfill.feed_pages > 0 {
@@ -181,11 +177,7 @@ pub async fn run(db: &Path, customers: usize, seed: u64) -> Result<()> {
 
     let full = run(RunKind::Full).await?;
     println!("4. full reconciliation (what `lomi-sync sync --full` does)\n   {full}");
-    let diffs = verify::differences(
-        store.sqlite().expect("the demo mirrors into SQLite").conn(),
-        &sim.truth(),
-        5,
-    )?;
+    let diffs = verify::differences(&store, &sim.truth(), 5)?;
     if diffs.is_empty() {
         println!("   the mirror equals the simulator's ground truth\n");
     } else {

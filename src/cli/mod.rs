@@ -23,7 +23,7 @@ use lomi_sync::app::{AppError, Mirror};
 use lomi_sync::config::{ApiKey, ConfigError, Settings};
 use lomi_sync::query;
 use lomi_sync::scheduler::SystemdNotifier;
-use lomi_sync::store::{RunKind, Store, StoreError};
+use lomi_sync::store::{Location, RunKind, Store, StoreError};
 use lomi_sync::sync::estimate::Pace;
 use lomi_sync::sync::{RunRequest, RunSummary, SyncError};
 
@@ -35,13 +35,16 @@ Environment:
   LOMI_SYNC__SECTION__KEY  overrides one setting, with double underscores, e.g.
                            LOMI_SYNC__STORE__PATH=/var/lib/lomi-sync/mirror.db
                            LOMI_SYNC__API__BASE_URL=https://sandbox.api.lomi.africa
+  PGPASSWORD               the PostgreSQL password, with store.url (or store.password_file)
   NO_COLOR                 no colour in log lines (there is none off a terminal anyway)
 
 Settings: built-in defaults, then the TOML file (--config PATH, else config/lomi-sync.toml
 if it exists), then LOMI_SYNC__* variables. `lomi-sync check-config` shows the result.
 
 The mirror: store.path, by default ./lomi-sync.db in the working directory (with
-lomi-sync.db.lock, -wal and -shm beside it).";
+lomi-sync.db.lock, -wal and -shm beside it). Or PostgreSQL: store.url, e.g.
+postgres://lomi@db.example:5432/analytics?sslmode=verify-full (sslmode as libpq reads
+it; no password in the URL), the mirror in the schema store.schema (default lomi).";
 
 /// Keeps a local SQLite mirror of your lomi. customers and their transactions.
 ///
@@ -751,7 +754,12 @@ fn print_route_budgets(rows: &[lomi_sync::store::RouteBudgetRow]) {
 }
 
 /// `lomi-sync backup`: no key and no writer lock needed (a read transaction suffices).
+/// A PostgreSQL mirror is refused (exit 2): the server's own `pg_dump` backs up its
+/// schema, consistently, while the daemon writes.
 fn backup(settings: &Settings, path: &Path, force: bool) -> Result<ExitCode> {
+    if let Location::Postgres(t) = settings.store_location()? {
+        return Err(webhooks::UsageError(pg_backup_advice(&t)).into());
+    }
     let r = lomi_sync::store::backup(
         &settings.store.path,
         path,
@@ -770,6 +778,18 @@ fn backup(settings: &Settings, path: &Path, force: bool) -> Result<ExitCode> {
         r.check
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `backup` says of a PostgreSQL mirror: which command does it instead.
+fn pg_backup_advice(t: &lomi_sync::store::pg::PgTarget) -> String {
+    format!(
+        "`backup` copies the SQLite file, and this mirror is in PostgreSQL ({}); back it up with \
+         the server's tools: pg_dump --schema={} --format=custom --file=lomi.dump '{}' \
+         (pg_dump reads the password from PGPASSWORD or ~/.pgpass)",
+        t.shown(),
+        t.schema(),
+        t.url()
+    )
 }
 
 /// A run records its requests when it ends: a running one shows `-`, not 0.
@@ -835,6 +855,7 @@ fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> 
         println!("# warning: {w}");
         eprintln!("lomi-sync: warning: {w}");
     }
+    println!("# store: {}", store_line(settings)?);
     println!("# effective settings (API key {key})");
     println!("{}", toml_like(settings)?);
     let schedule = settings.schedule.cron.schedule();
@@ -849,6 +870,27 @@ fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> 
         println!("configuration OK");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the mirror is, for `check-config`: the file, or the PostgreSQL schema and
+/// where its password comes from (never the password).
+fn store_line(settings: &Settings) -> Result<String> {
+    Ok(match settings.store_location()? {
+        Location::Sqlite(p) => format!("SQLite file {}", p.display()),
+        Location::Postgres(t) => format!(
+            "PostgreSQL {}, sslmode={}, password {}",
+            t.shown(),
+            t.ssl_mode().as_str(),
+            match (&settings.store.password_file, t.has_password()) {
+                (Some(p), _) => format!("from store.password_file {}", p.display()),
+                (None, true) => format!("from {}", lomi_sync::config::PG_PASSWORD_ENV),
+                (None, false) => format!(
+                    "NOT SET (neither store.password_file nor {}): fine only for trust or peer authentication",
+                    lomi_sync::config::PG_PASSWORD_ENV
+                ),
+            }
+        ),
+    })
 }
 
 /// Settings as JSON grouped by section: the TOML-shaped view `check-config` prints.

@@ -52,7 +52,7 @@ pub enum WebhooksCommand {
 /// exit status 2, like a configuration error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(String);
+pub struct UsageError(pub(super) String);
 
 pub async fn run(settings: &Settings, command: WebhooksCommand) -> Result<ExitCode> {
     let mirror = super::mirror(settings, &super::shutdown_token())?;

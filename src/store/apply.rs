@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value, json};
 
 use super::{SeenIn, SqliteStore, StoreError, Walk, now};
-use crate::api::model::{Customer, RawObject, Transaction};
+use crate::api::model::{Customer, Transaction};
+use compare::{Change, object};
 
+pub(in crate::store) mod compare;
 mod stage;
 
 /// A customer as the API showed it.
@@ -108,13 +109,6 @@ impl Applied {
             + self.transactions_deleted
             + self.transactions_restored
     }
-}
-
-enum Change {
-    Created,
-    Updated(String),
-    Restored(Option<String>),
-    Deleted,
 }
 
 impl SqliteStore {
@@ -286,14 +280,9 @@ fn apply_customer(cx: &Ctx, o: &Observed, n: &mut Applied) -> Result<Option<i64>
         return Ok(None);
     };
     let c = merged.as_ref().unwrap_or(&o.customer);
-    upsert_customer(cx, &o.customer.id, c, shows_details(o))?;
+    upsert_customer(cx, &o.customer.id, c, compare::shows_details(o))?;
     let inserted = matches!(change, Change::Created).then(|| cx.tx.last_insert_rowid());
-    match &change {
-        Change::Created => n.customers_inserted += 1,
-        Change::Updated(_) => n.customers_updated += 1,
-        Change::Restored(_) => n.customers_restored += 1,
-        Change::Deleted => n.customers_deleted += 1,
-    }
+    n.count_customer(&change);
     let id = &o.customer.id;
     record(cx, "customer", id, id, change)?;
     Ok(inserted)
@@ -310,42 +299,14 @@ fn customer_change(
         .prepare_cached("SELECT raw, deleted_at FROM customers WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    // The common cases (new, or the very same text) need no JSON parsing here.
-    let (change, merged) = match stored {
-        None => (Change::Created, None),
-        Some((old_text, deleted_at)) => {
-            if deleted_at.is_none() && old_text == o.customer.raw {
-                return Ok(None);
-            }
-            let old = object(&old_text);
-            let incoming = object(&o.customer.raw);
-            let merged = if o.partial {
-                merge_partial(&old, &incoming)
-            } else {
-                incoming
-            };
-            let fields = diff(&old, &merged);
-            let row = if o.partial {
-                let text = Value::Object(merged.clone()).to_string();
-                Customer::from_stored(Value::Object(merged), text).ok()
-            } else {
-                None
-            };
-            match (deleted_at, fields) {
-                (Some(_), fields) => (Change::Restored(fields), row),
-                (None, Some(fields)) => (Change::Updated(fields), row),
-                (None, None) => return Ok(None),
-            }
-        }
-    };
-    Ok(Some((change, merged)))
-}
-
-/// The object shows the customer's metadata: a `GET /customers/{id}` read, or a list
-/// item that carries `metadata` (the simulator without live quirks, or a service that
-/// stops hiding it). A list item's `metadata: null` proves nothing (NOTES.md).
-fn shows_details(o: &Observed) -> bool {
-    !o.partial || !o.customer.metadata_null
+    // The very same text needs no JSON parsing here.
+    if let Some((text, None)) = &stored
+        && *text == o.customer.raw
+    {
+        return Ok(None);
+    }
+    let stored = stored.map(|(text, deleted_at)| (object(&text), deleted_at.is_some()));
+    Ok(compare::customer_change(stored, o))
 }
 
 /// Records that customer `id`'s details were read at its current `updated_at` (a
@@ -426,13 +387,8 @@ fn apply_transactions(
     };
     upsert_transactions(cx, (customer_id, seq), list, &mut stored, n)?;
     // What the list no longer holds was deleted at the source.
-    let mut vanished: Vec<String> = stored
-        .into_iter()
-        .filter(|(_, (_, deleted))| complete && !deleted)
-        .map(|(id, _)| id)
-        .collect();
-    vanished.sort();
-    for id in vanished {
+    let left = stored.into_iter().map(|(id, (_, deleted))| (id, deleted));
+    for id in compare::vanished(left, complete) {
         tx.prepare_cached(
             "UPDATE transactions SET deleted_at = ?3, synced_at = ?3 WHERE customer_seq = ?1 AND transaction_id = ?2",
         )?
@@ -448,16 +404,10 @@ fn apply_transactions(
 /// complete per customer page by page. A row whose customer the mirror lacks is
 /// [`StoreError::OrphanTransaction`] (the engine reads such customers first).
 fn apply_feed_rows(cx: &Ctx, rows: &[Transaction], n: &mut Applied) -> Result<(), StoreError> {
-    let mut by_customer: std::collections::BTreeMap<&str, Vec<Transaction>> = Default::default();
-    for t in rows {
-        if let Some(c) = t.customer_id.as_deref() {
-            by_customer.entry(c).or_default().push(t.clone());
-        }
-    }
     let mut find = cx.tx.prepare_cached(
         "SELECT raw, deleted_at IS NOT NULL FROM transactions WHERE customer_seq = ?1 AND transaction_id = ?2",
     )?;
-    for (customer_id, list) in by_customer {
+    for (customer_id, list) in compare::by_customer(rows) {
         let seq = feed_row_owner(cx, customer_id)?;
         let mut stored = HashMap::new();
         for t in &list {
@@ -541,29 +491,18 @@ fn upsert_transactions(
     // Looked up once per customer, not per row: the cache hashes the statement's text.
     let mut insert = cx.tx.prepare_cached(UPSERT_TRANSACTION)?;
     for t in list {
-        let (change, merged) = match stored.remove(&t.transaction_id) {
-            None => (Change::Created, None),
-            Some((old_text, deleted)) => {
-                if !deleted && old_text == t.raw {
-                    continue;
-                }
-                let old = object(&old_text);
-                let (fields, merged) = merge_transaction(&old, t);
-                match (deleted, fields) {
-                    (true, fields) => (Change::Restored(fields), merged),
-                    (false, Some(fields)) => (Change::Updated(fields), merged),
-                    (false, None) => continue,
-                }
-            }
+        let stored = stored.remove(&t.transaction_id);
+        // The very same text needs no JSON parsing here.
+        if matches!(&stored, Some((text, false)) if *text == t.raw) {
+            continue;
+        }
+        let stored = stored.map(|(text, deleted)| (object(&text), deleted));
+        let Some((change, merged)) = compare::transaction_change(stored, t) else {
+            continue;
         };
         let t = merged.as_ref().unwrap_or(t);
         upsert_transaction(&mut insert, t, customer_id, cx.at, seq)?;
-        match &change {
-            Change::Created => n.transactions_inserted += 1,
-            Change::Updated(_) => n.transactions_updated += 1,
-            Change::Restored(_) => n.transactions_restored += 1,
-            Change::Deleted => n.transactions_deleted += 1,
-        }
+        n.count_transaction(&change);
         record(cx, "transaction", &t.transaction_id, customer_id, change)?;
     }
     Ok(())
@@ -644,12 +583,7 @@ fn note_transactions_read(
     customer_id: &str,
     list: &[Transaction],
 ) -> Result<(), StoreError> {
-    let last_tx_at = list.iter().filter_map(|t| t.created_at.as_deref()).max();
-    let newest_pending_at = list
-        .iter()
-        .filter(|t| t.status.as_deref() == Some("pending"))
-        .filter_map(|t| t.created_at.as_deref())
-        .max();
+    let s = compare::summary(list);
     cx.tx.prepare_cached(
         "INSERT INTO customer_sync (customer_id, tx_checked_at, live_tx, last_tx_at, newest_pending_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -657,7 +591,7 @@ fn note_transactions_read(
              live_tx = excluded.live_tx, last_tx_at = excluded.last_tx_at,
              newest_pending_at = excluded.newest_pending_at",
     )?
-    .execute(params![customer_id, cx.at, list.len() as i64, last_tx_at, newest_pending_at])?;
+    .execute(params![customer_id, cx.at, s.live_tx, s.last_tx_at, s.newest_pending_at])?;
     Ok(())
 }
 
@@ -669,18 +603,10 @@ fn record(
     customer_id: &str,
     change: Change,
 ) -> Result<(), StoreError> {
-    let (kind, fields) = match change {
-        Change::Created if cx.b.initial_load => return Ok(()),
-        Change::Created => ("created", None),
-        Change::Updated(f) => ("updated", Some(f)),
-        Change::Restored(f) => ("restored", f),
-        Change::Deleted => ("deleted", None),
+    let Some((kind, fields)) = change.row(cx.b.initial_load) else {
+        return Ok(());
     };
-    // A webhook's change belongs to no run; a run's, to its run (migration 11).
-    let (run_id, source) = match cx.webhook {
-        Some(_) => (None, "webhook"),
-        None => (Some(cx.b.run_id), "poll"),
-    };
+    let (run_id, source) = compare::change_origin(cx.b.run_id, cx.webhook);
     cx.tx.prepare_cached(
         "INSERT INTO changes (run_id, observed_at, entity, entity_id, customer_id, kind, fields,
                               source, webhook_event)
@@ -700,103 +626,11 @@ fn record(
     Ok(())
 }
 
-/// A stored or received object's text as a map (empty if it is not an object, which
-/// the API client never lets through).
-fn object(text: &str) -> RawObject {
-    serde_json::from_str(text).unwrap_or_default()
-}
-
-/// A list item over what the mirror knows: keys the item omits, and a `metadata: null`
-/// the live list shows for every customer, keep their known values.
-fn merge_partial(stored: &RawObject, incoming: &RawObject) -> RawObject {
-    let mut merged = incoming.clone();
-    for (k, v) in stored {
-        match merged.get(k) {
-            None => {
-                merged.insert(k.clone(), v.clone());
-            }
-            Some(Value::Null) if k == "metadata" && !v.is_null() => {
-                merged.insert(k.clone(), v.clone());
-            }
-            _ => {}
-        }
-    }
-    merged
-}
-
-/// `{"field": {"old": .., "new": ..}}` for every field that differs, or `None`.
-/// Key order does not matter: the same fields in another order are no change.
-fn diff(old: &RawObject, new: &RawObject) -> Option<String> {
-    let mut d = Map::new();
-    for (k, nv) in new {
-        let ov = old.get(k).unwrap_or(&Value::Null);
-        if ov != nv {
-            d.insert(k.clone(), json!({"old": ov, "new": nv}));
-        }
-    }
-    for (k, ov) in old {
-        if !new.contains_key(k) {
-            d.insert(k.clone(), json!({"old": ov, "new": null}));
-        }
-    }
-    if d.is_empty() {
-        None
-    } else {
-        Some(Value::Object(d).to_string())
-    }
-}
-
-/// An incoming transaction over the stored one: the fields that changed, and the row
-/// to write when it is not `incoming` as received. Keys the incoming row omits keep
-/// their stored values: the per-customer endpoint does not show the feed's fields
-/// (`customer_id`, `fee_amount`, `updated_at`, ...), and its row must neither blank
-/// what the feed told (columns and `raw` alike) nor count as a change of them.
-fn merge_transaction(
-    stored: &RawObject,
-    incoming: &Transaction,
-) -> (Option<String>, Option<Transaction>) {
-    let received = object(&incoming.raw);
-    if stored.keys().all(|k| received.contains_key(k)) {
-        return (diff(stored, &received), None);
-    }
-    let mut merged = received;
-    for (k, v) in stored {
-        if !merged.contains_key(k) {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    let fields = diff(stored, &merged);
-    let text = Value::Object(merged.clone()).to_string();
-    // The merged object holds the incoming id, so it always reads back.
-    let row = Transaction::from_stored(Value::Object(merged), text).ok();
-    (fields, row)
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
-
-    fn obj(v: Value) -> RawObject {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn partial_list_items_keep_known_metadata_and_hidden_fields() {
-        let stored = obj(
-            json!({"customer_id": "c", "name": "A", "metadata": {"vip": true}, "environment": "live"}),
-        );
-        let incoming = obj(json!({"customer_id": "c", "name": "A", "metadata": null}));
-        let merged = merge_partial(&stored, &incoming);
-        assert_eq!(diff(&stored, &merged), None);
-        let renamed = obj(json!({"customer_id": "c", "name": "B", "metadata": null}));
-        let merged = merge_partial(&stored, &renamed);
-        assert_eq!(merged["metadata"], json!({"vip": true}));
-        let d: Value = serde_json::from_str(&diff(&stored, &merged).unwrap()).unwrap();
-        assert_eq!(d, json!({"name": {"old": "A", "new": "B"}}));
-    }
 
     /// A customer as observed: `partial` for a list item; `meta` its metadata (null:
     /// hidden by the live list, or none).
@@ -867,15 +701,5 @@ mod tests {
         assert_eq!(meta[0].as_deref(), Some(r#"{"tier":"gold"}"#));
         // A list item that shows metadata is the details: nothing to read for `c`.
         assert_eq!(apply(vec![seen("c", d3, d3, tier, true)]).0, ["a", "b"]);
-    }
-
-    #[test]
-    fn diff_ignores_key_order_and_sees_removed_keys() {
-        let a = obj(json!({"x": 1, "y": 2}));
-        let b = obj(json!({"y": 2, "x": 1}));
-        assert_eq!(diff(&a, &b), None);
-        let c = obj(json!({"x": 1}));
-        let d: Value = serde_json::from_str(&diff(&a, &c).unwrap()).unwrap();
-        assert_eq!(d, json!({"y": {"old": 2, "new": null}}));
     }
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 use super::pg::{PgStore, PgTarget};
 use super::{
     Applied, Batch, FeedRolling, HealthFacts, NotReread, Outcome, PlanInfo, RouteBudgetRow,
-    RunFailure, RunKind, SeenIn, SourceReport, SqliteStore, StatusReport, StoreError, Walk,
-    WebhookBatch, WebhookResult,
+    RunFailure, RunKind, SeenIn, SourceReport, SqliteStore, StatusReport, StoreError,
+    VerifyCustomer, VerifyTransaction, Walk, WebhookBatch, WebhookResult,
 };
 
 /// Where a mirror is: `store.path` (SQLite) or `store.url` (PostgreSQL). `Display`
 /// names it for messages, never with a password.
+// One per process, cloned rarely: the size of the PostgreSQL variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 // One per mirror, moved rarely: boxing the PostgreSQL target would gain nothing.
 #[allow(clippy::large_enum_variant)]
@@ -189,4 +191,6 @@ dispatch! {
     read health_facts() -> Result<HealthFacts, StoreError>;
     read webhook_seen(id: &str) -> Result<bool, StoreError>;
     write apply_webhook_open(w: &WebhookBatch) -> Result<WebhookResult, StoreError>;
+    read verify_customers() -> Result<Vec<VerifyCustomer>, StoreError>;
+    read verify_transactions() -> Result<Vec<VerifyTransaction>, StoreError>;
 }

@@ -17,6 +17,7 @@ pub mod pg;
 mod record_tests;
 mod status;
 mod v4;
+mod verify_rows;
 #[cfg(test)]
 mod walk_tests;
 mod webhook;
@@ -34,6 +35,7 @@ pub use budgets::RouteBudgetRow;
 pub use dispatch::{Location, Store, record_unsuccessful_run};
 pub use lock::WriterLock;
 pub use status::{HealthFacts, NotReread, RunRow, SourceReport, StatusReport, Totals};
+pub use verify_rows::{VerifyCustomer, VerifyTransaction};
 pub use webhook::{
     Decision, Delivery, FINAL_STATUSES, RowFacts, WebhookBatch, WebhookResult, decide,
 };
@@ -111,18 +113,29 @@ pub enum StoreError {
     Migrate(String),
     /// The PostgreSQL server cannot be reached, or refused the connection.
     #[error(
-        "cannot connect to the mirror {target}: {source}; check store.url, the password \
+        "cannot connect to the mirror {target}: {detail}; check store.url, the password \
          (store.password_file or PGPASSWORD) and that the server is running"
     )]
     Connect {
         /// The mirror (`store.url` without a password, and `store.schema`).
         target: String,
-        /// rust-postgres's error.
-        source: postgres::Error,
+        /// What the server or the network said ([`pg::describe`]).
+        detail: String,
     },
-    /// Any other PostgreSQL error.
-    #[error("database error: {0}")]
-    Postgres(#[from] postgres::Error),
+    /// TLS to the PostgreSQL server failed, as `store.url`'s `sslmode` asked for it
+    /// (`detail` says what and what to change), or its `sslrootcert` cannot be read.
+    #[error("cannot connect to the mirror {target} with sslmode={mode}: {detail}")]
+    Tls {
+        /// The mirror (`store.url` without a password, and `store.schema`).
+        target: String,
+        /// The URL's `sslmode`, as libpq spells it.
+        mode: &'static str,
+        /// What failed, and what to change.
+        detail: String,
+    },
+    /// Any other PostgreSQL error ([`pg::describe`] says what the server said).
+    #[error("database error: {}", pg::describe(.0))]
+    Postgres(postgres::Error),
     /// Not built yet (issue 17 in progress).
     #[error("{0} is not built for PostgreSQL yet")]
     NotBuilt(&'static str),
@@ -516,6 +529,12 @@ pub fn text_hash(s: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 /// An open mirror.
@@ -993,66 +1012,33 @@ impl SqliteStore {
     /// phase or segment this version does not know is [`StoreError::UnreadableWalk`],
     /// never `None`: dropping it would lose what it had counted and read.
     pub fn walk(&self) -> Result<Option<Walk>, StoreError> {
-        let row = self
-            .conn
+        self.conn
             .query_row(
                 "SELECT run_id, kind, started_at, phase, segment, next_page, page_size, last_total, initial,
                         pass, page_cap, list_counts, feed
                  FROM walk WHERE id = 1",
                 [],
                 |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, Option<i64>>(7)?,
-                        r.get::<_, bool>(8)?,
-                        r.get::<_, i64>(9)?,
-                        r.get::<_, Option<i64>>(10)?,
-                        r.get::<_, String>(11)?,
-                        r.get::<_, Option<String>>(12)?,
-                    ))
+                    Ok(StoredWalk {
+                        run_id: r.get(0)?,
+                        kind: r.get(1)?,
+                        started_at: r.get(2)?,
+                        phase: r.get(3)?,
+                        segment: r.get(4)?,
+                        next_page: r.get(5)?,
+                        page_size: r.get(6)?,
+                        last_total: r.get(7)?,
+                        initial: r.get(8)?,
+                        pass: r.get(9)?,
+                        page_cap: r.get(10)?,
+                        counts: r.get(11)?,
+                        feed: r.get(12)?,
+                    })
                 },
             )
-            .optional()?;
-        let Some((
-            run_id,
-            kind,
-            started_at,
-            phase,
-            segment,
-            next_page,
-            page_size,
-            last_total,
-            initial,
-            pass,
-            page_cap,
-            counts,
-            feed,
-        )) = row
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Walk {
-            run_id,
-            kind: RunKind::parse(&kind).ok_or_else(|| unreadable("kind", &kind))?,
-            started_at,
-            phase: Phase::parse(&phase).ok_or_else(|| unreadable("phase", &phase))?,
-            segment: StatusFilter::parse(&segment)
-                .ok_or_else(|| unreadable("segment", &segment))?,
-            next_page: next_page.max(1) as u64,
-            page_size: page_size as u32,
-            last_total: last_total.map(|t| t as u64),
-            pass: pass as u32,
-            page_cap: page_cap.map(|c| c as u32),
-            counts: list_counts(&counts)?,
-            initial,
-            feed: feed.as_deref().map(feed_cursor).transpose()?,
-        }))
+            .optional()?
+            .map(StoredWalk::read)
+            .transpose()
     }
 
     /// Starts a new walk, forgetting any unfinished one.
@@ -1313,12 +1299,7 @@ impl SqliteStore {
         let rows: Vec<(String, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        rows.into_iter()
-            .map(|(id, s)| match SeenIn::parse(&s) {
-                Some(seen) => Ok((id, seen)),
-                None => Err(unreadable("walk_seen.segment", &s)),
-            })
-            .collect()
+        seen_rows(rows)
     }
 
     /// Live mirrored customers the walk in progress has not seen yet.
@@ -1398,6 +1379,75 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?;
         Ok(ids)
     }
+}
+
+/// The `walk` row as either store reads it (SQLite's text and integers; PostgreSQL's
+/// through `ts_text` and `bigint`), before it is checked into a [`Walk`].
+pub(super) struct StoredWalk {
+    pub(super) run_id: i64,
+    pub(super) kind: String,
+    pub(super) started_at: String,
+    pub(super) phase: String,
+    pub(super) segment: String,
+    pub(super) next_page: i64,
+    pub(super) page_size: i64,
+    pub(super) last_total: Option<i64>,
+    pub(super) initial: bool,
+    pub(super) pass: i64,
+    pub(super) page_cap: Option<i64>,
+    /// `walk.list_counts`, JSON.
+    pub(super) counts: String,
+    /// `walk.feed`, JSON.
+    pub(super) feed: Option<String>,
+}
+
+impl StoredWalk {
+    /// The walk, or [`StoreError::UnreadableWalk`] for a word or JSON this version does
+    /// not know (never `None`: dropping it would lose what it had counted and read).
+    pub(super) fn read(self) -> Result<Walk, StoreError> {
+        let StoredWalk {
+            run_id,
+            kind,
+            started_at,
+            phase,
+            segment,
+            next_page,
+            page_size,
+            last_total,
+            initial,
+            pass,
+            page_cap,
+            counts,
+            feed,
+        } = self;
+        Ok(Walk {
+            run_id,
+            kind: RunKind::parse(&kind).ok_or_else(|| unreadable("kind", &kind))?,
+            started_at,
+            phase: Phase::parse(&phase).ok_or_else(|| unreadable("phase", &phase))?,
+            segment: StatusFilter::parse(&segment)
+                .ok_or_else(|| unreadable("segment", &segment))?,
+            next_page: next_page.max(1) as u64,
+            page_size: page_size as u32,
+            last_total: last_total.map(|t| t as u64),
+            pass: pass as u32,
+            page_cap: page_cap.map(|c| c as u32),
+            counts: list_counts(&counts)?,
+            initial,
+            feed: feed.as_deref().map(feed_cursor).transpose()?,
+        })
+    }
+}
+
+/// `walk_seen` rows (customer, stored word) checked into [`SeenIn`]s; a word this
+/// version does not know is [`StoreError::UnreadableWalk`].
+pub(super) fn seen_rows(rows: Vec<(String, String)>) -> Result<Vec<(String, SeenIn)>, StoreError> {
+    rows.into_iter()
+        .map(|(id, s)| match SeenIn::parse(&s) {
+            Some(seen) => Ok((id, seen)),
+            None => Err(unreadable("walk_seen.segment", &s)),
+        })
+        .collect()
 }
 
 /// The error for a walk column holding a value this version does not know.

@@ -130,7 +130,8 @@ impl std::fmt::Display for SourceReport {
 /// The whole status report.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
-    /// The mirror file's path.
+    /// Where the mirror is: the SQLite file's path, or the PostgreSQL URL (never with
+    /// a password) and schema.
     pub database: String,
     /// When the last successful run finished (the `freshness` view; UTC timestamp text).
     pub last_success_at: Option<String>,
@@ -187,22 +188,9 @@ impl SqliteStore {
             )?;
         let writer = super::lock::file_holder(&self.path);
         let walk_in_progress = self.walk()?.map(|w| {
-            let at = format!(
-                "{} walk of run {} in phase {} ({} segment, next page {})",
-                w.kind.as_str(),
-                w.run_id,
-                w.phase.as_str(),
-                w.segment.as_str(),
-                w.next_page
-            );
-            // The daemon holds the lock between runs too: only a run marked running
-            // is one.
-            match &writer {
-                Some(holder) if run_is_running(&self.conn, w.run_id) => {
-                    format!("running: {at}, written by {holder}")
-                }
-                _ => format!("stopped: {at}; the next run resumes it"),
-            }
+            walk_in_words(&w, writer.as_deref(), || {
+                run_is_running(&self.conn, w.run_id)
+            })
         });
         Ok(StatusReport {
             database: self.path.display().to_string(),
@@ -295,8 +283,30 @@ impl SqliteStore {
     }
 }
 
+/// The unfinished walk `w` in words for [`StatusReport::walk_in_progress`]: running
+/// (with the lock's `writer`) when `running` says its run is marked so, else stopped.
+pub(super) fn walk_in_words(
+    w: &super::Walk,
+    writer: Option<&str>,
+    running: impl FnOnce() -> bool,
+) -> String {
+    let at = format!(
+        "{} walk of run {} in phase {} ({} segment, next page {})",
+        w.kind.as_str(),
+        w.run_id,
+        w.phase.as_str(),
+        w.segment.as_str(),
+        w.next_page
+    );
+    // The daemon holds the lock between runs too: only a run marked running is one.
+    match writer {
+        Some(holder) if running() => format!("running: {at}, written by {holder}"),
+        _ => format!("stopped: {at}; the next run resumes it"),
+    }
+}
+
 /// A stored timestamp plus a duration, in the same format.
-fn plus(t: &str, d: Duration) -> Option<String> {
+pub(super) fn plus(t: &str, d: Duration) -> Option<String> {
     let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
     let later = t.with_timezone(&chrono::Utc) + chrono::Duration::from_std(d).ok()?;
     Some(crate::api::model::format_timestamp(later))

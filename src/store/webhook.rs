@@ -147,7 +147,7 @@ impl SqliteStore {
     /// batches it shares a group commit with.
     pub fn apply_webhook_open(&mut self, w: &WebhookBatch) -> Result<WebhookResult, StoreError> {
         self.conn.execute_batch("SAVEPOINT webhook")?;
-        match webhook_in(&self.conn, w) {
+        match webhook_in(&mut SqliteWebhook(&self.conn), w) {
             Ok(r) => {
                 self.conn.execute_batch("RELEASE webhook")?;
                 Ok(r)
@@ -161,43 +161,53 @@ impl SqliteStore {
     }
 }
 
-/// The body of [`SqliteStore::apply_webhook_open`].
-fn webhook_in(tx: &rusqlite::Connection, w: &WebhookBatch) -> Result<WebhookResult, StoreError> {
+/// What [`webhook_in`] asks of the store, inside the transaction that writes the
+/// delivery: each store answers in its own dialect, the rules stay here, once.
+pub(super) trait WebhookTx {
+    /// The delivery with envelope `id` is recorded in `webhook_events`.
+    fn seen(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// `None`: the mirror lacks customer `customer_id`; else the stored row's
+    /// `updated_at` and status, if the mirror holds it (deleted rows included: a newer
+    /// event restores one, an older one does not).
+    fn stored(
+        &mut self,
+        customer_id: &str,
+        transaction_id: &str,
+    ) -> Result<Option<Option<Stored>>, StoreError>;
+    /// Writes `b` as delivery `event` (the store's `apply_in`).
+    fn apply(&mut self, b: &Batch, event: &str) -> Result<Applied, StoreError>;
+    /// Records the delivery with `outcome` (`applied`, `unchanged`, `stale`, `gone`) and
+    /// forgets the records received before `horizon` ([`DEDUPE_KEEP`]).
+    fn record(&mut self, d: &Delivery, outcome: &str, horizon: &str) -> Result<(), StoreError>;
+}
+
+/// The body of [`SqliteStore::apply_webhook_open`] and of PostgreSQL's: the delivery's
+/// rules (see the module's doc) over the store's answers.
+pub(super) fn webhook_in(
+    tx: &mut impl WebhookTx,
+    w: &WebhookBatch,
+) -> Result<WebhookResult, StoreError> {
     let d = &w.delivery;
-    if tx
-        .prepare_cached("SELECT 1 FROM webhook_events WHERE id = ?1")?
-        .exists(params![d.id])?
-    {
+    if tx.seen(&d.id)? {
         return Ok(WebhookResult::Duplicate);
     }
     let t = &w.row;
-    let batch = |b: Batch| Batch {
-        customers: w.customers.clone(),
-        gone: w.gone_customers.clone(),
-        ..b
-    };
     let (outcome, written) = if w.gone {
         let b = Batch {
             gone_transactions: vec![t.transaction_id.clone()],
             ..Batch::default()
         };
-        ("gone", apply_in(tx, &b, Some(&d.id))?)
+        ("gone", tx.apply(&b, &d.id)?)
     } else {
         let Some(customer_id) = t.customer_id.as_deref() else {
             return Ok(WebhookResult::Revalidate);
         };
-        let seq: Option<i64> = tx
-            .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
-            .query_row(params![customer_id], |r| r.get(0))
-            .optional()?;
+        let known = tx.stored(customer_id, &t.transaction_id)?;
         let brought = w.customers.iter().any(|o| o.customer.id == customer_id);
-        if seq.is_none() && !brought {
+        if known.is_none() && !brought {
             return Ok(WebhookResult::NeedCustomer);
         }
-        let stored = match seq {
-            Some(seq) => stored_facts(tx, seq, &t.transaction_id)?,
-            None => None,
-        };
+        let stored = known.flatten();
         let incoming = RowFacts {
             updated_at: t.updated_at.as_deref(),
             status: t.status.as_deref(),
@@ -210,29 +220,24 @@ fn webhook_in(tx: &rusqlite::Connection, w: &WebhookBatch) -> Result<WebhookResu
             Decision::Revalidate => return Ok(WebhookResult::Revalidate),
             Decision::SkipOlder => ("stale", Applied::default()),
             Decision::Apply => {
-                let b = batch(Batch {
+                let b = Batch {
                     feed_rows: vec![t.clone()],
+                    customers: w.customers.clone(),
+                    gone: w.gone_customers.clone(),
                     ..Batch::default()
-                });
-                let n = apply_in(tx, &b, Some(&d.id))?;
-                (
-                    if n.rows_written() > 0 {
-                        "applied"
-                    } else {
-                        "unchanged"
-                    },
-                    n,
-                )
+                };
+                let n = tx.apply(&b, &d.id)?;
+                let outcome = if n.rows_written() > 0 {
+                    "applied"
+                } else {
+                    "unchanged"
+                };
+                (outcome, n)
             }
         }
     };
-    tx.prepare_cached(
-        "INSERT INTO webhook_events (id, event, received_at, applied_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![d.id, d.event, d.received_at, now(), outcome])?;
     let horizon = crate::api::model::format_timestamp(chrono::Utc::now() - DEDUPE_KEEP);
-    tx.prepare_cached("DELETE FROM webhook_events WHERE received_at < ?1")?
-        .execute(params![horizon])?;
+    tx.record(d, outcome, &horizon)?;
     Ok(match outcome {
         "stale" => WebhookResult::Stale,
         _ => WebhookResult::Written(written),
@@ -240,21 +245,57 @@ fn webhook_in(tx: &rusqlite::Connection, w: &WebhookBatch) -> Result<WebhookResu
 }
 
 /// A stored row's `updated_at` and status.
-type Stored = (Option<String>, Option<String>);
+pub(super) type Stored = (Option<String>, Option<String>);
 
-/// The stored row's `updated_at` and status (deleted rows included: a newer event
-/// restores one, an older one does not).
-fn stored_facts(
-    tx: &rusqlite::Connection,
-    seq: i64,
-    transaction_id: &str,
-) -> Result<Option<Stored>, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT updated_at, status FROM transactions WHERE customer_seq = ?1 AND transaction_id = ?2",
-        )?
-        .query_row(params![seq, transaction_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+/// SQLite's answers to [`webhook_in`], on the writer's connection.
+struct SqliteWebhook<'a>(&'a rusqlite::Connection);
+
+impl WebhookTx for SqliteWebhook<'_> {
+    fn seen(&mut self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT 1 FROM webhook_events WHERE id = ?1")?
+            .exists(params![id])?)
+    }
+
+    fn stored(
+        &mut self,
+        customer_id: &str,
+        transaction_id: &str,
+    ) -> Result<Option<Option<Stored>>, StoreError> {
+        let seq: Option<i64> = self
+            .0
+            .prepare_cached("SELECT rowid FROM customers WHERE id = ?1")?
+            .query_row(params![customer_id], |r| r.get(0))
+            .optional()?;
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.0
+                .prepare_cached(
+                    "SELECT updated_at, status FROM transactions WHERE customer_seq = ?1 AND transaction_id = ?2",
+                )?
+                .query_row(params![seq, transaction_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+        ))
+    }
+
+    fn apply(&mut self, b: &Batch, event: &str) -> Result<Applied, StoreError> {
+        apply_in(self.0, b, Some(event))
+    }
+
+    fn record(&mut self, d: &Delivery, outcome: &str, horizon: &str) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO webhook_events (id, event, received_at, applied_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![d.id, d.event, d.received_at, now(), outcome])?;
+        self.0
+            .prepare_cached("DELETE FROM webhook_events WHERE received_at < ?1")?
+            .execute(params![horizon])?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ async fn a_backfill_spends_no_detail_reads_and_leaves_metadata_unknown() {
     );
     // Everything but the details pending equals the source.
     m.assert_equals_truth(&sim);
-    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 120);
+    assert_eq!(lomi_sync::verify::pending_details(&m.store()).unwrap(), 120);
     // `status` says so, in words and in JSON.
     let json = status_json(&m).await;
     assert_eq!(json["totals"]["customers_lacking_details"], 120);
@@ -130,7 +130,7 @@ async fn later_runs_fill_details_within_their_share_newest_first() {
         m.assert_equals_truth(&sim);
     }
     // Filled: the mirror equals the source exactly, metadata and environment included.
-    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 0);
+    assert_eq!(lomi_sync::verify::pending_details(&m.store()).unwrap(), 0);
     assert_eq!(
         m.count("SELECT count(*) FROM customers WHERE metadata IS NULL OR environment IS NULL"),
         0
@@ -185,7 +185,7 @@ async fn changed_customers_get_their_details_read_before_new_ones() {
     m.run(RunKind::Sync).await.unwrap();
     assert!(lacking_ids(&m).is_empty());
     m.assert_equals_truth(&sim);
-    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 0);
+    assert_eq!(lomi_sync::verify::pending_details(&m.store()).unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

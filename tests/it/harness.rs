@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lomi_sync::app;
 use lomi_sync::config::{ApiKey, Settings, TransactionsSource};
-use lomi_sync::store::{Location, RunKind};
+use lomi_sync::store::{Location, RunKind, Store};
 use lomi_sync::sync::{NoProgress, RunRequest, RunSummary, SyncError};
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
@@ -125,17 +125,15 @@ impl Mirror {
         Connection::open(&self.db).expect("open the mirror")
     }
 
+    /// The mirror opened read-only, as `status` and `query` open it.
+    pub fn store(&self) -> Store {
+        Store::open_read_only(&self.location(), Duration::from_secs(5)).expect("open the mirror")
+    }
+
     /// Differences from the simulator's truth (empty when equal), through
     /// `lomi_sync::verify`: the one place the tests compare a mirror with the truth.
     pub fn differences(&self, sim: &TestSim) -> Vec<String> {
-        let truth = sim.sim.truth();
-        match &self.pg {
-            None => lomi_sync::verify::differences(&self.conn(), &truth, 10).expect("compare"),
-            Some(_) => panic!(
-                "lomi_sync::verify reads an SQLite connection; once it reads a `&Store` \
-                 (issue 17), open `self.location()` read-only here and compare"
-            ),
-        }
+        lomi_sync::verify::differences(&self.store(), &sim.sim.truth(), 10).expect("compare")
     }
 
     pub fn assert_equals_truth(&self, sim: &TestSim) {

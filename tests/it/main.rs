@@ -15,6 +15,7 @@ mod metrics;
 mod mirror;
 mod misbehaviour_client;
 mod paging;
+mod pg_surfaces;
 mod pg_schema;
 mod postgres;
 mod rate_budget;

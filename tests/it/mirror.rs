@@ -486,7 +486,7 @@ async fn a_walk_in_progress_survives_the_upgrade_and_resumes() {
     assert!(schema.contains("CHECK (phase IN"), "{schema}");
     m.assert_equals_truth(&sim);
     // Customers written with their metadata before migration 13 count as read.
-    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 0);
+    assert_eq!(lomi_sync::verify::pending_details(&m.store()).unwrap(), 0);
 }
 
 /// A walk whose phase this version does not know stops the run with an error that says

@@ -102,7 +102,7 @@ async fn error_bodies_on_every_route_are_retried_until_the_mirror_is_exact() {
     });
     m.run(RunKind::Full).await.unwrap();
     assert!(sim.sim.stats().get > 0, "details were read");
-    assert_eq!(lomi_sync::verify::pending_details(&m.conn()).unwrap(), 0);
+    assert_eq!(lomi_sync::verify::pending_details(&m.store()).unwrap(), 0);
     m.assert_equals_truth(&sim);
 }
 

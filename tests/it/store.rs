@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lomi_sync::store::{RunKind, Store};
+use lomi_sync::store::{Location, RunKind, Store};
 use lomi_sync::sync::SyncError;
 use rusqlite::Connection;
 
@@ -363,6 +363,11 @@ fn wal_len(db: &Path) -> u64 {
 }
 
 /// `(runs, succeeded runs, integrity)` of a copied file, opened alone.
+/// A copy of a mirror opened as `verify` reads it.
+fn read_only(copy: &Path) -> Store {
+    Store::open_read_only(&Location::sqlite(copy), Duration::from_secs(5)).expect("open the copy")
+}
+
 fn copy_report(copy: &Path) -> (i64, i64, String) {
     let c = Connection::open(copy).unwrap();
     c.query_row(
@@ -393,7 +398,7 @@ async fn after_a_clean_stop_a_copy_of_the_main_file_alone_has_every_run() {
     std::fs::copy(&m.db, &copy).unwrap();
     assert_eq!(copy_report(&copy), (3, 3, "ok".to_string()));
     let truth = sim.sim.truth();
-    let d = lomi_sync::verify::differences(&Connection::open(&copy).unwrap(), &truth, 10).unwrap();
+    let d = lomi_sync::verify::differences(&read_only(&copy), &truth, 10).unwrap();
     assert!(d.is_empty(), "the copy differs from the source: {d:?}");
 }
 
@@ -467,7 +472,7 @@ async fn backup_copies_a_stopped_mirror_whole_and_checked_and_refuses_to_overwri
     assert_eq!(counts(&copy).2, 2);
     assert_eq!(copy_report(&copy).2, "ok");
     let truth = sim.sim.truth();
-    let d = lomi_sync::verify::differences(&Connection::open(&copy).unwrap(), &truth, 10).unwrap();
+    let d = lomi_sync::verify::differences(&read_only(&copy), &truth, 10).unwrap();
     assert!(d.is_empty(), "the copy differs from the source: {d:?}");
     // An existing file is kept unless --force.
     sim.sim.mutate(&lomi_sim::Mutation {

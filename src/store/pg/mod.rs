@@ -14,10 +14,14 @@
 
 mod apply;
 pub(super) mod lock;
+mod query;
 mod runs;
+#[cfg(test)]
+mod runs_tests;
 mod status;
 mod target;
 mod tls;
+mod verify_rows;
 mod webhook;
 
 use std::sync::Mutex;
@@ -26,6 +30,7 @@ use std::time::Duration;
 use postgres::Client;
 
 pub use lock::AdvisoryLock;
+pub use query::{PgQueryError, TextKind, TextRows};
 pub use target::{PgTarget, SslMode};
 
 use super::StoreError;
@@ -61,12 +66,15 @@ impl PgStore {
     /// Connects, creates the schema if needed and brings it up to date. The caller holds
     /// the writer lock ([`super::WriterLock`], an advisory lock for PostgreSQL).
     pub fn open(target: &PgTarget, busy_timeout: Duration) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync writer", busy_timeout)?;
-        migrate(&mut client, target)?;
-        Ok(PgStore {
-            client: Mutex::new(Some(client)),
-            target: target.clone(),
-            read_only: false,
+        // All of it off the runtime: a client dropped on an error must be too.
+        off_runtime(|| {
+            let mut client = target.connect("lomi-sync writer", busy_timeout)?;
+            migrate(&mut client, target)?;
+            Ok(PgStore {
+                client: Mutex::new(Some(client)),
+                target: target.clone(),
+                read_only: false,
+            })
         })
     }
 
@@ -76,20 +84,21 @@ impl PgStore {
         target: &PgTarget,
         busy_timeout: Duration,
     ) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync reader", busy_timeout)?;
-        let version = schema_version(&mut client, target)?;
-        if version.is_none() {
-            return Err(StoreError::Missing {
-                path: target.shown().into(),
-            });
-        }
-        client
-            .batch_execute("SET default_transaction_read_only = on")
-            .map_err(|e| target.error(e))?;
-        Ok(PgStore {
-            client: Mutex::new(Some(client)),
-            target: target.clone(),
-            read_only: true,
+        off_runtime(|| {
+            let mut client = target.connect("lomi-sync reader", busy_timeout)?;
+            if schema_version(&mut client, target)?.is_none() {
+                return Err(StoreError::Missing {
+                    path: target.shown().into(),
+                });
+            }
+            client
+                .batch_execute("SET default_transaction_read_only = on")
+                .map_err(|e| target.error(e))?;
+            Ok(PgStore {
+                client: Mutex::new(Some(client)),
+                target: target.clone(),
+                read_only: true,
+            })
         })
     }
 
@@ -165,6 +174,30 @@ pub(crate) fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// What a rust-postgres error says, in one line: the server's message (with its detail
+/// and hint) for a database error, else the error and its causes (`db error` alone, its
+/// `Display`, says nothing). Never holds the password: neither the server nor the
+/// client quotes it.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = db.message().to_string();
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
+}
+
 /// The schema's version, `None` when the schema has no mirror yet.
 fn schema_version(client: &mut Client, target: &PgTarget) -> Result<Option<i64>, StoreError> {
     let exists: bool = client
@@ -190,10 +223,9 @@ fn schema_version(client: &mut Client, target: &PgTarget) -> Result<Option<i64>,
 /// migrate one after the other). A schema newer than this build is refused.
 fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), StoreError> {
     let schema = target.quoted_schema();
-    let err = |e| StoreError::Migrate(format!("{}: {e}", target.shown()));
+    let err = |e| StoreError::Migrate(format!("{}: {}", target.shown(), describe(&e)));
     let mut tx = client.transaction().map_err(err)?;
-    // Keyed apart from the writer's session lock (seed 1, not 0): the writer holds that
-    // one on another connection while its store opens here.
+    // Seed 1: not the writer's lock (seed 0), which the migrating writer holds already.
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
         &[&target.lock_key()],

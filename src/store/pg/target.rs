@@ -121,6 +121,11 @@ impl PgTarget {
         format!("{} (schema {})", self.shown, self.schema)
     }
 
+    /// `store.url` as written (it holds no password).
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
     /// The schema's name (`store.schema`).
     pub fn schema(&self) -> &str {
         &self.schema
@@ -138,6 +143,12 @@ impl PgTarget {
         format!("lomi-sync:{}", self.schema)
     }
 
+    /// Whether a password was given (`store.password_file` or `PGPASSWORD`), for
+    /// `check-config`.
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+
     /// TLS mode (`sslmode`).
     pub fn ssl_mode(&self) -> SslMode {
         self.ssl
@@ -149,21 +160,22 @@ impl PgTarget {
         let mut config = self.config.clone();
         config.application_name(&format!("{role} (pid {})", std::process::id()));
         config.options(&format!(
-            "-c search_path={} -c lock_timeout={}",
+            "-c search_path={} -c lock_timeout={} -c client_min_messages=warning",
             self.schema,
             busy_timeout.as_millis().max(1)
         ));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        super::tls::connect(self, &config, self.root_cert.as_deref())
+        // Off any tokio runtime: the blocking client starts its own (see `PgStore::with`).
+        super::off_runtime(|| super::tls::connect(self, &config, self.root_cert.as_deref()))
     }
 
     /// A connection's failure, naming the mirror (never the password) and what to check.
     pub fn error(&self, source: postgres::Error) -> StoreError {
         StoreError::Connect {
             target: self.shown(),
-            source,
+            detail: super::describe(&source),
         }
     }
 }

@@ -126,7 +126,7 @@ CREATE TABLE run_route_budgets (
     rate_limit    bigint,
     remaining     bigint,
     reset_at      timestamptz,
-    rate_limited  boolean NOT NULL DEFAULT false,
+    rate_limited  bigint NOT NULL DEFAULT 0,  -- 429s the run met on the route
     PRIMARY KEY (run_id, route)
 );
 
@@ -160,9 +160,9 @@ CREATE TABLE feed_state (
     rolling_since timestamptz
 );
 
--- The first load's feed rows, appended as read and merged at the pass's end (unlogged:
--- a crash empties it, and the first load starts its pass again).
-CREATE UNLOGGED TABLE feed_stage (LIKE transactions);
+-- The first load's feed rows, appended as read and merged at the pass's end. Logged like
+-- the rest: the walk's checkpoint, committed with each page, counts on its rows.
+CREATE TABLE feed_stage (LIKE transactions);
 ALTER TABLE feed_stage DROP COLUMN first_seen_at, DROP COLUMN synced_at, DROP COLUMN deleted_at,
     ADD COLUMN staged_at timestamptz NOT NULL;
 
