@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lomi_sync::store::Location;
 use lomi_sync::store::pg::PgTarget;
 
 mod common;
@@ -144,17 +145,7 @@ impl Store {
     }
 
     fn client(&self) -> postgres::Client {
-        let Store::Postgres {
-            url,
-            schema,
-            password,
-            ..
-        } = self
-        else {
-            unreachable!("SQLite has no server")
-        };
-        PgTarget::new(url, schema, Some(password))
-            .expect("the server's URL")
+        self.target()
             .connect("lomi-sync bench", Duration::from_secs(10))
             .expect("connect to the server")
     }
@@ -183,13 +174,28 @@ impl Store {
 
     /// The mirror against the simulator's truth: (customer, transaction) differences.
     fn differences(&self, base_url: &str) -> (usize, usize) {
+        differences(base_url, &self.location())
+    }
+
+    /// Where the mirror is, as the binary's settings make it.
+    fn location(&self) -> Location {
         match self {
-            Store::Sqlite(db) => differences(base_url, db),
-            Store::Postgres { .. } => panic!(
-                "lomi_sync::verify reads an SQLite connection; once it reads a `Store` \
-                 (issue 17), compare the PostgreSQL mirror here"
-            ),
+            Store::Sqlite(db) => Location::sqlite(db),
+            Store::Postgres { .. } => Location::Postgres(self.target()),
         }
+    }
+
+    fn target(&self) -> PgTarget {
+        let Store::Postgres {
+            url,
+            schema,
+            password,
+            ..
+        } = self
+        else {
+            unreachable!("SQLite has no server")
+        };
+        PgTarget::new(url, schema, Some(password)).expect("the server's URL")
     }
 
     /// Drops the benchmark's schema (best effort).
@@ -375,7 +381,8 @@ fn main() {
     // Compared with the truth after the last measured step: a child spawned by a
     // process that has parsed the truth reports the parent's peak RSS as its own
     // (vfork, then exec), so the bench stays small while it measures. PostgreSQL has
-    // no file to copy, so it is compared now (the last step's RSS may include it).
+    // no file to copy, so it is compared now (the last step's peak RSS may include the
+    // parsed truth's).
     let after_activity_db = dir.path().join("after-activity.db");
     let mut after_activity = None;
     match &store {
