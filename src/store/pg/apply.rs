@@ -30,16 +30,6 @@ use crate::store::apply::compare::{self, Change, ListSummary, object};
 use crate::store::{Applied, Batch, Observed, StoreError, now};
 use write::TxRow;
 
-/// STUB in this branch (issue 17): the real one is written in parallel; it writes batch
-/// `b` inside the open transaction, `webhook` being the delivery it applies, if any.
-pub(super) fn apply_in(
-    _client: &mut postgres::Client,
-    _b: &Batch,
-    _webhook: Option<&str>,
-) -> Result<Applied, StoreError> {
-    Err(StoreError::NotBuilt("apply_in"))
-}
-
 impl PgStore {
     /// Applies one batch in its own transaction.
     pub fn apply(&mut self, b: &Batch) -> Result<Applied, StoreError> {
