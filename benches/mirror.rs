@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lomi_sync::store::Location;
 use lomi_sync::store::pg::PgTarget;
 
 mod common;
@@ -144,17 +145,7 @@ impl Store {
     }
 
     fn client(&self) -> postgres::Client {
-        let Store::Postgres {
-            url,
-            schema,
-            password,
-            ..
-        } = self
-        else {
-            unreachable!("SQLite has no server")
-        };
-        PgTarget::new(url, schema, Some(password))
-            .expect("the server's URL")
+        self.target()
             .connect("lomi-sync bench", Duration::from_secs(10))
             .expect("connect to the server")
     }
@@ -183,13 +174,28 @@ impl Store {
 
     /// The mirror against the simulator's truth: (customer, transaction) differences.
     fn differences(&self, base_url: &str) -> (usize, usize) {
+        differences(base_url, &self.location())
+    }
+
+    /// Where the mirror is, as the binary's settings make it.
+    fn location(&self) -> Location {
         match self {
-            Store::Sqlite(db) => differences(base_url, db),
-            Store::Postgres { .. } => panic!(
-                "lomi_sync::verify reads an SQLite connection; once it reads a `Store` \
-                 (issue 17), compare the PostgreSQL mirror here"
-            ),
+            Store::Sqlite(db) => Location::sqlite(db),
+            Store::Postgres { .. } => Location::Postgres(self.target()),
         }
+    }
+
+    fn target(&self) -> PgTarget {
+        let Store::Postgres {
+            url,
+            schema,
+            password,
+            ..
+        } = self
+        else {
+            unreachable!("SQLite has no server")
+        };
+        PgTarget::new(url, schema, Some(password)).expect("the server's URL")
     }
 
     /// Drops the benchmark's schema (best effort).
@@ -262,12 +268,15 @@ fn store_arg() -> String {
     store
 }
 
-/// Drops the PostgreSQL benchmark's schema however `main` ends.
-struct Cleanup<'a>(&'a Store);
+/// Stops the simulator and drops the PostgreSQL benchmark's schema however `main`
+/// ends (a failed step panics: the simulator must not outlive it).
+struct Cleanup<'a>(std::process::Child, &'a Store);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        self.0.remove();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        self.1.remove();
     }
 }
 
@@ -314,7 +323,7 @@ fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_lomi-sync"));
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let (mut sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
+    let (sim, base_url, sim_startup) = spawn_sim(&bin, customers, tx_per_customer);
 
     let db = dir.path().join("bench.db");
     let sqlite = Store::Sqlite(db.clone());
@@ -323,7 +332,7 @@ fn main() {
     } else {
         Store::Sqlite(db.clone())
     };
-    let _cleanup = Cleanup(&store);
+    let cleanup = Cleanup(sim, &store);
     let config = dir.path().join("bench.toml");
     write_config(&config, &base_url, concurrency, &store);
     let mirror = Mirror {
@@ -372,7 +381,8 @@ fn main() {
     // Compared with the truth after the last measured step: a child spawned by a
     // process that has parsed the truth reports the parent's peak RSS as its own
     // (vfork, then exec), so the bench stays small while it measures. PostgreSQL has
-    // no file to copy, so it is compared now (the last step's RSS may include it).
+    // no file to copy, so it is compared now (the last step's peak RSS may include the
+    // parsed truth's).
     let after_activity_db = dir.path().join("after-activity.db");
     let mut after_activity = None;
     match &store {
@@ -395,8 +405,7 @@ fn main() {
         after_activity.unwrap_or_else(|| Store::Sqlite(after_activity_db).differences(&base_url));
     let after_bound = store.differences(&base_url);
 
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(cleanup);
 
     println!();
     println!(

@@ -231,7 +231,7 @@ fn main() {
         ) >= 1
     });
     stop(daemon);
-    let diffs = differences(&base_url, &db);
+    let diffs = differences(&base_url, &lomi_sync::store::Location::sqlite(&db));
     let doubled = count(
         &db,
         "SELECT count(*) FROM (SELECT 1 FROM changes WHERE source = 'webhook'

@@ -62,15 +62,12 @@ pub fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("a JSON answer")
 }
 
-/// The mirror against the simulator's ground truth: (customer differences,
-/// transaction differences).
-pub fn differences(base_url: &str, db: &Path) -> (usize, usize) {
+/// The mirror at `at` (either store) against the simulator's ground truth: (customer
+/// differences, transaction differences).
+pub fn differences(base_url: &str, at: &lomi_sync::store::Location) -> (usize, usize) {
     let truth = get_json(&format!("{base_url}/_sim/truth"));
-    let store = lomi_sync::store::Store::open_read_only(
-        &lomi_sync::store::Location::sqlite(db),
-        std::time::Duration::from_secs(10),
-    )
-    .expect("open mirror");
+    let store = lomi_sync::store::Store::open_read_only(at, std::time::Duration::from_secs(10))
+        .expect("open mirror");
     let diffs = lomi_sync::verify::differences(&store, &truth, usize::MAX).expect("compare");
     let customers = diffs.iter().filter(|d| d.starts_with("customer")).count();
     (customers, diffs.len() - customers)

@@ -269,6 +269,14 @@ async fn feed_drift_during_the_pass_loses_nothing(backend: Backend) {
     m.assert_equals_truth(&sim);
 }
 
+/// Waits until nobody holds the mirror's writer lock: a killed process's PostgreSQL
+/// session ends (and frees its advisory lock) a moment after the process.
+async fn wait_unlocked(m: &Mirror) {
+    let at = m.location();
+    let free = crate::harness::wait_for(10, || lomi_sync::store::lock::holder(&at).is_none());
+    assert!(free.await, "the writer lock was never released");
+}
+
 /// After a `kill -9`: the mirror reads, holds no duplicate, and its rows agree with the
 /// runs' counters (each batch commits with its run's counts and checkpoint).
 fn assert_consistent(m: &Mirror, round: usize) {
@@ -301,6 +309,7 @@ async fn kill_9_at_random_points_then_resume_is_exact(backend: Backend) {
     let mut kills = 0;
     for round in 0..10 {
         let cmd = if round < 6 { "backfill" } else { "sync" };
+        wait_unlocked(&m).await;
         if round == 6 {
             let out = run_bin(Some(&config), Some(&sim.api_key), &["backfill"]).await;
             assert!(out.status.success(), "{}", text(&out).1);
@@ -318,6 +327,7 @@ async fn kill_9_at_random_points_then_resume_is_exact(backend: Backend) {
         assert_consistent(&m, round);
     }
     assert!(kills >= 7, "most runs were killed mid-way ({kills})");
+    wait_unlocked(&m).await;
     let out = run_bin(Some(&config), Some(&sim.api_key), &["sync"]).await;
     assert!(out.status.success(), "{}", text(&out).1);
     m.assert_equals_truth(&sim);
@@ -423,6 +433,7 @@ async fn a_second_writer_gets_status_4_naming_the_holder(backend: Backend) {
         );
     }
     drop(held);
+    wait_unlocked(&m).await;
     let out = run_bin(Some(&config), Some(&sim.api_key), &["sync"]).await;
     assert!(out.status.success(), "{}", text(&out).1);
 }
