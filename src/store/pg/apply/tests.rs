@@ -408,3 +408,63 @@ fn a_feed_row_without_its_customer_is_an_orphan() {
         Some(Applied::default())
     );
 }
+
+/// A webhook delivery's batch (`apply_in` with the envelope's id, the path
+/// `pg/webhook.rs` writes through): its change rows are `source = 'webhook'` with the
+/// delivery's id and no run, and no run's counters move.
+#[test]
+fn a_webhook_batch_records_changes_of_no_run() {
+    let mut pg = TestPg::new();
+    let run_id = pg.run();
+    let customers = vec![full(r#"{"id": "c1"}"#)];
+    pg.store
+        .apply(&Batch {
+            run_id,
+            customers,
+            ..Batch::default()
+        })
+        .unwrap();
+    let b = Batch {
+        run_id,
+        feed_rows: vec![tx(
+            r#"{"transaction_id": "t1", "customer_id": "c1", "status": "completed"}"#,
+        )],
+        ..Batch::default()
+    };
+    let n = pg
+        .store
+        .with(|c| {
+            c.batch_execute("BEGIN")?;
+            let n = super::apply_in(c, &b, Some("evt_1"))?;
+            c.batch_execute("COMMIT")?;
+            Ok::<_, StoreError>(n)
+        })
+        .unwrap();
+    assert_eq!(n.transactions_inserted, 1);
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        pg.rows(
+            "SELECT entity, kind, source, webhook_event, run_id::text FROM changes ORDER BY id"
+        ),
+        [
+            vec![
+                some("customer"),
+                some("created"),
+                some("poll"),
+                None,
+                Some(run_id.to_string())
+            ],
+            vec![
+                some("transaction"),
+                some("created"),
+                some("webhook"),
+                some("evt_1"),
+                None
+            ],
+        ]
+    );
+    let counts = pg.rows(&format!(
+        "SELECT customers_inserted::text, transactions_inserted::text FROM sync_runs WHERE id = {run_id}"
+    ));
+    assert_eq!(counts, [[some("1"), some("0")]]);
+}
