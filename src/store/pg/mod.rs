@@ -61,8 +61,13 @@ impl PgStore {
     /// Connects, creates the schema if needed and brings it up to date. The caller holds
     /// the writer lock ([`super::WriterLock`], an advisory lock for PostgreSQL).
     pub fn open(target: &PgTarget, busy_timeout: Duration) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync writer", busy_timeout)?;
-        migrate(&mut client, target)?;
+        // Connecting starts the blocking client's runtime: off any tokio runtime (the
+        // engine opens its stores from async code).
+        let client = off_runtime(|| {
+            let mut client = target.connect("lomi-sync writer", busy_timeout)?;
+            migrate(&mut client, target)?;
+            Ok::<_, StoreError>(client)
+        })?;
         Ok(PgStore {
             client: Mutex::new(Some(client)),
             target: target.clone(),
@@ -76,16 +81,19 @@ impl PgStore {
         target: &PgTarget,
         busy_timeout: Duration,
     ) -> Result<PgStore, StoreError> {
-        let mut client = target.connect("lomi-sync reader", busy_timeout)?;
-        let version = schema_version(&mut client, target)?;
-        if version.is_none() {
-            return Err(StoreError::Missing {
-                path: target.shown().into(),
-            });
-        }
-        client
-            .batch_execute("SET default_transaction_read_only = on")
-            .map_err(|e| target.error(e))?;
+        let client = off_runtime(|| {
+            let mut client = target.connect("lomi-sync reader", busy_timeout)?;
+            let version = schema_version(&mut client, target)?;
+            if version.is_none() {
+                return Err(StoreError::Missing {
+                    path: target.shown().into(),
+                });
+            }
+            client
+                .batch_execute("SET default_transaction_read_only = on")
+                .map_err(|e| target.error(e))?;
+            Ok(client)
+        })?;
         Ok(PgStore {
             client: Mutex::new(Some(client)),
             target: target.clone(),
