@@ -38,12 +38,14 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.0.connect("lomi-sync test cleanup", T) {
-            let _ = c.batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                self.0.quoted_schema()
-            ));
-        }
+        super::off_runtime(|| {
+            if let Ok(mut c) = self.0.connect("lomi-sync test cleanup", T) {
+                let _ = c.batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    self.0.quoted_schema()
+                ));
+            }
+        });
     }
 }
 
@@ -666,4 +668,45 @@ fn webhook_deliveries_are_judged_alike_inside_a_savepoint() {
         .unwrap()
         .get(0);
     assert_eq!(outcome, "stale");
+}
+
+/// The engine opens its stores and makes the planner's reads inside the async engine:
+/// opening and each call run off the runtime, where the blocking client may start its
+/// own (inside one it panics).
+#[tokio::test]
+async fn the_reads_work_from_inside_the_async_engine() {
+    let schema = Schema::new();
+    let p = PgStore::open(&schema.0, T).unwrap();
+    let r = p.start_run(RunKind::Sync).unwrap();
+    assert!(p.plan_snapshot(MID_APRIL, MID_APRIL).unwrap().is_empty());
+    assert_eq!(p.health_facts().unwrap().last_run, None);
+    assert_eq!(p.status(3).unwrap().runs[0].id, r);
+    assert!(p.webhook_seen("evt").is_ok());
+    drop(p);
+}
+
+/// A run that failed is recorded from a connection of its own, by its location.
+#[test]
+fn a_failed_run_is_recorded_through_its_location() {
+    let schema = Schema::new();
+    let at = crate::store::Location::Postgres(schema.0.clone());
+    let f = RunFailure {
+        run_id: None,
+        kind: RunKind::Sync,
+        started_at: "2025-06-02T08:00:00.000000Z".into(),
+        outcome: Outcome::Interrupted,
+        error: "stopped by a signal".into(),
+        resume_at: None,
+        requests: 3,
+        retries: 0,
+    };
+    let id = crate::store::record_unsuccessful_run(&at, T, &f).unwrap();
+    let s = Store::open_read_only(&at, T).unwrap();
+    let run = &s.status(1).unwrap().runs[0];
+    assert_eq!(
+        (run.id, run.outcome.as_str(), run.error.as_deref()),
+        (id, "interrupted", Some("stopped by a signal"))
+    );
+    assert_eq!(run.started_at, f.started_at);
+    assert_eq!(run.requests, 3);
 }
