@@ -20,8 +20,6 @@ use super::{
 // One per process, cloned rarely: the size of the PostgreSQL variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-// One per mirror, moved rarely: boxing the PostgreSQL target would gain nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Location {
     /// The SQLite file.
     Sqlite(PathBuf),
