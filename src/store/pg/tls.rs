@@ -23,7 +23,6 @@ use postgres::config::SslMode as WireMode;
 use postgres::{Client, Config, NoTls};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
@@ -193,23 +192,25 @@ fn client_config(check: &Check) -> Result<ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let mut config = match check {
-        Check::Nothing => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCheck(provider)))
+        Check::ChainAndHost(roots) => builder
+            .with_root_certificates(root_store(roots)?)
             .with_no_client_auth(),
-        Check::Chain(roots) => {
-            let chain =
+        Check::Nothing | Check::Chain(_) => {
+            // Without a chain check the roots only build the verifier, whose signature
+            // checks of the handshake are still used.
+            let (roots, chain) = match check {
+                Check::Chain(roots) => (roots, true),
+                _ => (&Roots::WebPki, false),
+            };
+            let inner =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider)
                     .build()
                     .map_err(|e| e.to_string())?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyHost(chain)))
+                .with_custom_certificate_verifier(Arc::new(Lenient { inner, chain }))
                 .with_no_client_auth()
         }
-        Check::ChainAndHost(roots) => builder
-            .with_root_certificates(root_store(roots)?)
-            .with_no_client_auth(),
     };
     // PostgreSQL 17 asks for it; older servers ignore it.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
@@ -244,61 +245,17 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `prefer` and `require`: any certificate, but the handshake's signatures are still
-/// checked against it (libpq's behaviour with OpenSSL's `SSL_VERIFY_NONE`).
+/// webpki's verifier with less checked: `verify-ca` (`chain`) checks the chain
+/// whatever host the certificate names; `prefer` and `require` accept any certificate
+/// (libpq's behaviour with OpenSSL's `SSL_VERIFY_NONE`). Both still check the
+/// handshake's signatures against the certificate.
 #[derive(Debug)]
-struct NoCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    inner: Arc<WebPkiServerVerifier>,
+    chain: bool,
 }
 
-/// `verify-ca`: the chain as webpki checks it, whatever host the certificate names.
-#[derive(Debug)]
-struct AnyHost(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyHost {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -307,10 +264,16 @@ impl ServerCertVerifier for AnyHost {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        if !self.chain {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -324,7 +287,7 @@ impl ServerCertVerifier for AnyHost {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -333,11 +296,11 @@ impl ServerCertVerifier for AnyHost {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -349,53 +312,22 @@ mod tests {
     fn each_sslmode_plans_as_libpq_reads_it() {
         let ca = Path::new("/etc/ca.pem");
         let file = || Roots::File(ca.to_owned());
+        use Check::{Chain, ChainAndHost, Nothing};
+        use WireMode::{Disable, Prefer, Require};
+        let system = Some(Path::new("system"));
+        #[rustfmt::skip]
         let cases = [
-            (SslMode::Disable, None, WireMode::Disable, Check::Nothing),
-            (
-                SslMode::Disable,
-                Some(ca),
-                WireMode::Disable,
-                Check::Nothing,
-            ),
-            (SslMode::Prefer, None, WireMode::Prefer, Check::Nothing),
-            (SslMode::Prefer, Some(ca), WireMode::Prefer, Check::Nothing),
-            (SslMode::Require, None, WireMode::Require, Check::Nothing),
-            (
-                SslMode::Require,
-                Some(ca),
-                WireMode::Require,
-                Check::Chain(file()),
-            ),
-            (
-                SslMode::VerifyCa,
-                None,
-                WireMode::Require,
-                Check::Chain(Roots::WebPki),
-            ),
-            (
-                SslMode::VerifyCa,
-                Some(ca),
-                WireMode::Require,
-                Check::Chain(file()),
-            ),
-            (
-                SslMode::VerifyFull,
-                None,
-                WireMode::Require,
-                Check::ChainAndHost(Roots::WebPki),
-            ),
-            (
-                SslMode::VerifyFull,
-                Some(ca),
-                WireMode::Require,
-                Check::ChainAndHost(file()),
-            ),
-            (
-                SslMode::VerifyFull,
-                Some(Path::new("system")),
-                WireMode::Require,
-                Check::ChainAndHost(Roots::WebPki),
-            ),
+            (SslMode::Disable,    None,      Disable, Nothing),
+            (SslMode::Disable,    Some(ca),  Disable, Nothing),
+            (SslMode::Prefer,     None,      Prefer,  Nothing),
+            (SslMode::Prefer,     Some(ca),  Prefer,  Nothing),
+            (SslMode::Require,    None,      Require, Nothing),
+            (SslMode::Require,    Some(ca),  Require, Chain(file())),
+            (SslMode::VerifyCa,   None,      Require, Chain(Roots::WebPki)),
+            (SslMode::VerifyCa,   Some(ca),  Require, Chain(file())),
+            (SslMode::VerifyFull, None,      Require, ChainAndHost(Roots::WebPki)),
+            (SslMode::VerifyFull, Some(ca),  Require, ChainAndHost(file())),
+            (SslMode::VerifyFull, system,    Require, ChainAndHost(Roots::WebPki)),
         ];
         for (mode, root, wire, check) in cases {
             assert_eq!(plan(mode, root), Plan { wire, check }, "{mode:?} {root:?}");
