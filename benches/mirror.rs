@@ -402,25 +402,13 @@ fn main() {
 
     steps.push(mirror.step("sync", &[], "sync, no change", c, 0));
 
-    // About 1% of customers touched: profile edits, sign-ups, deletions, payments, settlements.
-    let n = customers.max(100);
-    let activity = format!(
-        "{{\"create\": {}, \"update\": {}, \"delete\": {}, \"add_tx\": {}, \"settle\": {}, \"delete_tx\": {}}}",
-        n / 1000,
-        n / 400,
-        n / 1000,
-        n / 250,
-        n / 500,
-        n / 5000
-    );
-    post(&format!("{base_url}/_sim/mutate"), &activity);
+    post(&format!("{base_url}/_sim/mutate"), &activity(customers));
     let after_activity_step = steps.len();
     steps.push(mirror.step("sync", &[], "sync after ~1% activity", c, 0));
     // Compared with the truth after the last measured step: a child spawned by a
     // process that has parsed the truth reports the parent's peak RSS as its own
     // (vfork, then exec), so the bench stays small while it measures. PostgreSQL has
-    // no file to copy, so it is compared now (the last step's peak RSS may include the
-    // parsed truth's).
+    // no file to copy, so it is compared now, by a child process (`compare_in_child`).
     let after_activity_db = dir.path().join("after-activity.db");
     let mut after_activity = None;
     match &store {
@@ -447,6 +435,15 @@ fn main() {
 
     drop(cleanup);
 
+    print_header(postgres, (customers, t, concurrency), sim_startup);
+    print_steps(&steps);
+    print_ratios(&steps, (backfill, after_activity_step), postgres, customers);
+    check_exact(after_activity, after_bound);
+}
+
+/// The line above the table: the store, the data, the machine.
+fn print_header(postgres: bool, shape: (u64, u64, u64), sim_startup: Duration) {
+    let (customers, t, concurrency) = shape;
     println!();
     println!(
         "lomi-sync benchmark ({}): {customers} customers, {t} transactions, concurrency {concurrency}, {} cores; simulator started in {:.2}s",
@@ -456,7 +453,28 @@ fn main() {
             .unwrap_or(1),
         sim_startup.as_secs_f64()
     );
-    print_steps(&steps);
+}
+
+/// About 1% of `customers` touched: profile edits, sign-ups, deletions, payments,
+/// settlements (the simulator's `/_sim/mutate` body).
+fn activity(customers: u64) -> String {
+    let n = customers.max(100);
+    format!(
+        "{{\"create\": {}, \"update\": {}, \"delete\": {}, \"add_tx\": {}, \"settle\": {}, \"delete_tx\": {}}}",
+        n / 1000,
+        n / 400,
+        n / 1000,
+        n / 250,
+        n / 500,
+        n / 5000
+    )
+}
+
+/// The backfill against the dry-run floor (and SQLite's, for PostgreSQL), and the
+/// activity sync's requests against 1 + N. `at`: the backfill's and the activity
+/// sync's indexes in `steps`.
+fn print_ratios(steps: &[Step], at: (usize, usize), postgres: bool, customers: u64) {
+    let (backfill, after_activity_step) = at;
     let floor = steps[0].wall.as_secs_f64();
     println!(
         "backfill / dry-run floor: {:.2}x",
@@ -476,6 +494,11 @@ fn main() {
         100.0 * requests as f64 / (1 + customers) as f64,
         1 + customers
     );
+}
+
+/// Prints the differences from the truth after the activity sync and after the sync past
+/// `sync.full_every`, and fails the run unless both are as promised.
+fn check_exact(after_activity: (usize, usize), after_bound: (usize, usize)) {
     println!(
         "after the activity sync: {} customer differences, {} transaction differences \
          (on customers left to the rolling schedule)",

@@ -367,6 +367,7 @@ async fn near_miss_and_misspelt_environment_variables_are_named() {
         "{err}"
     );
     // check-config names the variables it used, and a test key meeting the live URL.
+    // It builds no client and sends no request, so the live host is only a string here.
     let out = run_env(
         None,
         Some("lomi_sk_test_QZXKEY"),
