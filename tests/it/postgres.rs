@@ -375,7 +375,7 @@ fn reader(at: Location) -> impl FnMut() -> Option<Snapshot> {
                 Ok(r) => Some((r.get(0), r.get(1), r.get(2), r.get(3))),
                 // The schema or its tables do not exist yet in the first instants.
                 Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => None,
-                Err(e) => panic!("a reader failed: {e}"),
+                Err(e) => panic!("a reader failed: {e:?}"),
             }
         }
     }

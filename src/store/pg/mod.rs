@@ -39,17 +39,22 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
 
 /// Indexes a first backfill drops while it loads and builds at its end (as SQLite's).
-#[allow(dead_code)] // for the first load (pg/apply.rs), being written
 pub(super) const DEFERRED_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS transactions_id ON transactions (transaction_id);
     CREATE INDEX IF NOT EXISTS transactions_created_at ON transactions (created_at);
     CREATE INDEX IF NOT EXISTS customers_email ON customers (email);";
 
-/// The same, dropped.
-#[allow(dead_code)] // for the first load (pg/apply.rs), being written
-pub(super) const DROP_DEFERRED_INDEXES: &str = "
-    DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_created_at;
-    DROP INDEX IF EXISTS customers_email;";
+/// The same, dropped, one table per transaction: `DROP INDEX` locks its table
+/// exclusively, and a writer holding one table's lock while waiting for another's
+/// deadlocks with any reader holding the second while it waits for the first (an
+/// analyst's join, or a count over both tables; PostgreSQL then aborts one of them).
+/// Holding one lock at a time, the writer is never part of such a cycle. A crash
+/// between the statements leaves indexes missing, never wrong: every completed walk
+/// builds them ([`DEFERRED_INDEXES`] in `complete_walk`).
+pub(super) const DROP_DEFERRED_INDEXES: [&str; 2] = [
+    "DROP INDEX IF EXISTS transactions_id; DROP INDEX IF EXISTS transactions_created_at;",
+    "DROP INDEX IF EXISTS customers_email;",
+];
 
 /// An open PostgreSQL mirror: one connection, with `search_path` set to its schema.
 pub struct PgStore {

@@ -225,14 +225,17 @@ impl PgStore {
     }
 
     /// See `SqliteStore::begin_walk`. An initial walk drops the deferred indexes, which
-    /// [`PgStore::complete_walk`] builds once the load is in.
+    /// [`PgStore::complete_walk`] builds once the load is in (one table at a time, before
+    /// the walk's transaction: see [`super::DROP_DEFERRED_INDEXES`]).
     pub fn begin_walk(&mut self, w: &Walk) -> Result<(), StoreError> {
         self.with(|c| {
+            if w.initial {
+                for drop in super::DROP_DEFERRED_INDEXES {
+                    c.batch_execute(drop)?;
+                }
+            }
             let mut tx = c.transaction()?;
             tx.batch_execute("DELETE FROM walk; DELETE FROM walk_seen;")?;
-            if w.initial {
-                tx.batch_execute(super::DROP_DEFERRED_INDEXES)?;
-            }
             tx.execute(
                 "INSERT INTO walk (id, run_id, kind, started_at, phase, segment, next_page, page_size,
                                    last_total, initial, pass, page_cap, list_counts, feed)

@@ -295,6 +295,37 @@ fn an_initial_walk_drops_the_deferred_indexes_and_its_completion_builds_them() {
     drop(p);
 }
 
+/// A reader's open transaction that has read `customers` and goes on to read
+/// `transactions` while a first backfill begins: the backfill's index drops wait for
+/// the reader, and the reader is never left waiting for the backfill (holding
+/// `transactions` exclusively while it waits for `customers` made PostgreSQL detect a
+/// deadlock and abort one of them).
+#[test]
+fn a_first_backfill_beginning_under_a_readers_transaction_never_deadlocks() {
+    let schema = Schema::new();
+    let mut p = PgStore::open(&schema.0, T).unwrap();
+    let r = p.start_run(RunKind::Backfill).unwrap();
+    let mut reader = schema.0.connect("test reader", T).unwrap();
+    let mut tx = reader.transaction().unwrap();
+    tx.query_one("SELECT count(*) FROM customers", &[]).unwrap();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| p.begin_walk(&walk(r, true)));
+        // Until the writer waits for the reader's lock on this schema's `customers`.
+        let mut watch = schema.0.connect("test watch", T).unwrap();
+        let q = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass";
+        while watch.query_one(q, &[]).unwrap().get::<_, i64>(0) == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tx.query_one("SELECT count(*) FROM transactions", &[])
+            .expect("the reader reads on: the writer holds no lock it waits for");
+        tx.commit().unwrap();
+        let began = writer.join().unwrap();
+        began.expect("the writer goes on once the reader is done");
+    });
+    assert_eq!(deferred_indexes(&p), 0);
+    assert_eq!(p.walk().unwrap().map(|w| w.run_id), Some(r));
+}
+
 /// `feed_stage` is unlogged: a crash of the server empties it. A first load whose
 /// checkpoint says it staged rows the stage no longer holds reads its pass again.
 #[test]
