@@ -323,6 +323,13 @@ pub struct FeedCursor {
     pub probe_after: Option<u32>,
     /// The largest page the feed proved it serves, once learned.
     pub cap: Option<u32>,
+    /// The top (inclusive) of the part of the pass not yet compared with the mirror:
+    /// every live row the mirror holds newer than this instant was shown by the pass
+    /// or asked for by id, and the answers are committed with this cursor, so a
+    /// resumed pass confirms from here on and no deletion above it is skipped
+    /// (`sync/feed.rs`, `Vanished`). `None`: a pass that confirms nothing (a first
+    /// load), or one checkpointed before a page was read.
+    pub window_top: Option<String>,
 }
 
 /// The feed's rolling re-read across runs (`feed_state.rolling_end`, `rolling_since`,

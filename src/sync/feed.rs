@@ -11,10 +11,13 @@
 //!
 //! Rows are upserted one by one, grouped by customer ([`crate::store::Batch::feed_rows`]):
 //! a feed page is not a complete list of anyone's transactions, so no deletion is
-//! inferred from it. After a pass this run read whole, the mirror's live rows in its
-//! window that it did not show are confirmed with `GET /transactions/{id}` (404:
-//! deleted). A row whose customer the mirror lacks has that customer read
-//! (`GET /customers/{id}`) into the same batch, a tombstone if it is gone: no orphan.
+//! inferred from it. Instead, each page finishes a window of the feed (everything
+//! newer than its oldest row, [`Vanished`]); the mirror's live rows in that window the
+//! pass did not show are confirmed with `GET /transactions/{id}` (404: deleted) before
+//! the page's checkpoint is committed, so a pass killed and resumed confirms as much as
+//! one that ran straight through (`FeedCursor::window_top`). A row whose customer the
+//! mirror lacks has that customer read (`GET /customers/{id}`) into the same batch, a
+//! tombstone if it is gone: no orphan.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -282,8 +285,8 @@ pub(super) struct Window {
 /// decided by `GET /transactions/{id}` alone.
 #[derive(Debug)]
 pub(super) struct Vanished {
-    /// The top of the next window (inclusive).
-    hi: String,
+    /// The top of the next window (inclusive): everything above it was compared.
+    pub(super) hi: String,
     /// The oldest `created_at` read so far.
     low: Option<String>,
     /// Hashes of the ids read at `low` (or, before any, at `hi`).
@@ -351,19 +354,39 @@ impl Vanished {
     }
 }
 
+/// How far a page took a newest-first read of the feed.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Reached<'a> {
+    /// More pages follow.
+    Page,
+    /// The read is complete, down to this floor (inclusive; `None`: the feed's end).
+    End(Option<&'a str>),
+}
+
+/// The top of a read that found no row at all (an empty window): above every instant
+/// the mirror's text form can hold, so the window compared is everything down to the
+/// floor.
+const ABOVE_ALL: &str = "9999-12-31T23:59:59.999999Z";
+
 impl Engine<'_> {
     /// The feed phase: one pass, page by page, each page committed with the cursor
-    /// after it, so a killed run resumes at the next page. The batch that completes
-    /// the pass records its watermark.
+    /// after it, so a killed run resumes at the next page; the windows a page finished
+    /// are confirmed before it is committed ([`Engine::close_windows`]). The batch that
+    /// completes the pass records its watermark.
     pub(super) async fn feed_pass(&mut self) -> Result<(), SyncError> {
         // The customers listed are committed before rows that reference them.
         self.flush().await?;
         let mut cursor = self.feed_cursor()?;
-        // Only a pass read whole by this run knows every row it showed; the first load
-        // into an empty mirror has nothing older to confirm.
-        let whole = cursor.read_to == 0 && cursor.end.is_none();
-        let track = whole && !self.initial_load;
-        self.feed_seen = None;
+        // The first load into an empty mirror has nothing older to confirm; a pass
+        // checkpointed without a window top (by a version before it) cannot know what
+        // its read pages showed.
+        let fresh = cursor.read_to == 0 && cursor.end.is_none();
+        let track = !self.initial_load && (fresh || cursor.window_top.is_some());
+        self.feed_seen = cursor
+            .window_top
+            .clone()
+            .filter(|_| track)
+            .map(Vanished::new);
         self.walk.phase = Phase::Feed;
         loop {
             self.check_cancel()?;
@@ -371,29 +394,17 @@ impl Engine<'_> {
             self.summary.feed_pages += 1;
             if cursor.end.is_none() {
                 cursor.end = newest(&page.transactions);
-                self.feed_seen = cursor.end.clone().filter(|_| track).map(Vanished::new);
+                let top = cursor.end.clone().unwrap_or_else(|| ABOVE_ALL.to_string());
+                self.feed_seen = track.then(|| Vanished::new(top));
             }
             let rows = page.transactions.len() + page.skipped.len();
             let step = feed_step(&cursor, rows);
-            let mut next = self.walk.clone();
-            let (watermark, rolling) = match &step {
-                FeedStep::Next(c) => {
-                    next.feed = Some(c.clone());
-                    (None, None)
-                }
-                FeedStep::Done => {
-                    next.phase = Phase::Rolling;
-                    next.feed = Some(cursor.clone());
-                    // A pass over the whole feed re-read every row: the rolling
-                    // re-read starts a new cycle from here.
-                    let whole_feed = cursor.floor.is_none().then(|| FeedRolling {
-                        end: None,
-                        since: Some(crate::store::now()),
-                    });
-                    (cursor.end.clone(), whole_feed)
-                }
+            let reached = match step {
+                FeedStep::Next(_) => Reached::Page,
+                FeedStep::Done => Reached::End(cursor.floor.as_deref()),
             };
-            let marks = Marks { watermark, rolling };
+            self.close_windows(&page.transactions, reached).await?;
+            let (next, marks) = self.pass_step(&cursor, &step);
             self.feed_batch(page.transactions, next, marks).await?;
             self.report(Phase::Feed);
             match step {
@@ -407,13 +418,67 @@ impl Engine<'_> {
                 "the transactions feed cut pages at {c} rows while more followed: the pass read on in pages of {c}"
             );
         }
-        self.flush().await?;
-        if let Some(mut seen) = self.feed_seen.take() {
-            let last = seen.finish(cursor.floor.as_deref());
-            self.compare_window(&mut seen, &last)?;
-            self.confirm_vanished(seen.missing).await?;
-        }
         self.flush().await
+    }
+
+    /// The walk after a pass's page at `cursor` took `step`, and what it moves of the
+    /// feed's state: the next cursor (with the top of the window not yet confirmed), or,
+    /// at the pass's end, the rolling phase with the pass's watermark.
+    fn pass_step(&self, cursor: &FeedCursor, step: &FeedStep) -> (crate::store::Walk, Marks) {
+        let mut next = self.walk.clone();
+        match step {
+            FeedStep::Next(c) => {
+                let window_top = self.feed_seen.as_ref().map(|s| s.hi.clone());
+                next.feed = Some(FeedCursor {
+                    window_top,
+                    ..c.clone()
+                });
+                (next, Marks::default())
+            }
+            FeedStep::Done => {
+                next.phase = Phase::Rolling;
+                next.feed = Some(cursor.clone());
+                // A pass over the whole feed re-read every row: the rolling re-read
+                // starts a new cycle from here.
+                let whole_feed = cursor.floor.is_none().then(|| FeedRolling {
+                    end: None,
+                    since: Some(crate::store::now()),
+                });
+                let marks = Marks {
+                    watermark: cursor.end.clone(),
+                    rolling: whole_feed,
+                };
+                (next, marks)
+            }
+        }
+    }
+
+    /// Compares the windows of the current read that `rows` (a page) finished, and at
+    /// the read's end the last one, with the mirror, and confirms by id the live rows
+    /// they did not show, before the caller commits the page's checkpoint: a killed run
+    /// resumes below confirmed windows only (the pass's `window_top`, the slice's
+    /// `rolling_end`), so no deletion above its checkpoint is left unconfirmed.
+    pub(super) async fn close_windows(
+        &mut self,
+        rows: &[Transaction],
+        reached: Reached<'_>,
+    ) -> Result<(), SyncError> {
+        let Some(mut seen) = self.feed_seen.take() else {
+            return Ok(());
+        };
+        let mut closed: Vec<Window> = seen.observe(rows).into_iter().collect();
+        if let Reached::End(floor) = reached {
+            closed.push(seen.finish(floor));
+        }
+        let compared = closed
+            .iter()
+            .try_for_each(|w| self.compare_window(&mut seen, w));
+        let missing = std::mem::take(&mut seen.missing);
+        if matches!(reached, Reached::Page) {
+            self.feed_seen = Some(seen);
+        }
+        compared?;
+        self.confirm_vanished(missing).await
     }
 
     /// Compares the window `w` a read finished with the mirror's live rows in it.
@@ -430,18 +495,19 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// After a complete read (a pass, or a slice): the mirror's live transactions in its
-    /// windows that it did not show ([`Vanished`]) are asked for one by one (issue 14:
-    /// never inferred from absence alone): 404 marks one deleted, a row found (hidden
-    /// from the read by paging drift) is written.
+    /// The mirror's live transactions in windows a read (a pass, or a slice) finished
+    /// that it did not show ([`Vanished`]) are asked for one by one (issue 14: never
+    /// inferred from absence alone): 404 marks one deleted, a row found (hidden from the
+    /// read by paging drift) is written. Submitted with the walk before the page that
+    /// finished the windows.
     pub(super) async fn confirm_vanished(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
         if self.reader.is_none() {
             return Ok(());
         }
         if !ids.is_empty() {
-            tracing::info!(
+            tracing::debug!(
                 transactions = ids.len(),
-                "confirming transactions the feed pass did not show"
+                "confirming transactions the feed read did not show"
             );
         }
         for chunk in ids.chunks(FEED_PAGE as usize) {
@@ -530,7 +596,6 @@ impl Engine<'_> {
         }
         let owners = self.feed_owners(&placed).await?;
         self.summary.transactions_seen += placed.len() as u64;
-        let window = self.feed_seen.as_mut().and_then(|s| s.observe(&placed));
         let batch = Batch {
             run_id: self.run_id,
             initial_load: self.initial_load,
@@ -543,18 +608,10 @@ impl Engine<'_> {
             ..Batch::default()
         };
         self.walk = next;
-        if let Some(w) = &mut self.writer {
-            w.submit(batch).await?;
+        match &mut self.writer {
+            Some(w) => w.submit(batch).await,
+            None => Ok(()),
         }
-        // The rows just submitted may not be committed yet: they are in `seen` anyway.
-        if let Some(w) = window
-            && let Some(mut seen) = self.feed_seen.take()
-        {
-            let compared = self.compare_window(&mut seen, &w);
-            self.feed_seen = Some(seen);
-            compared?;
-        }
-        Ok(())
     }
 
     /// Reads the customers of `rows` that neither this walk nor the mirror holds

@@ -16,16 +16,15 @@
 //!   below the floor that the time since then, against `sync.full_every`, calls for,
 //!   less what the cycle has read already ([`slice_plan`]). Runs late or early even out,
 //!   and a cycle older than `sync.full_every` reads the rest at once.
-//! - **Deletions confirmed.** The mirror's live rows in the window a slice read whole
-//!   that it did not show are asked for with `GET /transactions/{id}` (404: deleted),
-//!   as after a pass.
-//! - **Checkpointed.** Each page commits its rows with the slice's new end; a killed
-//!   run's next run starts the next slice there (its pages are not confirmed this
-//!   cycle: the next cycle's slice is).
+//! - **Deletions confirmed.** The mirror's live rows in the windows a slice's page
+//!   finished that the slice did not show are asked for with `GET /transactions/{id}`
+//!   (404: deleted) before the page is committed, as in a pass.
+//! - **Checkpointed.** Each page commits its rows with the slice's new end, everything
+//!   above it confirmed; a killed run's next run starts the next slice there.
 
 use std::time::Duration;
 
-use super::feed::{FEED_PAGE, FeedStep, Marks, Vanished, feed_query, feed_step};
+use super::feed::{FEED_PAGE, FeedStep, Marks, Reached, Vanished, feed_query, feed_step};
 use super::{Engine, SyncError};
 use crate::api::model::Transaction;
 use crate::api::timestamp::parse_timestamp;
@@ -133,12 +132,13 @@ impl Engine<'_> {
     }
 
     /// Reads the slice from `cursor` (its `end` the slice's top) until [`slice_stops`],
-    /// then confirms the rows of the window it read whole that it did not show.
+    /// confirming page by page the rows of the windows it read whole that it did not
+    /// show; rows at the oldest instant read are the next slice's.
     async fn read_slice(&mut self, mut cursor: FeedCursor, want: u64) -> Result<(), SyncError> {
         let top = cursor.end.clone().unwrap_or_default();
         self.feed_seen = Some(Vanished::new(top.clone()));
         let (mut read, mut low) = (0u64, None::<String>);
-        let done = loop {
+        loop {
             self.check_cancel()?;
             let page = self.client.transactions_feed(&feed_query(&cursor)).await?;
             self.summary.feed_pages += 1;
@@ -151,6 +151,12 @@ impl Engine<'_> {
             };
             let step = feed_step(&cursor, rows);
             let done = step == FeedStep::Done;
+            let reached = if done {
+                Reached::End(None)
+            } else {
+                Reached::Page
+            };
+            self.close_windows(&page.transactions, reached).await?;
             let rolling = if done {
                 FeedRolling {
                     end: None,
@@ -173,21 +179,10 @@ impl Engine<'_> {
                 FeedStep::Next(c) if !slice_stops(done, read, want, low.as_deref(), &top) => {
                     cursor = c
                 }
-                _ => break done,
+                _ => break,
             }
-        };
-        self.flush().await?;
-        let Some(mut seen) = self.feed_seen.take() else {
-            return Ok(());
-        };
-        // Stopped short of the feed's end: the windows above the oldest instant read
-        // are compared (rows at that instant may go on past the last page). At the end:
-        // everything below too.
-        if done {
-            let last = seen.finish(None);
-            self.compare_window(&mut seen, &last)?;
         }
-        self.confirm_vanished(seen.missing).await?;
+        self.feed_seen = None;
         self.flush().await
     }
 }

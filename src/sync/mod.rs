@@ -280,9 +280,10 @@ struct Engine<'a> {
     in_flight: VecDeque<PageInFlight>,
     /// `api.concurrency`: requests under way at once, over all pages in flight.
     permits: Arc<Semaphore>,
-    /// What the current feed read (a pass this run read from its start, or a rolling
-    /// slice) has shown, window by window, and the mirror's live rows it did not: those
-    /// are confirmed one by one after the read (a resumed pass confirms none).
+    /// What the current feed read (a pass, or a rolling slice) has shown, window by
+    /// window: the mirror's live rows a finished window did not show are confirmed one
+    /// by one before the page that finished it is committed. `None`: nothing to
+    /// confirm (a first load).
     feed_seen: Option<feed::Vanished>,
 }
 

@@ -261,6 +261,56 @@ async fn a_feed_pass_interrupted_midway_resumes_to_the_exact_mirror() {
     );
 }
 
+/// A full pass over a mirror holding rows since deleted at the source, cancelled
+/// midway: each window a page finished was confirmed before the page's checkpoint was
+/// committed, and the resumed pass confirms on from the checkpoint's window top, so the
+/// run that completes the pass leaves no deleted row live, each asked for about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pass_interrupted_midway_still_confirms_every_deletion() {
+    let sim = spawn_sim(small_sim_options(200, 1412)).await;
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let rows = m.count("SELECT count(*) FROM transactions");
+    let report = sim.sim.mutate(&Mutation {
+        delete_tx: 12,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_deleted.len(), 12);
+    sim.sim.set_feed(Feed {
+        row_cap: 20,
+        ..Feed::default()
+    });
+    sim.sim.set_faults(Faults {
+        p_slow: 1.0,
+        slow_ms: 15,
+        ..Faults::default()
+    });
+    let cancel = CancellationToken::new();
+    let watch = async {
+        let midway =
+            |p: Option<(String, i64)>| p.is_some_and(|(ph, n)| ph == "feed" && n >= rows / 2);
+        assert!(wait_for(60, || midway(feed_progress(&m))).await);
+        cancel.cancel();
+    };
+    let before = sim.sim.stats();
+    let (first, ()) = tokio::join!(m.run_with(RunKind::Full, false, &cancel), watch);
+    assert!(matches!(first, Err(SyncError::Interrupted)), "{first:?}");
+    let deleted = "SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL";
+    // The newer half of the feed was read: its deletions are committed already.
+    assert!(
+        m.count(deleted) > 0,
+        "no deletion confirmed before the cancel"
+    );
+    sim.sim.set_faults(Faults::default());
+    let resumed = m.run(RunKind::Full).await.unwrap();
+    assert!(resumed.resumed_walk_of.is_some());
+    m.assert_equals_truth(&sim);
+    assert_eq!(m.count(deleted), 12);
+    // Each deletion asked for once, give or take a row sharing the checkpoint's instant.
+    let asked = spent_feed_get(&sim, &before);
+    assert!((12..=14).contains(&asked), "{asked} rows asked for by id");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_falls_back_per_customer_when_the_feed_is_closed() {
     let sim = spawn_sim(small_sim_options(200, 1406)).await;
@@ -509,10 +559,11 @@ fn rows_above_rolling_end(m: &Mirror) -> i64 {
 }
 
 /// A run killed in the middle of its rolling slice: each page committed the slice's new
-/// end with its rows, so the next run reads on from there, not from the top again, and
-/// the cycle still ends with the mirror exact.
+/// end with its rows, the deletions above it confirmed, so the next run reads on from
+/// there, not from the top again, and the cycle still ends with the mirror exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint() {
+async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint_and_confirms_every_deletion()
+ {
     let sim = spawn_sim(small_sim_options(400, 1410)).await;
     sim.sim.set_feed(Feed {
         row_cap: 50,
@@ -522,10 +573,12 @@ async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint() {
     m.run(RunKind::Backfill).await.unwrap();
     let full_pages = (m.count("SELECT count(*) FROM transactions") as u64).div_ceil(50);
     let pending = m.count("SELECT count(*) FROM transactions WHERE status = 'pending'") as u32;
-    sim.sim.mutate(&Mutation {
+    let report = sim.sim.mutate(&Mutation {
         settle: pending + 15,
+        delete_tx: 12,
         ..Mutation::default()
     });
+    assert_eq!(report.tx_deleted.len(), 12);
     // The cycle is due whole: this run's slice reads to the feed's end, slowly.
     age_rolling_cycle(&m, 24);
     sim.sim.set_faults(Faults {
@@ -542,6 +595,15 @@ async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint() {
     let (first, ()) = tokio::join!(m.run_with(RunKind::Sync, false, &cancel), watch);
     assert!(matches!(first, Err(SyncError::Interrupted)), "{first:?}");
     let checkpoint = rolling_end(&m).expect("the slice's end was committed");
+    // Deletions above the checkpoint were confirmed before it was committed.
+    let deleted = "SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL";
+    let above = m.count(&format!(
+        "SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL AND created_at > '{checkpoint}'"
+    ));
+    assert!(
+        above > 0,
+        "no deletion above the checkpoint at {checkpoint}"
+    );
     sim.sim.set_faults(Faults::default());
     let resumed = m.run(RunKind::Sync).await.unwrap();
     assert!(resumed.resumed_walk_of.is_some());
@@ -552,5 +614,6 @@ async fn a_rolling_slice_interrupted_midway_reads_on_from_its_checkpoint() {
         resumed.feed_rolling_pages
     );
     m.assert_equals_truth(&sim);
+    assert_eq!(m.count(deleted), 12);
     assert_eq!(rolling_end(&m), None, "the cycle ended");
 }

@@ -546,6 +546,7 @@ pub(super) fn restart_lost_stage(w: &mut Walk) {
             next_page: 1,
             read_to: 0,
             probe_after: None,
+            window_top: None,
             ..f.clone()
         };
     }

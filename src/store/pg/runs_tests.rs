@@ -135,6 +135,7 @@ fn walk(run_id: i64, initial: bool) -> Walk {
             read_to: 6000,
             probe_after: Some(12),
             cap: Some(988),
+            window_top: Some("2025-05-20T10:00:00.250000Z".into()),
         }),
         ..crate::store::walk_tests::walk(run_id)
     }
@@ -312,7 +313,8 @@ fn a_first_backfill_beginning_under_a_readers_transaction_never_deadlocks() {
         let writer = s.spawn(|| p.begin_walk(&walk(r, true)));
         // Until the writer waits for the reader's lock on this schema's `customers`.
         let mut watch = schema.0.connect("test watch", T).unwrap();
-        let q = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass";
+        let q =
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass";
         while watch.query_one(q, &[]).unwrap().get::<_, i64>(0) == 0 {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -343,6 +345,7 @@ fn a_first_load_whose_staged_feed_rows_were_lost_reads_its_feed_pass_again() {
             next_page: 1,
             read_to: 0,
             probe_after: None,
+            window_top: None,
             ..written
         })
     );
