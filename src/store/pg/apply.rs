@@ -587,14 +587,16 @@ fn check_owners(client: &mut Client, feed: &FeedGroups<'_>) -> Result<(), StoreE
 }
 
 /// Records that customers `ids` were read with their details (a `GET /customers/{id}`
-/// that changed nothing in the row): `details_updated_at` becomes their `updated_at`.
+/// that changed nothing in the row): `details_updated_at` becomes their `updated_at`
+/// (`-infinity` for none: read, unlike NULL).
 fn details_known(client: &mut Client, ids: &[&str]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
     client.execute_typed(
-        "UPDATE customers SET details_updated_at = updated_at
-         WHERE id = ANY($1) AND details_updated_at IS DISTINCT FROM updated_at",
+        "UPDATE customers SET details_updated_at = coalesce(updated_at, '-infinity')
+         WHERE id = ANY($1)
+           AND details_updated_at IS DISTINCT FROM coalesce(updated_at, '-infinity')",
         &[(&ids, Type::TEXT_ARRAY)],
     )?;
     Ok(())

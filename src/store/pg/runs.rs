@@ -561,7 +561,8 @@ const ROLLING_ELIGIBLE: &str = "FROM customers c
 /// Live customers whose details are not known at their current `updated_at`: the
 /// predicate of the partial index `customers_lacking_details`, so the planner uses it.
 const LACKING_DETAILS: &str = "FROM customers
-     WHERE deleted_at IS NULL AND details_updated_at IS DISTINCT FROM updated_at";
+     WHERE deleted_at IS NULL
+       AND details_updated_at IS DISTINCT FROM coalesce(updated_at, '-infinity')";
 
 /// Writes `f` (see `record_unsuccessful_run`) through `c`.
 fn record_on(c: &mut Client, f: &RunFailure) -> Result<i64, postgres::Error> {

@@ -11,7 +11,7 @@ impl PgStore {
         self.with(|c| {
             let rows = c.query(
                 "SELECT id, raw::text, ts_text(created_at), ts_text(updated_at),
-                        details_updated_at IS NULL OR details_updated_at IS DISTINCT FROM updated_at
+                        details_updated_at IS DISTINCT FROM coalesce(updated_at, '-infinity')
                  FROM customers WHERE deleted_at IS NULL",
                 &[],
             )?;

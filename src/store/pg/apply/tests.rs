@@ -468,3 +468,63 @@ fn a_webhook_batch_records_changes_of_no_run() {
     ));
     assert_eq!(counts, [[some("1"), some("0")]]);
 }
+
+/// Which customers lack details, in both stores, after each kind of observation, for
+/// customers with and without an `updated_at` (NOTES.md: list rows may lack fields): a
+/// customer never read lacks them, a read one does not until it changes, whether or not
+/// it has an `updated_at` to be known "as of".
+#[test]
+fn details_are_pending_alike_with_or_without_updated_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = SqliteStore::open(&dir.path().join("m.db"), Duration::from_secs(5)).unwrap();
+    let mut pg = TestPg::new();
+    let (lite_run, pg_run) = (lite.start_run(RunKind::Sync).unwrap(), pg.run());
+    let mut step = |customers: Vec<Observed>| {
+        let batch = Batch {
+            customers,
+            ..Batch::default()
+        };
+        let (lite_batch, pg_batch) = (
+            Batch {
+                run_id: lite_run,
+                ..batch.clone()
+            },
+            Batch {
+                run_id: pg_run,
+                ..batch
+            },
+        );
+        lite.apply(&lite_batch).unwrap();
+        pg.store.apply(&pg_batch).unwrap();
+        let a = (
+            lite.lacking_details().unwrap(),
+            lite.details_candidates(10).unwrap(),
+        );
+        let p = &pg.store;
+        let p = (
+            p.lacking_details().unwrap(),
+            p.details_candidates(10).unwrap(),
+        );
+        assert_eq!(p, a, "PostgreSQL against SQLite");
+        a
+    };
+    let (a_item, n_item) = (
+        r#"{"id":"a","created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","metadata":null}"#,
+        r#"{"id":"n","created_at":"2025-02-01T00:00:00Z","metadata":null}"#,
+    );
+    // Listed, metadata hidden: neither is known, with an `updated_at` or without.
+    assert_eq!(
+        step(vec![item(a_item), item(n_item)]),
+        (2, vec!["n".into(), "a".into()])
+    );
+    // `n` read whole: known, though it has no `updated_at`; listed again, still known.
+    let n_read = r#"{"id":"n","created_at":"2025-02-01T00:00:00Z","metadata":{"k":1}}"#;
+    assert_eq!(step(vec![full(n_read)]), (1, vec!["a".into()]));
+    assert_eq!(step(vec![item(n_item)]), (1, vec!["a".into()]));
+    // `n` gains an `updated_at`: changed, so pending again, ahead of the never-read `a`.
+    let n_changed = r#"{"id":"n","created_at":"2025-02-01T00:00:00Z","updated_at":"2025-03-01T00:00:00Z","metadata":null}"#;
+    assert_eq!(
+        step(vec![item(n_changed)]),
+        (2, vec!["n".into(), "a".into()])
+    );
+}

@@ -197,10 +197,11 @@ pub(super) fn insert_customers(
 ) -> Result<(), StoreError> {
     let values = rows.iter().map(|(c, details)| {
         let mut v = customer_values(c);
-        let known = if *details {
-            (&c.updated_at).into()
-        } else {
-            Val::Null
+        let known = match (details, c.updated_at.as_deref()) {
+            (false, _) => Val::Null,
+            (true, Some(t)) => Val::Text(t),
+            // Read, with no `updated_at` to be known as of (the schema's comment).
+            (true, None) => Val::Text("-infinity"),
         };
         v.extend([Val::Text(at), Val::Text(at), known]);
         v
@@ -234,7 +235,8 @@ pub(super) fn update_customers(
              metadata = u.metadata::jsonb, environment = u.environment,
              created_at = u.created_at::timestamptz, updated_at = u.updated_at::timestamptz,
              synced_at = $18::text::timestamptz, deleted_at = NULL, raw = u.raw::jsonb,
-             details_updated_at = CASE WHEN u.details::boolean THEN u.updated_at::timestamptz
+             details_updated_at = CASE WHEN u.details::boolean
+                                       THEN coalesce(u.updated_at::timestamptz, '-infinity')
                                        ELSE c.details_updated_at END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],

@@ -27,13 +27,15 @@ CREATE TABLE customers (
     synced_at          timestamptz NOT NULL, -- when the mirror last changed the row
     deleted_at         timestamptz,          -- when the mirror saw it deleted; NULL while live
     raw                jsonb NOT NULL,       -- the last JSON object received, every field kept
-    -- The `updated_at` whose `GET /customers/{id}` the mirror holds (NULL: none read yet).
+    -- The `updated_at` whose `GET /customers/{id}` the mirror holds (NULL: none read yet;
+    -- '-infinity': read, and the customer had no `updated_at`; SQLite's '').
     details_updated_at timestamptz
 );
 CREATE INDEX customers_created_at ON customers (created_at);
 CREATE INDEX customers_deleted_at ON customers (deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE INDEX customers_lacking_details ON customers (created_at)
-    WHERE deleted_at IS NULL AND details_updated_at IS DISTINCT FROM updated_at;
+    WHERE deleted_at IS NULL
+      AND details_updated_at IS DISTINCT FROM coalesce(updated_at, '-infinity');
 
 CREATE TABLE customer_sync (
     customer_id       text PRIMARY KEY,
