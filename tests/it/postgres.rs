@@ -498,6 +498,68 @@ async fn a_wrong_password_fails_naming_the_settings_and_never_the_password() {
     }
 }
 
+/// The README's roles, as written: an administrator creates the writer's role and a
+/// schema it owns (no right to create schemas in the database), and a read-only analyst
+/// role. lomi-sync mirrors into the schema as the writer; the analyst reads every table
+/// and view the writer made, and can write none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_roles_work_a_writer_owning_its_schema_and_a_read_only_analyst() {
+    let sim = spawn_sim(small_sim_options(30, 1713)).await;
+    let mut m = Mirror::on(&sim, Backend::Postgres);
+    let pg = m.pg.as_ref().unwrap();
+    let (writer, analyst, schema) = (
+        format!("w_{}", pg.schema),
+        format!("a_{}", pg.schema),
+        pg.schema.clone(),
+    );
+    let setup = format!(
+        "CREATE ROLE {writer} LOGIN PASSWORD 'writer-pw';
+         CREATE SCHEMA {schema} AUTHORIZATION {writer};
+         CREATE ROLE {analyst} LOGIN PASSWORD 'analyst-pw';
+         GRANT USAGE ON SCHEMA {schema} TO {analyst};
+         GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {analyst};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA {schema} GRANT SELECT ON TABLES TO {analyst};"
+    );
+    pg.with(|c| c.batch_execute(&setup)).unwrap();
+    let as_role = |role: &str| {
+        let mut url = url::Url::parse(&pg.url).unwrap();
+        url.set_username(role).unwrap();
+        url.to_string()
+    };
+    let password = m.dir.path().join("writer-password");
+    std::fs::write(&password, "writer-pw\n").unwrap();
+    m.settings.store.url = Some(as_role(&writer));
+    m.settings.store.password_file = Some(password);
+    let config = m.config_file("");
+    let out = run_bin(Some(&config), Some(&sim.api_key), &["backfill"]).await;
+    assert!(out.status.success(), "{}", text(&out).1);
+    let analyst_url = as_role(&analyst);
+    let (read, write) = off_runtime(|| {
+        let target =
+            lomi_sync::store::pg::PgTarget::new(&analyst_url, &schema, Some("analyst-pw")).unwrap();
+        let mut c = target
+            .connect("it analyst", Duration::from_secs(10))
+            .unwrap();
+        let read: i64 = c
+            .query_one("SELECT count(*) FROM live_customers", &[])
+            .unwrap()
+            .get(0);
+        let write = c
+            .batch_execute("DELETE FROM customers")
+            .map_err(|e| e.code().cloned());
+        (read, write)
+    });
+    assert_eq!(read, 30);
+    assert_eq!(
+        write,
+        Err(Some(postgres::error::SqlState::INSUFFICIENT_PRIVILEGE))
+    );
+    let cleanup = format!(
+        "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {analyst}; DROP ROLE {analyst}; DROP ROLE {writer};"
+    );
+    pg.with(|c| c.batch_execute(&cleanup)).unwrap();
+}
+
 /// A server that is not there: the run fails at once (no retry loop, no hang) naming
 /// the address and what to check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,18 +601,25 @@ async fn an_unreachable_server_fails_at_once_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_in_the_url_is_refused_with_status_2() {
     let sim = spawn_sim(small_sim_options(10, 1712)).await;
-    let mut m = Mirror::new(&sim);
-    m.settings.store.url = Some("postgres://lomi:hunter2secret@127.0.0.1:5432/postgres".into());
-    let config = m.config_file("");
-    let out = run_bin(Some(&config), Some(&sim.api_key), &["sync"]).await;
-    let (o, e) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{e}");
-    assert!(
-        e.contains("store.url") && e.contains("password_file"),
-        "{e}"
-    );
-    assert!(
-        !o.contains("hunter2secret") && !e.contains("hunter2secret"),
-        "{e}"
-    );
+    for url in [
+        "postgres://lomi:hunter2secret@127.0.0.1:5432/postgres",
+        "postgres://lomi@127.0.0.1:5432/postgres?sslmode=disable&password=hunter2secret",
+    ] {
+        let mut m = Mirror::new(&sim);
+        m.settings.store.url = Some(url.into());
+        let config = m.config_file("");
+        for args in [&["sync"][..], &["check-config"]] {
+            let out = run_bin(Some(&config), Some(&sim.api_key), args).await;
+            let (o, e) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{url} {args:?}: {e}");
+            assert!(
+                e.contains("store.url") && e.contains("password_file"),
+                "{e}"
+            );
+            assert!(
+                !o.contains("hunter2secret") && !e.contains("hunter2secret"),
+                "{url} {args:?}: {o}{e}"
+            );
+        }
+    }
 }

@@ -236,9 +236,20 @@ fn migrate(client: &mut Client, target: &PgTarget) -> Result<(), StoreError> {
         &[&target.lock_key()],
     )
     .map_err(err)?;
+    // `CREATE SCHEMA IF NOT EXISTS` checks the right to create schemas (CREATE on the
+    // database) before it looks for one: a role that owns a schema made for it by an
+    // administrator (the README's setup) has no such right, and needs none.
+    let exists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+    let exists: bool = tx
+        .query_one(exists, &[&target.schema()])
+        .map_err(err)?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .map_err(err)?;
+    }
     tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+        "CREATE TABLE IF NOT EXISTS {schema}.schema_version (
              version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     ))
     .map_err(err)?;

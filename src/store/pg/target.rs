@@ -75,7 +75,9 @@ impl PgTarget {
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err("must start with postgres:// or postgresql://".into());
         }
-        if parsed.password().is_some() {
+        // libpq takes a password in either place: `user:password@` or `?password=`.
+        let in_query = parsed.query_pairs().any(|(k, _)| k == "password");
+        if parsed.password().is_some() || in_query {
             return Err(
                 "holds a password; remove it from the URL and put it in store.password_file \
                  or the PGPASSWORD environment variable"
@@ -188,12 +190,15 @@ fn check_schema(schema: &str) -> Result<(), String> {
         && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && schema
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        // PostgreSQL reserves the prefix for its own schemas.
+        && !schema.starts_with("pg_");
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "store.schema {schema:?} is not a plain identifier; use lowercase letters, digits and _"
+            "store.schema {schema:?} is not a plain identifier; use at most 63 lowercase \
+             letters, digits and _, starting with a letter or _ and not with pg_"
         ))
     }
 }
@@ -204,9 +209,15 @@ mod tests {
 
     #[test]
     fn a_password_in_the_url_is_refused_and_never_echoed() {
-        let e = PgTarget::new("postgres://u:hunter2@db.example/x", "lomi", None).unwrap_err();
-        assert!(e.contains("password_file"), "{e}");
-        assert!(!e.contains("hunter2"), "{e}");
+        for url in [
+            "postgres://u:hunter2@db.example/x",
+            "postgres://u@db.example/x?sslmode=disable&password=hunter2",
+            "postgresql://db.example/x?user=u&password=hunter2",
+        ] {
+            let e = PgTarget::new(url, "lomi", None).unwrap_err();
+            assert!(e.contains("password_file"), "{url}: {e}");
+            assert!(!e.contains("hunter2"), "{url}: {e}");
+        }
     }
 
     #[test]
@@ -229,7 +240,17 @@ mod tests {
 
     #[test]
     fn schemas_must_be_plain_identifiers() {
-        for bad in ["", "Lomi", "lo mi", "1x", "x;drop", "x\"y"] {
+        let long = "x".repeat(64);
+        for bad in [
+            "",
+            "Lomi",
+            "lo mi",
+            "1x",
+            "x;drop",
+            "x\"y",
+            "pg_mirror",
+            &long,
+        ] {
             assert!(
                 PgTarget::new("postgres://u@h/db", bad, None).is_err(),
                 "{bad}"
