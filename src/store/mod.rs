@@ -328,7 +328,8 @@ pub struct FeedCursor {
     /// or asked for by id, and the answers are committed with this cursor, so a
     /// resumed pass confirms from here on and no deletion above it is skipped
     /// (`sync/feed.rs`, `Vanished`). `None`: a pass that confirms nothing (a first
-    /// load), or one checkpointed before a page was read.
+    /// load), one checkpointed before a page was read, or one checkpointed by a
+    /// version that did not keep it (such a pass starts again from the top).
     pub window_top: Option<String>,
 }
 
@@ -1470,6 +1471,19 @@ fn feed_cursor(text: &str) -> Result<FeedCursor, StoreError> {
 }
 
 impl FeedCursor {
+    /// The same pass started again from the top of the feed, keeping what it learned
+    /// of the feed's pages (their size, a silent cap) and its floor.
+    pub fn from_top(&self) -> FeedCursor {
+        FeedCursor {
+            end: None,
+            next_page: 1,
+            read_to: 0,
+            probe_after: None,
+            window_top: None,
+            ..self.clone()
+        }
+    }
+
     /// The cursor as stored in `walk.feed` (JSON).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a cursor of numbers and strings serializes")

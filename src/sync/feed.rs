@@ -363,9 +363,8 @@ pub(super) enum Reached<'a> {
     End(Option<&'a str>),
 }
 
-/// The top of a read that found no row at all (an empty window): above every instant
-/// the mirror's text form can hold, so the window compared is everything down to the
-/// floor.
+/// The top of a new pass's first window: above every instant the mirror's text form
+/// can hold, so rows newer than the feed's newest are compared too.
 const ABOVE_ALL: &str = "9999-12-31T23:59:59.999999Z";
 
 impl Engine<'_> {
@@ -377,16 +376,18 @@ impl Engine<'_> {
         // The customers listed are committed before rows that reference them.
         self.flush().await?;
         let mut cursor = self.feed_cursor()?;
-        // The first load into an empty mirror has nothing older to confirm; a pass
-        // checkpointed without a window top (by a version before it) cannot know what
-        // its read pages showed.
-        let fresh = cursor.read_to == 0 && cursor.end.is_none();
-        let track = !self.initial_load && (fresh || cursor.window_top.is_some());
-        self.feed_seen = cursor
-            .window_top
-            .clone()
-            .filter(|_| track)
-            .map(Vanished::new);
+        // The first load into an empty mirror has nothing older to confirm.
+        let track = !self.initial_load;
+        if track && cursor.read_to > 0 && cursor.window_top.is_none() {
+            // Checkpointed by a version that confirmed at the pass's end only: what its
+            // read pages did not show is unknown, so the pass is read again.
+            tracing::info!("the feed pass of the interrupted walk starts again from its top");
+            cursor = cursor.from_top();
+        }
+        // A new pass compares from above every instant: a mirror row newer than the
+        // feed's newest (deleted since, or written by a webhook) is in its first window.
+        let top = cursor.window_top.as_deref().unwrap_or(ABOVE_ALL);
+        self.feed_seen = track.then(|| Vanished::new(top.to_string()));
         self.walk.phase = Phase::Feed;
         loop {
             self.check_cancel()?;
@@ -394,8 +395,6 @@ impl Engine<'_> {
             self.summary.feed_pages += 1;
             if cursor.end.is_none() {
                 cursor.end = newest(&page.transactions);
-                let top = cursor.end.clone().unwrap_or_else(|| ABOVE_ALL.to_string());
-                self.feed_seen = track.then(|| Vanished::new(top));
             }
             let rows = page.transactions.len() + page.skipped.len();
             let step = feed_step(&cursor, rows);

@@ -61,6 +61,7 @@ async fn every_documented_query_runs_and_matches_the_truth() {
         add_tx: 200,
         settle: 40,
         delete_tx: 4,
+        delete_newest_tx: 0,
         restore: 0,
     });
     // Deletions of customers who never paid: a deleted customer's payments stay in the

@@ -261,13 +261,12 @@ async fn a_feed_pass_interrupted_midway_resumes_to_the_exact_mirror() {
     );
 }
 
-/// A full pass over a mirror holding rows since deleted at the source, cancelled
-/// midway: each window a page finished was confirmed before the page's checkpoint was
-/// committed, and the resumed pass confirms on from the checkpoint's window top, so the
-/// run that completes the pass leaves no deleted row live, each asked for about once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pass_interrupted_midway_still_confirms_every_deletion() {
-    let sim = spawn_sim(small_sim_options(200, 1412)).await;
+/// A mirror of 200 customers whose source then deleted 12 transactions anywhere in the
+/// feed, and a full walk cancelled once its pass (pages of 20) has read half the feed:
+/// the simulator, the mirror, the simulator's counters before that walk, and the
+/// number of rows of the feed.
+async fn a_full_pass_cancelled_midway(seed: u64) -> (TestSim, Mirror, Stats, i64) {
+    let sim = spawn_sim(small_sim_options(200, seed)).await;
     let m = mirror(&sim, TransactionsSource::Feed);
     m.run(RunKind::Backfill).await.unwrap();
     let rows = m.count("SELECT count(*) FROM transactions");
@@ -295,20 +294,54 @@ async fn a_full_pass_interrupted_midway_still_confirms_every_deletion() {
     let before = sim.sim.stats();
     let (first, ()) = tokio::join!(m.run_with(RunKind::Full, false, &cancel), watch);
     assert!(matches!(first, Err(SyncError::Interrupted)), "{first:?}");
-    let deleted = "SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL";
+    sim.sim.set_faults(Faults::default());
+    (sim, m, before, rows)
+}
+
+const DELETED: &str = "SELECT count(*) FROM transactions WHERE deleted_at IS NOT NULL";
+
+/// A full pass cancelled midway ([`a_full_pass_cancelled_midway`]): each window a page
+/// finished was confirmed before the page's checkpoint was committed, and the resumed
+/// pass confirms on from the checkpoint's window top, so the run that completes the
+/// pass leaves no deleted row live, each asked for about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pass_interrupted_midway_still_confirms_every_deletion() {
+    let (sim, m, before, _) = a_full_pass_cancelled_midway(1412).await;
     // The newer half of the feed was read: its deletions are committed already.
     assert!(
-        m.count(deleted) > 0,
+        m.count(DELETED) > 0,
         "no deletion confirmed before the cancel"
     );
-    sim.sim.set_faults(Faults::default());
     let resumed = m.run(RunKind::Full).await.unwrap();
     assert!(resumed.resumed_walk_of.is_some());
     m.assert_equals_truth(&sim);
-    assert_eq!(m.count(deleted), 12);
+    assert_eq!(m.count(DELETED), 12);
     // Each deletion asked for once, give or take a row sharing the checkpoint's instant.
     let asked = spent_feed_get(&sim, &before);
     assert!((12..=14).contains(&asked), "{asked} rows asked for by id");
+}
+
+/// A pass checkpointed by a version that kept no window top (it confirmed at the pass's
+/// end only) cannot know what its read pages did not show: resumed, it reads the feed
+/// again from the top, and the mirror ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_checkpointed_without_a_window_top_is_read_again_from_the_top() {
+    let (sim, m, _, rows) = a_full_pass_cancelled_midway(1414).await;
+    let legacy = "UPDATE walk SET feed = json_remove(feed, '$.window_top')";
+    assert_eq!(m.conn().execute(legacy, []).unwrap(), 1);
+    // As that version left it: nothing confirmed before the cancel.
+    m.conn()
+        .execute("UPDATE transactions SET deleted_at = NULL", [])
+        .unwrap();
+    let resumed = m.run(RunKind::Full).await.unwrap();
+    assert!(resumed.resumed_walk_of.is_some());
+    m.assert_equals_truth(&sim);
+    assert_eq!(m.count(DELETED), 12);
+    assert!(
+        resumed.feed_pages as i64 >= rows / 20,
+        "{} pages for {rows} rows in pages of 20",
+        resumed.feed_pages
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,6 +417,33 @@ async fn a_transaction_missing_from_a_complete_pass_is_confirmed_then_marked_del
     let before = sim.sim.stats();
     m.run(RunKind::Full).await.unwrap();
     assert_eq!(spent_feed_get(&sim, &before), 0);
+}
+
+/// Payments deleted soon after they were made: the mirror's newest rows are newer than
+/// anything the next pass shows (its first page starts below them), and they are still
+/// asked for by id and marked deleted, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_transactions_deleted_at_the_source_are_marked_deleted_by_the_next_sync() {
+    let sim = spawn_sim(small_sim_options(200, 1413)).await;
+    let m = mirror(&sim, TransactionsSource::Feed);
+    m.run(RunKind::Backfill).await.unwrap();
+    let report = sim.sim.mutate(&Mutation {
+        delete_newest_tx: 3,
+        ..Mutation::default()
+    });
+    assert_eq!(report.tx_deleted.len(), 3);
+    let before = sim.sim.stats();
+    let summary = m.run(RunKind::Sync).await.unwrap();
+    m.assert_equals_truth(&sim);
+    assert_eq!(
+        (spent_feed_get(&sim, &before), summary.feed_confirmations),
+        (3, 3)
+    );
+    let deleted = m.strings("SELECT transaction_id FROM transactions WHERE deleted_at IS NOT NULL");
+    assert_eq!(
+        deleted.into_iter().collect::<BTreeSet<_>>(),
+        report.tx_deleted.into_iter().collect()
+    );
 }
 
 /// The rows a pass did not show are found window by window (each page finishes the

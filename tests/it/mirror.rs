@@ -63,6 +63,7 @@ async fn incremental_sync_reconciles_rounds_of_random_changes() {
             add_tx: 30,
             settle: 10,
             delete_tx: 3,
+            delete_newest_tx: 0,
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
         let s = m.run(RunKind::Sync).await.unwrap();

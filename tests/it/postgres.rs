@@ -71,6 +71,7 @@ const ROUND: Mutation = Mutation {
     add_tx: 30,
     settle: 10,
     delete_tx: 3,
+    delete_newest_tx: 0,
 };
 
 async fn rounds_of_changes_per_customer_end_in_the_truth(backend: Backend) {

@@ -34,6 +34,7 @@ async fn survives(sim: &TestSim, faults: Faults) {
         add_tx: 20,
         settle: 5,
         delete_tx: 2,
+        delete_newest_tx: 0,
     });
     sim.sim.set_faults(faults.clone());
     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -169,6 +170,7 @@ async fn kill_9_at_twenty_random_points_never_corrupts_and_always_resumes() {
                 add_tx: 40,
                 settle: 10,
                 delete_tx: 3,
+                delete_newest_tx: 0,
                 restore: 2,
             });
         }

@@ -429,6 +429,9 @@ pub struct Mutation {
     pub settle: u32,
     /// Transactions removed from their customer's list.
     pub delete_tx: u32,
+    /// The newest transactions of the feed removed (payments deleted soon after they were
+    /// made): the next feed pass's first page no longer reaches the mirror's newest rows.
+    pub delete_newest_tx: u32,
 }
 
 /// What a [`Mutation`] did: customer ids for the customer changes, transaction ids for

@@ -1156,6 +1156,7 @@ async fn control_mutate(State(sim): State<Sim>, body: Result<Bytes, BytesRejecti
             m.add_tx,
             m.settle,
             m.delete_tx,
+            m.delete_newest_tx,
         ];
         if counts.iter().any(|&n| n > MAX_MUTATION_COUNT) {
             return Err(SimError::bad_body(format!(

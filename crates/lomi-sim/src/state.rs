@@ -608,6 +608,12 @@ impl State {
         if m.delete_tx > 0 {
             report.tx_deleted = self.delete_transactions(m.delete_tx as usize);
         }
+        let newest = self.feed.iter().rev().take(m.delete_newest_tx as usize);
+        for key in newest.copied().collect::<Vec<_>>() {
+            report
+                .tx_deleted
+                .push(self.delete_transaction(key.slot, key.id));
+        }
         report
     }
 
@@ -701,22 +707,22 @@ impl State {
             .iter()
             .flat_map(|&slot| self.customer(slot).txs.iter().map(move |tx| (slot, tx.id)))
             .collect();
-        let mut deleted = Vec::new();
-        for i in self.rng.distinct(all.len(), count) {
-            let (slot, tx_id) = all[i];
-            if let Some(tx) = self.customer(slot).txs.iter().find(|tx| tx.id == tx_id) {
-                let key = FeedKey {
-                    created_ms: tx.created_ms,
-                    id: tx_id,
-                    slot,
-                };
-                self.feed_remove(key);
-            }
-            self.customer_mut(slot).txs.retain(|tx| tx.id != tx_id);
-            self.flags[slot as usize] = flags_of(self.customer(slot));
-            deleted.push(TxId(tx_id).to_string());
+        let picked = self.rng.distinct(all.len(), count);
+        picked
+            .into_iter()
+            .map(|i| self.delete_transaction(all[i].0, all[i].1))
+            .collect()
+    }
+
+    /// Removes transaction `tx_id` from customer `slot`'s list and the feed; its id.
+    fn delete_transaction(&mut self, slot: u32, tx_id: u64) -> String {
+        if let Some(tx) = self.customer(slot).txs.iter().find(|tx| tx.id == tx_id) {
+            let key = FeedKey::of(tx, slot);
+            self.feed_remove(key);
         }
-        deleted
+        self.customer_mut(slot).txs.retain(|tx| tx.id != tx_id);
+        self.flags[slot as usize] = flags_of(self.customer(slot));
+        TxId(tx_id).to_string()
     }
 }
 
@@ -891,6 +897,7 @@ mod flag_tests {
                     add_tx: 40,
                     settle: 5,
                     delete_tx: 30,
+                    delete_newest_tx: 0,
                 },
                 1_900_000_000_000,
             );

@@ -541,14 +541,7 @@ pub(super) fn restart_lost_stage(w: &mut Walk) {
             rows = f.read_to,
             "the first load's staged feed rows are gone (the server restarted after a crash): its feed pass starts again"
         );
-        *f = FeedCursor {
-            end: None,
-            next_page: 1,
-            read_to: 0,
-            probe_after: None,
-            window_top: None,
-            ..f.clone()
-        };
+        *f = f.from_top();
     }
 }
 
