@@ -139,9 +139,10 @@ pub enum StoreError {
     /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A write batched with another one was rolled back because that one failed: this
-    /// write did not happen either.
-    #[error("not written: a batch committed with this one failed")]
+    /// A write batched with another one was rolled back because that one failed, or a
+    /// run's batch came after one of that run's batches failed: this write did not
+    /// happen either.
+    #[error("not written: a batch committed with this one, or before it in its run, failed")]
     RolledBack,
     /// `why`: what to do about it (the target may be the mirror itself, or a directory).
     #[error("{path} already exists{why}")]

@@ -524,8 +524,8 @@ impl Engine<'_> {
             while let Some(joined) = set.join_next().await {
                 let (id, read) = joined.expect("a transaction read panicked");
                 self.summary.feed_confirmations += 1;
-                match read? {
-                    Some(t) if t.customer_id.is_some() => found.push(t),
+                match self.unreadable_is_present(read)? {
+                    Some(Some(t)) if t.customer_id.is_some() => found.push(t),
                     Some(_) => {}
                     None => gone.push(id),
                 }
@@ -534,6 +534,27 @@ impl Engine<'_> {
             self.confirmed_batch(found, gone).await?;
         }
         Ok(())
+    }
+
+    /// A by-id read's answer for confirming: `Some(Some(row))` found, `None` gone (404).
+    /// A 200 whose body cannot be read (a record without a usable id, NOTES.md) proves
+    /// the row is there: `Some(None)`, the mirror's row kept as it is, the record counted
+    /// as skipped and logged, never a deletion and never a failed run.
+    fn unreadable_is_present(
+        &self,
+        read: Result<Option<Transaction>, ApiError>,
+    ) -> Result<Option<Option<Transaction>>, ApiError> {
+        match read {
+            Ok(Some(t)) => Ok(Some(Some(t))),
+            Ok(None) => Ok(None),
+            Err(e @ ApiError::BadResponse { status: 200, .. }) => {
+                let skipped = &self.client.counters().skipped;
+                skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "a transaction to confirm could not be read; the mirror keeps it");
+                Ok(Some(None))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Submits what confirming transactions found: rows still there, ids gone.

@@ -65,7 +65,8 @@ pub struct Writer {
 
 /// A job applied in the open transaction, waiting for its commit.
 enum Done {
-    Batch(Reply, Applied),
+    /// A run's batch (`sync_runs.id`), and what it wrote.
+    Batch(Reply, i64, Applied),
     Webhook(WebhookReply, WebhookResult),
 }
 
@@ -73,6 +74,11 @@ enum Done {
 #[derive(Default)]
 struct Uncommitted {
     replies: Vec<Done>,
+    /// The run whose batch last failed (rolled back). Its later batches are refused:
+    /// the engine submits ahead of the answers, and one committed after the failure
+    /// would carry a checkpoint past the rows that were rolled back, so the next run
+    /// would resume beyond them and never write them.
+    failed_run: Option<i64>,
 }
 
 impl Uncommitted {
@@ -85,7 +91,7 @@ impl Uncommitted {
             Ok(()) => {
                 for done in self.replies.drain(..) {
                     match done {
-                        Done::Batch(reply, applied) => {
+                        Done::Batch(reply, _, applied) => {
                             let _ = reply.send(Ok(applied));
                         }
                         Done::Webhook(reply, result) => {
@@ -106,7 +112,8 @@ impl Uncommitted {
         for done in self.replies.drain(..) {
             let e = error.take().unwrap_or(StoreError::RolledBack);
             match done {
-                Done::Batch(reply, _) => {
+                Done::Batch(reply, run_id, _) => {
+                    self.failed_run = Some(run_id);
                     let _ = reply.send(Err(e));
                 }
                 Done::Webhook(reply, _) => {
@@ -147,13 +154,19 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Command>) {
                 f(&mut store);
             }
             Some(Command::Apply(batch, reply)) => {
+                if open.failed_run == Some(batch.run_id) {
+                    let _ = reply.send(Err(StoreError::RolledBack));
+                    continue;
+                }
                 let Some(reply) = opened(&open, &mut store, reply) else {
                     continue;
                 };
+                let run_id = batch.run_id;
                 match store.apply_open(&batch) {
-                    Ok(applied) => open.push(&mut store, Done::Batch(reply, applied)),
+                    Ok(applied) => open.push(&mut store, Done::Batch(reply, run_id, applied)),
                     Err(e) => {
-                        open.replies.push(Done::Batch(reply, Applied::default()));
+                        let done = Done::Batch(reply, run_id, Applied::default());
+                        open.replies.push(done);
                         open.fail(&mut store, e);
                     }
                 }
@@ -387,6 +400,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c2, 0);
+    }
+
+    /// Batches the engine submitted after one that failed are refused, never committed:
+    /// their checkpoint would lie past the rows rolled back, and the next run would
+    /// resume beyond them. A later run's batches are applied again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_batch_of_a_run_commits_after_one_of_its_batches_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::sqlite(dir.path().join("m.db"));
+        let store = Store::open(&location, Duration::from_secs(5)).unwrap();
+        let run_id = store.start_run(RunKind::Backfill).unwrap();
+        let next_run = store.start_run(RunKind::Sync).unwrap();
+        let mut writer = Writer::spawn(store);
+        let mut bad = customer_batch(run_id, "c1");
+        bad.transactions.push((
+            "nobody".into(),
+            vec![Transaction::from_value(json!({"transaction_id": "t"})).unwrap()],
+        ));
+        writer.submit(bad).await.unwrap();
+        writer.submit(customer_batch(run_id, "c2")).await.unwrap();
+        let err = writer.flush().await.unwrap_err();
+        assert!(matches!(err, SyncError::Store(_)), "{err}");
+        assert_eq!(writer.call(count).await.unwrap(), 0, "c2 was committed");
+        writer.submit(customer_batch(next_run, "c3")).await.unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(writer.call(count).await.unwrap(), 1);
     }
 
     /// A webhook delivery that fails in the transaction it shares with a run's batch
