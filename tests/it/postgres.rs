@@ -7,7 +7,7 @@
 //! `kill -9` of the binary at random points then an exact resume, readers never seeing
 //! half a page, and a second writer refused with exit status 4 naming the holder.
 //! PostgreSQL's own: the harness's schema per test, a wrong password, a password in the
-//! URL, an unreachable server.
+//! URL, an unreachable server, the README's roles and its PostgreSQL example query.
 //!
 //! These need a server: `scripts/with-postgres cargo nextest run --release` (or
 //! `LOMI_TEST_PG_URL` and `LOMI_TEST_PG_PASSWORD`; see `pg_schema`).
@@ -559,6 +559,48 @@ async fn the_readmes_roles_work_a_writer_owning_its_schema_and_a_read_only_analy
         "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {analyst}; DROP ROLE {analyst}; DROP ROLE {writer};"
     );
     pg.with(|c| c.batch_execute(&cleanup)).unwrap();
+}
+
+/// The README's PostgreSQL example (its `postgresql` blocks) runs as is against a
+/// PostgreSQL mirror, and counts the completed payments of the last 30 days the truth
+/// holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_postgresql_example_runs_and_agrees_with_the_truth() {
+    let sim = spawn_sim(small_sim_options(200, 1714)).await;
+    sim.sim.mutate(&Mutation {
+        add_tx: 100,
+        settle: 40,
+        ..Mutation::default()
+    });
+    let m = Mirror::on(&sim, Backend::Postgres);
+    m.run(RunKind::Backfill).await.unwrap();
+    let readme = include_str!("../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```postgresql")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 1, "one PostgreSQL example");
+    let mut out = Vec::new();
+    let format = lomi_sync::query::Format::Json;
+    lomi_sync::query::run(&m.store(), blocks[0], format, &mut out).unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    let payments: i64 = rows.iter().map(|r| r["payments"].as_i64().unwrap()).sum();
+    let since = chrono::Utc::now() - chrono::Duration::days(30);
+    let truth = sim.sim.truth();
+    let expected = truth["transactions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|list| list.as_array().unwrap())
+        .filter(|t| t["status"] == "completed")
+        .filter(|t| {
+            let at = t["created_at"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(at).unwrap() >= since
+        })
+        .count() as i64;
+    assert!(expected > 0, "the simulator made recent payments");
+    assert_eq!(payments, expected, "{rows:?}");
 }
 
 /// A server that is not there: the run fails at once (no retry loop, no hang) naming
