@@ -325,12 +325,12 @@ pub struct FeedCursor {
     /// The largest page the feed proved it serves, once learned.
     pub cap: Option<u32>,
     /// The top (inclusive) of the part of the pass not yet compared with the mirror:
-    /// every live row the mirror holds newer than this instant was shown by the pass
-    /// or asked for by id, and the answers are committed with this cursor, so a
-    /// resumed pass confirms from here on and no deletion above it is skipped
-    /// (`sync/feed.rs`, `Vanished`). `None`: a pass that confirms nothing (a first
-    /// load), one checkpointed before a page was read, or one checkpointed by a
-    /// version that did not keep it (such a pass starts again from the top).
+    /// every live row the mirror held newer than this instant (with a `created_at`)
+    /// was shown by the pass or asked for by id, the answers committed before this
+    /// cursor, so a resumed pass confirms from here on and no deletion above it is
+    /// skipped (`sync/feed.rs`, `Vanished`). `None`: a pass that confirms nothing (a
+    /// first load), or one checkpointed by a version that did not keep it (such a
+    /// pass starts again from the top). Stale, and unused, once the pass is done.
     pub window_top: Option<String>,
 }
 

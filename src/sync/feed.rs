@@ -291,7 +291,8 @@ pub(super) struct Vanished {
     low: Option<String>,
     /// Hashes of the ids read at `low` (or, before any, at `hi`).
     at_low: std::collections::HashSet<u128>,
-    /// Live ids the compared windows lacked: to confirm once the read is complete.
+    /// Live ids the compared windows lacked: to confirm before the page that finished
+    /// them is committed ([`Engine::close_windows`] takes them).
     pub(super) missing: Vec<String>,
 }
 

@@ -282,8 +282,8 @@ struct Engine<'a> {
     permits: Arc<Semaphore>,
     /// What the current feed read (a pass, or a rolling slice) has shown, window by
     /// window: the mirror's live rows a finished window did not show are confirmed one
-    /// by one before the page that finished it is committed. `None`: nothing to
-    /// confirm (a first load).
+    /// by one before the page that finished it is committed. `None`: no feed read
+    /// under way, or one with nothing to confirm (a first load).
     feed_seen: Option<feed::Vanished>,
 }
 
