@@ -177,7 +177,7 @@ impl PgStore {
 
     /// See `SqliteStore::walk`: a walk this version cannot read is
     /// [`StoreError::UnreadableWalk`], never `None`. A first load's feed pass whose
-    /// staged rows a crash of the server emptied starts again ([`restart_lost_stage`]).
+    /// staged rows are gone starts again ([`restart_lost_stage`]).
     pub fn walk(&self) -> Result<Option<Walk>, StoreError> {
         let Some(mut w) = self.stored_walk()? else {
             return Ok(None);
@@ -530,16 +530,17 @@ fn lost_stage(w: &Walk) -> bool {
     w.initial && w.phase == Phase::Feed && w.feed.as_ref().is_some_and(|f| f.read_to > 0)
 }
 
-/// `feed_stage` is unlogged (written once, sequentially, for a fast first load), so a
-/// crash of the server, not of lomi-sync, empties it while the checkpoint says its
-/// pages were read: the pass then starts again from the top of the feed, keeping what
-/// it learned of the feed's pages (size, cap), rather than complete without those
-/// rows. (A pass whose pages held only rows without a customer restarts too, harmlessly.)
+/// `feed_stage` is a logged table, so a crash of the server keeps it; should it be
+/// empty anyway while the checkpoint says its pages were read (truncated by hand, or a
+/// mirror restored from a dump without it), the pass starts again from the top of the
+/// feed, keeping what it learned of the feed's pages (size, cap), rather than complete
+/// without those rows. (A pass whose pages held only rows without a customer restarts
+/// too, harmlessly.)
 pub(super) fn restart_lost_stage(w: &mut Walk) {
     if let Some(f) = w.feed.as_mut() {
         tracing::warn!(
             rows = f.read_to,
-            "the first load's staged feed rows are gone (the server restarted after a crash): its feed pass starts again"
+            "the first load's staged feed rows are gone from feed_stage: its feed pass starts again"
         );
         *f = f.from_top();
     }

@@ -328,8 +328,8 @@ fn a_first_backfill_beginning_under_a_readers_transaction_never_deadlocks() {
     assert_eq!(p.walk().unwrap().map(|w| w.run_id), Some(r));
 }
 
-/// `feed_stage` is unlogged: a crash of the server empties it. A first load whose
-/// checkpoint says it staged rows the stage no longer holds reads its pass again.
+/// A first load whose checkpoint says it staged rows the stage no longer holds (emptied
+/// by hand, or restored without it) reads its pass again.
 #[test]
 fn a_first_load_whose_staged_feed_rows_were_lost_reads_its_feed_pass_again() {
     let schema = Schema::new();
