@@ -863,8 +863,19 @@ fn check_config(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> 
         "# next fire times of schedule.cron = \"{}\" (UTC)",
         settings.schedule.cron
     );
-    for t in schedule.upcoming(chrono::Utc).take(5) {
+    let upcoming: Vec<_> = schedule.upcoming(chrono::Utc).take(5).collect();
+    for t in &upcoming {
         println!("#   {}", t.format("%Y-%m-%d %H:%M:%S"));
+    }
+    if upcoming.is_empty() {
+        // Valid, so not an error; but `run` would stop at once (scheduler.rs).
+        let w = format!(
+            "schedule.cron = \"{}\" never fires again: `lomi-sync run` would stop at once; \
+             write one that does, e.g. \"0 */15 * * * *\"",
+            settings.schedule.cron
+        );
+        println!("# warning: {w}");
+        eprintln!("lomi-sync: warning: {w}");
     }
     if std::io::stdout().is_terminal() {
         println!("configuration OK");

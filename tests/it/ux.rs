@@ -330,6 +330,27 @@ async fn an_incremental_run_says_whose_payments_it_did_not_reread() {
     );
 }
 
+/// A valid cron expression that never fires again (the 30th of February) passes
+/// `check-config`, with a warning saying `run` would stop at once and what to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_warns_of_a_schedule_that_never_fires() {
+    let sim = spawn_sim(small_sim_options(10, 189)).await;
+    let m = Mirror::new(&sim);
+    let config = m.config_file("[schedule]\ncron = \"0 0 0 30 2 *\"");
+    let out = run_bin(Some(&config), Some(&sim.api_key), &["check-config"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("never fires again") && stderr.contains("0 */15 * * * *"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("# warning: schedule.cron"), "{stdout}");
+    // One that fires has no such warning.
+    let config = m.config_file("");
+    let out = run_bin(Some(&config), Some(&sim.api_key), &["check-config"]).await;
+    assert!(!text(&out).1.contains("never fires"), "{}", text(&out).1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_miss_and_misspelt_environment_variables_are_named() {
     let sim = spawn_sim(small_sim_options(10, 188)).await;
